@@ -1,0 +1,20 @@
+# lockext: PGXS build.  make && make install; the test suite is test/run.sh.
+MODULE_big = lockext
+OBJS = src/sql_api.o src/guc.o src/registry.o src/local_lock.o
+EXTENSION = lockext
+DATA = sql/lockext--1.0.sql
+PGFILEDESC = "lockext - distributed locks for SQL"
+
+# Our own warnings on top of PGXS's; PostgreSQL's headers are not
+# -Wextra-clean for unused parameters (nor is their callback style).
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: test demo
+test:
+	bash test/run.sh
+demo:
+	bash test/demo.sh

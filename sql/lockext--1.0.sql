@@ -1,0 +1,67 @@
+/* lockext--1.0.sql: the SQL interface of lockext 1.0 */
+
+\echo Use "CREATE EXTENSION lockext" to load this file. \quit
+
+-- Fencing tokens of the advisory backend.  CACHE 1 keeps values strictly
+-- increasing across sessions; config_dump makes pg_dump keep its position.
+CREATE SEQUENCE dlock_fence_seq AS bigint NO CYCLE CACHE 1;
+SELECT pg_catalog.pg_extension_config_dump('dlock_fence_seq', '');
+REVOKE ALL ON SEQUENCE dlock_fence_seq FROM PUBLIC;
+
+-- Non-strict on purpose: a NULL key is an error (22004), not a NULL result.
+CREATE FUNCTION dlock_acquire(key text, timeout float8 DEFAULT NULL,
+                              lease float8 DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'dlock_acquire'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dlock_try_acquire(key text, lease float8 DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'dlock_try_acquire'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dlock_acquire_session(key text, timeout float8 DEFAULT NULL,
+                                      lease float8 DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'dlock_acquire_session'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dlock_try_acquire_session(key text, lease float8 DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'dlock_try_acquire_session'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dlock_release(key text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'dlock_release'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dlock_release_all()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'dlock_release_all'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dlock_extend(key text, lease float8 DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'dlock_extend'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dlock_token(key text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'dlock_token'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dlock_held(OUT key text, OUT scope text, OUT backend text,
+                           OUT token bigint, OUT holds integer,
+                           OUT acquired_at timestamptz,
+                           OUT lease_expires_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dlock_held'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 10;
+
+CREATE FUNCTION dlock_holder(key text, OUT instance text, OUT pid integer,
+                             OUT database text, OUT application_name text,
+                             OUT since timestamptz, OUT lease_left interval)
+RETURNS record
+AS 'MODULE_PATHNAME', 'dlock_holder'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;

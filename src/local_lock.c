@@ -1,0 +1,315 @@
+/*-------------------------------------------------------------------------
+ *
+ * local_lock.c
+ *	  The advisory backend: dlocks in PostgreSQL's own lock manager.
+ *
+ * A key maps to an advisory-type LOCKTAG in a tag space of its own
+ * (database, 64-bit key hash, LOCKEXT_TAG_SPACE), so waiters queue FIFO,
+ * deadlocks are detected, and everything shows in pg_locks.  Session holds
+ * use AccessExclusiveLock and transaction holds ExclusiveLock: both
+ * conflict with everything, and the distinct modes let us tell which of
+ * our holds pg_advisory_unlock_all() has taken away.  Fencing tokens come
+ * from the extension's sequence, drawn after the grant.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+#include <math.h>
+#include <unistd.h>
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "commands/sequence.h"
+#include "miscadmin.h"
+#include "postmaster/postmaster.h"
+#include "utils/backend_status.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "lockext.h"
+
+#define FENCE_SEQ_NAME "dlock_fence_seq"
+
+/* OID of the extension's fence sequence, looked up once per backend. */
+static Oid	fence_seq_oid = InvalidOid;
+
+static void
+fence_seq_invalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == fence_seq_oid)
+		fence_seq_oid = InvalidOid;
+}
+
+void
+local_lock_init(void)
+{
+	CacheRegisterRelcacheCallback(fence_seq_invalidate, (Datum) 0);
+}
+
+void
+local_lock_set_tag(LOCKTAG *tag, uint64 hash)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (hash >> 32),
+						 (uint32) hash, LOCKEXT_TAG_SPACE);
+}
+
+static inline LOCKMODE
+scope_mode(DlockScope scope)
+{
+	return scope == DLOCK_SCOPE_SESSION ? LOCKEXT_SESSION_LOCKMODE :
+		LOCKEXT_XACT_LOCKMODE;
+}
+
+/*
+ * Wait in the lock manager for at most timeout_ms (-1: forever).  The bound
+ * is lock_timeout at a GUC nest level of our own, as ri_triggers.c does;
+ * its error becomes our 55P03.  Cancel, statement_timeout, termination
+ * and the deadlock detector work as for any lock wait.
+ */
+static void
+local_lock_wait(DlockEntry *entry, LOCKMODE mode, bool session,
+				int64 timeout_ms)
+{
+	int			nestlevel = NewGUCNestLevel();
+	MemoryContext oldcxt = CurrentMemoryContext;
+	char		buf[32];
+
+	snprintf(buf, sizeof(buf), "%d",
+			 (timeout_ms < 0 || timeout_ms > INT_MAX) ? 0 : (int) timeout_ms);
+	(void) set_config_option("lock_timeout", buf, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	PG_TRY();
+	{
+		(void) LockAcquire(&entry->tag, mode, session, false);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+		{
+			FlushErrorState();
+			lockext_report_timeout(entry->key, timeout_ms);
+		}
+		FreeErrorData(edata);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/*
+ * Take the local lock of entry in scope's mode.  Shared with the Redis
+ * backend, which queues locally first.
+ */
+bool
+local_lock_acquire(DlockEntry *entry, DlockScope scope, int64 timeout_ms)
+{
+	LOCKMODE	mode = scope_mode(scope);
+	bool		session = (scope == DLOCK_SCOPE_SESSION);
+	bool		other_scope_held = session ? entry->xact_holds > 0 :
+		entry->session_holds > 0;
+
+	/*
+	 * Holding the key in the other mode, we conflict with every waiter, so
+	 * the lock manager grants at once (ProcSleep puts a holder ahead of the
+	 * queue).  A no-wait attempt would fail on the queued waiters instead.
+	 */
+	if (other_scope_held)
+	{
+		(void) LockAcquire(&entry->tag, mode, session, false);
+		return true;
+	}
+
+	/* Uncontended fast path: no GUC juggling. */
+	if (LockAcquire(&entry->tag, mode, session, true) != LOCKACQUIRE_NOT_AVAIL)
+		return true;
+	if (timeout_ms == 0)
+		return false;
+
+	local_lock_wait(entry, mode, session, timeout_ms);
+	return true;
+}
+
+void
+local_lock_release(DlockEntry *entry, DlockScope scope, bool lockmgr_releases)
+{
+	/* at transaction end and at exit the lock manager drops it itself */
+	if (lockmgr_releases)
+		return;
+	(void) LockRelease(&entry->tag, scope_mode(scope),
+					   scope == DLOCK_SCOPE_SESSION);
+}
+
+bool
+local_lock_still_held(DlockEntry *entry, DlockScope scope)
+{
+	return LockHeldByMe(&entry->tag, scope_mode(scope));
+}
+
+/* get_extension_schema() is not exported before PostgreSQL 16. */
+static Oid
+lockext_schema(void)
+{
+	Oid			extoid = get_extension_oid("lockext", false);
+	Oid			nspid = InvalidOid;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		nspid = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return nspid;
+}
+
+/*
+ * One sequence (CACHE 1) for all keys: values strictly increase across
+ * backends, hence for successive holders of any key.  A read-only
+ * transaction (or a standby) cannot advance a sequence; its locks carry no
+ * token, which is harmless since it cannot write what a token would fence.
+ */
+static void
+advisory_draw_token(DlockEntry *entry)
+{
+	if (XactReadOnly)
+	{
+		entry->has_token = false;
+		return;
+	}
+	if (!OidIsValid(fence_seq_oid))
+	{
+		Oid			seq = get_relname_relid(FENCE_SEQ_NAME, lockext_schema());
+
+		if (!OidIsValid(seq))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("sequence \"%s\" of extension \"lockext\" does not exist",
+							FENCE_SEQ_NAME),
+					 errhint("Reinstall the extension with DROP EXTENSION lockext; CREATE EXTENSION lockext;.")));
+		fence_seq_oid = seq;
+	}
+	entry->token = nextval_internal(fence_seq_oid, false);
+	entry->has_token = true;
+}
+
+static bool
+advisory_acquire(DlockEntry *entry, DlockScope scope, int64 timeout_ms,
+				 int64 lease_ms)
+{
+	return local_lock_acquire(entry, scope, timeout_ms);
+}
+
+static void
+advisory_release(DlockEntry *entry, DlockScope scope, bool lockmgr_releases,
+				 bool is_abort)
+{
+	local_lock_release(entry, scope, lockmgr_releases);
+}
+
+/* A local lock has no lease: held means nothing to renew. */
+static bool
+advisory_extend(DlockEntry *entry, int64 lease_ms)
+{
+	return true;
+}
+
+/* The name other instances and dlock_holder() know this instance by. */
+char *
+lockext_instance_name(void)
+{
+	char		host[256];
+
+	if (cluster_name && cluster_name[0] != '\0')
+		return pstrdup(cluster_name);
+	if (gethostname(host, sizeof(host)) != 0)
+		strlcpy(host, "localhost", sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+	return psprintf("%s:%d", host, PostPortNumber);
+}
+
+static bool
+advisory_holder(const char *key, int keylen, uint64 hash,
+				DlockHolderInfo *info)
+{
+	LOCKTAG		tag;
+	LockData   *data;
+	int			pid = 0;
+	int			i;
+	int			nbackends;
+
+	local_lock_set_tag(&tag, hash);
+	data = GetLockStatusData();
+	for (i = 0; i < data->nelements; i++)
+	{
+		LockInstanceData *inst = &data->locks[i];
+
+		if (inst->holdMask != 0 &&
+			memcmp(&inst->locktag, &tag, sizeof(LOCKTAG)) == 0)
+		{
+			pid = inst->pid;
+			break;
+		}
+	}
+	if (pid == 0)
+		return false;
+
+	memset(info, 0, sizeof(*info));
+	info->instance = lockext_instance_name();
+	info->pid = pid;
+	info->lease_left_ms = -1;
+
+	nbackends = pgstat_fetch_stat_numbackends();
+	for (i = 1; i <= nbackends; i++)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *be = &local->backendStatus;
+
+		if (be->st_procpid != pid)
+			continue;
+		if (OidIsValid(be->st_databaseid))
+			info->database = get_database_name(be->st_databaseid);
+		info->application_name = pstrdup(be->st_appname);
+		break;
+	}
+
+	/* The lock manager keeps no grant time; we know only our own. */
+	if (pid == MyProcPid)
+	{
+		DlockEntry *entry = registry_lookup(key, keylen);
+
+		if (entry)
+			info->since = entry->acquired_at;
+	}
+	return true;
+}
+
+const DlockBackend advisory_backend = {
+	.name = "advisory",
+	.acquire = advisory_acquire,
+	.release = advisory_release,
+	.still_held = local_lock_still_held,
+	.draw_token = advisory_draw_token,
+	.extend = advisory_extend,
+	.holder = advisory_holder,
+};

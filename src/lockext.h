@@ -1,0 +1,168 @@
+/*-------------------------------------------------------------------------
+ *
+ * lockext.h
+ *	  The backend interface of lockext: the per-backend registry of held
+ *	  locks, the operations every lock backend provides, and the GUCs.
+ *
+ * The SQL layer (sql_api.c) validates input and talks to the registry
+ * (registry.c); the registry owns reentrancy, scopes and the transaction,
+ * subtransaction and resource-owner callbacks, and calls a DlockBackend
+ * only when a hold really starts or ends.  local_lock.c implements the
+ * backend on PostgreSQL's own lock manager.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOCKEXT_H
+#define LOCKEXT_H
+
+#include "postgres.h"
+
+#include "lib/ilist.h"
+#include "storage/lock.h"
+#include "utils/timestamp.h"
+
+/* Longest key accepted, in bytes of the database encoding. */
+#define LOCKEXT_MAX_KEY_BYTES	1024
+
+/*
+ * Advisory lock tags whose last field is 1 or 2 belong to pg_advisory_*();
+ * ours carry this value instead, so the two never collide ("lx").
+ */
+#define LOCKEXT_TAG_SPACE	0x6C78
+
+/* Lock modes on the local lock: the scope is visible in pg_locks. */
+#define LOCKEXT_XACT_LOCKMODE		ExclusiveLock
+#define LOCKEXT_SESSION_LOCKMODE	AccessExclusiveLock
+
+typedef enum DlockScope
+{
+	DLOCK_SCOPE_XACT,
+	DLOCK_SCOPE_SESSION
+} DlockScope;
+
+/* Transaction-scoped holds taken in one subtransaction. */
+typedef struct DlockSubHold
+{
+	SubTransactionId subid;
+	int			count;
+} DlockSubHold;
+
+struct DlockBackend;
+
+/*
+ * One key this backend holds, in either or both scopes.  Lives in
+ * TopMemoryContext; removed as soon as it has no hold left.
+ */
+typedef struct DlockEntry
+{
+	uint64		hash;			/* hash table key: 64-bit hash of the key */
+	char	   *key;			/* the key, NUL-terminated */
+	int			keylen;
+	LOCKTAG		tag;			/* the local lock's tag */
+	const struct DlockBackend *backend;	/* backend that granted it */
+
+	int			session_holds;
+	int			xact_holds;		/* sum of subs[].count */
+	int			nsubs;
+	int			maxsubs;
+	DlockSubHold *subs;			/* ordered by subid, innermost last */
+	dlist_node	xact_node;		/* in the registry's list while xact_holds */
+
+	bool		has_token;		/* false: no token could be drawn */
+	int64		token;
+	TimestampTz acquired_at;
+	TimestampTz lease_expires_at;	/* 0 when the backend has no lease */
+} DlockEntry;
+
+/* Who holds a key, for dlock_holder(). */
+typedef struct DlockHolderInfo
+{
+	char	   *instance;
+	int			pid;
+	char	   *database;		/* NULL when unknown */
+	char	   *application_name;	/* NULL when unknown */
+	TimestampTz since;			/* 0 when unknown */
+	int64		lease_left_ms;	/* -1 when the backend has no lease */
+} DlockHolderInfo;
+
+/*
+ * A lock backend.  The registry calls acquire only when the entry holds no
+ * lock in that scope yet (it may hold the other scope), and release only
+ * when the last hold of a scope ends.
+ */
+typedef struct DlockBackend
+{
+	const char *name;
+
+	/*
+	 * Take the lock.  timeout_ms: 0 try once, -1 wait forever.  Returns
+	 * false when the lock is busy after the timeout; may ERROR (55P03 on a
+	 * timed-out wait, 57014 on cancel, 40P01 on deadlock).
+	 */
+	bool		(*acquire) (DlockEntry *entry, DlockScope scope,
+							int64 timeout_ms, int64 lease_ms);
+
+	/*
+	 * The last hold of a scope ended.  xact_end: at transaction or
+	 * subtransaction end, where the lock manager drops transaction-scoped
+	 * local locks itself.  On the abort path this must not ERROR.
+	 */
+	void		(*release) (DlockEntry *entry, DlockScope scope, bool xact_end,
+							bool is_abort);
+
+	/* Is the scope's lock still really held (pg_advisory_unlock_all)? */
+	bool		(*still_held) (DlockEntry *entry, DlockScope scope);
+
+	/* Draw the fencing token of a fresh grant into entry. */
+	void		(*draw_token) (DlockEntry *entry);
+
+	/* Renew the lease; false when the lock was lost. */
+	bool		(*extend) (DlockEntry *entry, int64 lease_ms);
+
+	/* Fill *info for whoever holds the key now; false when it is free. */
+	bool		(*holder) (const char *key, int keylen, uint64 hash,
+						   DlockHolderInfo *info);
+} DlockBackend;
+
+/* GUCs (guc.c) */
+typedef enum LockextBackendChoice
+{
+	LOCKEXT_BACKEND_AUTO,
+	LOCKEXT_BACKEND_ADVISORY
+} LockextBackendChoice;
+
+extern int	lockext_backend_choice;
+extern int	lockext_wait_timeout_ms;
+extern int	lockext_lease_ms;
+
+extern void lockext_define_gucs(void);
+extern const DlockBackend *lockext_current_backend(void);
+
+/* registry.c */
+extern void registry_init(void);
+extern uint64 registry_hash_key(const char *key, int keylen);
+extern DlockEntry *registry_lookup(const char *key, int keylen);
+extern DlockEntry *registry_acquire(const char *key, int keylen,
+									DlockScope scope, int64 timeout_ms,
+									int64 lease_ms);
+extern bool registry_release_session(DlockEntry *entry);
+extern int	registry_release_all_session(void);
+extern int	registry_count(void);
+extern void registry_foreach(void (*fn) (DlockEntry *entry, void *arg),
+							 void *arg);
+
+/* sql_api.c */
+extern void lockext_report_timeout(const char *key, int64 timeout_ms) pg_attribute_noreturn();
+
+/* local_lock.c: the advisory backend, and the local queue others share */
+extern const DlockBackend advisory_backend;
+extern void local_lock_init(void);
+extern void local_lock_set_tag(LOCKTAG *tag, uint64 hash);
+extern bool local_lock_acquire(DlockEntry *entry, DlockScope scope,
+							   int64 timeout_ms);
+extern void local_lock_release(DlockEntry *entry, DlockScope scope,
+							   bool lockmgr_releases);
+extern bool local_lock_still_held(DlockEntry *entry, DlockScope scope);
+extern char *lockext_instance_name(void);
+
+#endif							/* LOCKEXT_H */

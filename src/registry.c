@@ -1,0 +1,430 @@
+/*-------------------------------------------------------------------------
+ *
+ * registry.c
+ *	  The per-backend registry of held dlocks, and the transaction,
+ *	  subtransaction and resource-owner callbacks that end holds.
+ *
+ * A key is held in session scope (counted holds, ended by dlock_release)
+ * and/or in transaction scope (holds recorded per subtransaction: an
+ * aborted subtransaction drops its holds, a committed one passes them to
+ * its parent, the end of the top transaction drops them all).  The
+ * registry calls the key's backend only when a scope's first hold starts
+ * or its last hold ends, so reentrant acquires cost a hash lookup.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "common/hashfn.h"
+#include "storage/ipc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+#include "lockext.h"
+
+#define REGISTRY_HASH_SEED	UINT64CONST(0x6c6f636b65787431)
+
+static HTAB *registry = NULL;
+
+/* Entries with transaction-scoped holds, so transaction end is O(those). */
+static dlist_head xact_entries = DLIST_STATIC_INIT(xact_entries);
+
+static void registry_xact_callback(XactEvent event, void *arg);
+static void registry_subxact_callback(SubXactEvent event,
+									  SubTransactionId mySubid,
+									  SubTransactionId parentSubid,
+									  void *arg);
+static void registry_resowner_callback(ResourceReleasePhase phase,
+									   bool isCommit, bool isTopLevel,
+									   void *arg);
+static void registry_exit_callback(int code, Datum arg);
+
+void
+registry_init(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(DlockEntry);
+	ctl.hcxt = TopMemoryContext;
+	registry = hash_create("lockext registry", 64, &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	RegisterXactCallback(registry_xact_callback, NULL);
+	RegisterSubXactCallback(registry_subxact_callback, NULL);
+	RegisterResourceReleaseCallback(registry_resowner_callback, NULL);
+	before_shmem_exit(registry_exit_callback, (Datum) 0);
+}
+
+uint64
+registry_hash_key(const char *key, int keylen)
+{
+	return hash_bytes_extended((const unsigned char *) key, keylen,
+							   REGISTRY_HASH_SEED);
+}
+
+static inline int
+scope_holds(DlockEntry *entry, DlockScope scope)
+{
+	return scope == DLOCK_SCOPE_SESSION ? entry->session_holds : entry->xact_holds;
+}
+
+/* Remove an entry that no longer holds anything. */
+static void
+forget_if_unheld(DlockEntry *entry)
+{
+	if (entry->session_holds > 0 || entry->xact_holds > 0)
+		return;
+	Assert(entry->nsubs == 0);
+	if (entry->key)
+		pfree(entry->key);
+	if (entry->subs)
+		pfree(entry->subs);
+	hash_search(registry, &entry->hash, HASH_REMOVE, NULL);
+}
+
+/*
+ * Distinct keys with equal 64-bit hashes would share one local lock; refuse
+ * the second rather than silently coupling two keys.
+ */
+static void
+check_same_key(DlockEntry *entry, const char *key, int keylen)
+{
+	if (entry->keylen != keylen || memcmp(entry->key, key, keylen) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("lock key \"%s\" collides with held lock key \"%s\"",
+						key, entry->key),
+				 errdetail("Both keys have the same 64-bit hash.")));
+}
+
+/*
+ * Session holds can vanish behind our back: pg_advisory_unlock_all() and
+ * DISCARD ALL release every session lock of the user lock method.
+ */
+static void
+sync_entry(DlockEntry *entry)
+{
+	if (entry->session_holds > 0 &&
+		!entry->backend->still_held(entry, DLOCK_SCOPE_SESSION))
+		entry->session_holds = 0;
+}
+
+DlockEntry *
+registry_lookup(const char *key, int keylen)
+{
+	uint64		hash = registry_hash_key(key, keylen);
+	DlockEntry *entry;
+
+	entry = hash_search(registry, &hash, HASH_FIND, NULL);
+	if (entry == NULL)
+		return NULL;
+	check_same_key(entry, key, keylen);
+	sync_entry(entry);
+	if (entry->session_holds == 0 && entry->xact_holds == 0)
+	{
+		forget_if_unheld(entry);
+		return NULL;
+	}
+	return entry;
+}
+
+/* Make room for one more subtransaction record before anything is taken. */
+static void
+reserve_sub_slot(DlockEntry *entry)
+{
+	if (entry->nsubs < entry->maxsubs)
+		return;
+	if (entry->subs == NULL)
+	{
+		entry->maxsubs = 4;
+		entry->subs = MemoryContextAlloc(TopMemoryContext,
+										 entry->maxsubs * sizeof(DlockSubHold));
+	}
+	else
+	{
+		entry->maxsubs *= 2;
+		entry->subs = repalloc(entry->subs,
+							   entry->maxsubs * sizeof(DlockSubHold));
+	}
+}
+
+/* Record one hold; cannot fail (room was reserved). */
+static void
+add_hold(DlockEntry *entry, DlockScope scope)
+{
+	if (scope == DLOCK_SCOPE_SESSION)
+	{
+		entry->session_holds++;
+		return;
+	}
+	else
+	{
+		SubTransactionId subid = GetCurrentSubTransactionId();
+
+		if (entry->nsubs > 0 && entry->subs[entry->nsubs - 1].subid == subid)
+			entry->subs[entry->nsubs - 1].count++;
+		else
+		{
+			Assert(entry->nsubs < entry->maxsubs);
+			entry->subs[entry->nsubs].subid = subid;
+			entry->subs[entry->nsubs].count = 1;
+			entry->nsubs++;
+		}
+		if (entry->xact_holds++ == 0)
+			dlist_push_tail(&xact_entries, &entry->xact_node);
+	}
+}
+
+/* The last transaction-scoped hold of entry is gone. */
+static void
+end_xact_holds(DlockEntry *entry, bool lockmgr_releases, bool is_abort)
+{
+	entry->xact_holds = 0;
+	entry->nsubs = 0;
+	dlist_delete(&entry->xact_node);
+	entry->backend->release(entry, DLOCK_SCOPE_XACT, lockmgr_releases, is_abort);
+	forget_if_unheld(entry);
+}
+
+DlockEntry *
+registry_acquire(const char *key, int keylen, DlockScope scope,
+				 int64 timeout_ms, int64 lease_ms)
+{
+	uint64		hash = registry_hash_key(key, keylen);
+	DlockEntry *entry;
+	volatile bool granted = false;
+
+	entry = hash_search(registry, &hash, HASH_FIND, NULL);
+	if (entry == NULL)
+	{
+		/* copy the key first so an entry never lacks one */
+		char	   *keycopy = MemoryContextAlloc(TopMemoryContext, keylen + 1);
+
+		memcpy(keycopy, key, keylen);
+		keycopy[keylen] = '\0';
+		entry = hash_search(registry, &hash, HASH_ENTER, NULL);
+		MemSet(((char *) entry) + sizeof(uint64), 0,
+			   sizeof(DlockEntry) - sizeof(uint64));
+		entry->key = keycopy;
+		entry->keylen = keylen;
+		entry->backend = lockext_current_backend();
+		local_lock_set_tag(&entry->tag, hash);
+	}
+	else
+	{
+		check_same_key(entry, key, keylen);
+		sync_entry(entry);
+	}
+
+	if (scope == DLOCK_SCOPE_XACT)
+		reserve_sub_slot(entry);
+
+	/* Reentrant: the backend already holds this scope. */
+	if (scope_holds(entry, scope) > 0)
+	{
+		add_hold(entry, scope);
+		return entry;
+	}
+
+	PG_TRY();
+	{
+		granted = entry->backend->acquire(entry, scope, timeout_ms, lease_ms);
+	}
+	PG_CATCH();
+	{
+		forget_if_unheld(entry);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (!granted)
+	{
+		forget_if_unheld(entry);
+		return NULL;
+	}
+
+	if (entry->session_holds == 0 && entry->xact_holds == 0)
+	{
+		/* A fresh grant: a new holder period with a new token. */
+		add_hold(entry, scope);
+		entry->acquired_at = GetCurrentTimestamp();
+		PG_TRY();
+		{
+			entry->backend->draw_token(entry);
+		}
+		PG_CATCH();
+		{
+			/* Give the lock back rather than hold it without a token. */
+			if (scope == DLOCK_SCOPE_SESSION)
+			{
+				entry->session_holds = 0;
+				entry->backend->release(entry, scope, false, false);
+				forget_if_unheld(entry);
+			}
+			else
+				end_xact_holds(entry, false, false);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	else
+		add_hold(entry, scope);
+
+	return entry;
+}
+
+bool
+registry_release_session(DlockEntry *entry)
+{
+	if (entry->session_holds == 0)
+		return false;
+	if (--entry->session_holds == 0)
+	{
+		entry->backend->release(entry, DLOCK_SCOPE_SESSION, false, false);
+		forget_if_unheld(entry);
+	}
+	return true;
+}
+
+int
+registry_release_all_session(void)
+{
+	HASH_SEQ_STATUS status;
+	DlockEntry *entry;
+	int			released = 0;
+
+	hash_seq_init(&status, registry);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		sync_entry(entry);
+		if (entry->session_holds > 0)
+		{
+			entry->session_holds = 0;
+			entry->backend->release(entry, DLOCK_SCOPE_SESSION, false, false);
+			released++;
+		}
+		/* deleting the entry just returned is allowed during a scan */
+		forget_if_unheld(entry);
+	}
+	return released;
+}
+
+int
+registry_count(void)
+{
+	return registry ? (int) hash_get_num_entries(registry) : 0;
+}
+
+/* Call fn for every held entry, after bringing session holds up to date. */
+void
+registry_foreach(void (*fn) (DlockEntry *entry, void *arg), void *arg)
+{
+	HASH_SEQ_STATUS status;
+	DlockEntry *entry;
+
+	hash_seq_init(&status, registry);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		sync_entry(entry);
+		if (entry->session_holds == 0 && entry->xact_holds == 0)
+		{
+			forget_if_unheld(entry);
+			continue;
+		}
+		fn(entry, arg);
+	}
+}
+
+static void
+registry_xact_callback(XactEvent event, void *arg)
+{
+	/* Like postgres_fdw: a prepared transaction cannot keep our holds. */
+	if (event == XACT_EVENT_PRE_PREPARE && !dlist_is_empty(&xact_entries))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot PREPARE a transaction that holds transaction-scoped dlocks"),
+				 errhint("Commit or roll back the transaction instead, or take the locks with dlock_acquire_session().")));
+}
+
+static void
+registry_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg)
+{
+	dlist_mutable_iter iter;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+
+	dlist_foreach_modify(iter, &xact_entries)
+	{
+		DlockEntry *entry = dlist_container(DlockEntry, xact_node, iter.cur);
+		DlockSubHold *top = &entry->subs[entry->nsubs - 1];
+
+		/* holds of inner subtransactions were settled when those ended */
+		if (top->subid != mySubid)
+			continue;
+
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+		{
+			if (entry->nsubs > 1 && top[-1].subid == parentSubid)
+			{
+				top[-1].count += top->count;
+				entry->nsubs--;
+			}
+			else
+				top->subid = parentSubid;
+		}
+		else
+		{
+			entry->xact_holds -= top->count;
+			entry->nsubs--;
+			if (entry->xact_holds == 0)
+				end_xact_holds(entry, true, true);
+		}
+	}
+}
+
+/*
+ * The end of the top transaction.  BEFORE_LOCKS runs before the lock
+ * manager lets the next local waiter in, so a remote lock is already gone
+ * when it wakes.  Nothing here may ERROR: on commit the commit record is
+ * written, on abort we are cleaning up.
+ */
+static void
+registry_resowner_callback(ResourceReleasePhase phase, bool isCommit,
+						   bool isTopLevel, void *arg)
+{
+	dlist_mutable_iter iter;
+
+	if (phase != RESOURCE_RELEASE_BEFORE_LOCKS || !isTopLevel ||
+		CurrentResourceOwner != TopTransactionResourceOwner)
+		return;
+
+	dlist_foreach_modify(iter, &xact_entries)
+	{
+		DlockEntry *entry = dlist_container(DlockEntry, xact_node, iter.cur);
+
+		end_xact_holds(entry, true, !isCommit);
+	}
+}
+
+/* Session end: best effort, the lock manager and the lease do the rest. */
+static void
+registry_exit_callback(int code, Datum arg)
+{
+	HASH_SEQ_STATUS status;
+	DlockEntry *entry;
+
+	if (registry == NULL)
+		return;
+	hash_seq_init(&status, registry);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		/* transaction-scoped holds end with the abort that follows */
+		if (entry->session_holds > 0)
+			entry->backend->release(entry, DLOCK_SCOPE_SESSION, true, true);
+	}
+}

@@ -1,0 +1,300 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql_api.c
+ *	  The SQL-callable functions of lockext and the module's entry point.
+ *
+ * Every function validates its arguments here (NULL key 22004; empty or
+ * over-long key, bad timeout or lease 22023) and then works through the
+ * registry.  The functions are declared non-strict so a NULL key is an
+ * error, not a silent NULL.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+#include <math.h>
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "lockext.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	lockext_define_gucs();
+	registry_init();
+	local_lock_init();
+}
+
+void
+lockext_report_timeout(const char *key, int64 timeout_ms)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+			 errmsg("could not acquire lock \"%s\" within %g seconds",
+					key, timeout_ms / 1000.0),
+			 errdetail("Another session held the lock for the whole timeout.")));
+}
+
+/* Argument 0 as a validated key; *keylen receives its length. */
+static char *
+get_key_arg(FunctionCallInfo fcinfo, int *keylen)
+{
+	char	   *key;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("lock key must not be null")));
+	key = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	*keylen = strlen(key);
+	if (*keylen == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lock key must not be empty")));
+	if (*keylen > LOCKEXT_MAX_KEY_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lock key is too long"),
+				 errdetail("The key is %d bytes long; the limit is %d bytes.",
+						   *keylen, LOCKEXT_MAX_KEY_BYTES)));
+	return key;
+}
+
+/* Timeout in ms: NULL the GUC, 0 try once, -1 forever (Infinity). */
+static int64
+get_timeout_arg(FunctionCallInfo fcinfo, int argno)
+{
+	float8		secs;
+	float8		ms;
+
+	if (PG_ARGISNULL(argno))
+		return lockext_wait_timeout_ms;
+	secs = PG_GETARG_FLOAT8(argno);
+	if (isnan(secs) || secs < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid lock timeout: %g", secs),
+				 errdetail("The timeout must be 0 (try once), a positive number of seconds, or Infinity (wait forever).")));
+	ms = ceil(secs * 1000.0);
+	if (isinf(secs) || ms > INT_MAX)
+		return -1;
+	return (int64) ms;
+}
+
+/* Lease in ms: NULL the GUC; must be positive and finite. */
+static int64
+get_lease_arg(FunctionCallInfo fcinfo, int argno)
+{
+	float8		secs;
+	float8		ms;
+
+	if (PG_ARGISNULL(argno))
+		return lockext_lease_ms;
+	secs = PG_GETARG_FLOAT8(argno);
+	if (isnan(secs) || secs <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid lock lease: %g", secs),
+				 errdetail("The lease must be a positive number of seconds.")));
+	ms = ceil(secs * 1000.0);
+	if (ms > INT_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid lock lease: %g", secs),
+				 errdetail("The lease must not exceed %d seconds.", INT_MAX / 1000)));
+	return (int64) ms;
+}
+
+static Datum
+acquire_common(FunctionCallInfo fcinfo, DlockScope scope, bool try_only)
+{
+	int			keylen;
+	char	   *key = get_key_arg(fcinfo, &keylen);
+	int64		timeout_ms = try_only ? 0 : get_timeout_arg(fcinfo, 1);
+	int64		lease_ms = get_lease_arg(fcinfo, try_only ? 1 : 2);
+	DlockEntry *entry;
+
+	entry = registry_acquire(key, keylen, scope, timeout_ms, lease_ms);
+	if (try_only)
+		PG_RETURN_BOOL(entry != NULL);
+	if (entry == NULL)
+		lockext_report_timeout(key, timeout_ms);
+	if (!entry->has_token)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(entry->token);
+}
+
+PG_FUNCTION_INFO_V1(dlock_acquire);
+Datum
+dlock_acquire(PG_FUNCTION_ARGS)
+{
+	return acquire_common(fcinfo, DLOCK_SCOPE_XACT, false);
+}
+
+PG_FUNCTION_INFO_V1(dlock_try_acquire);
+Datum
+dlock_try_acquire(PG_FUNCTION_ARGS)
+{
+	return acquire_common(fcinfo, DLOCK_SCOPE_XACT, true);
+}
+
+PG_FUNCTION_INFO_V1(dlock_acquire_session);
+Datum
+dlock_acquire_session(PG_FUNCTION_ARGS)
+{
+	return acquire_common(fcinfo, DLOCK_SCOPE_SESSION, false);
+}
+
+PG_FUNCTION_INFO_V1(dlock_try_acquire_session);
+Datum
+dlock_try_acquire_session(PG_FUNCTION_ARGS)
+{
+	return acquire_common(fcinfo, DLOCK_SCOPE_SESSION, true);
+}
+
+PG_FUNCTION_INFO_V1(dlock_release);
+Datum
+dlock_release(PG_FUNCTION_ARGS)
+{
+	int			keylen;
+	char	   *key = get_key_arg(fcinfo, &keylen);
+	DlockEntry *entry = registry_lookup(key, keylen);
+
+	if (entry != NULL && registry_release_session(entry))
+		PG_RETURN_BOOL(true);
+
+	if (entry != NULL && entry->xact_holds > 0)
+		ereport(WARNING,
+				(errmsg("lock \"%s\" is not held in session scope", key),
+				 errhint("Transaction-scoped locks are released when the transaction ends.")));
+	else
+		ereport(WARNING,
+				(errmsg("lock \"%s\" is not held", key)));
+	PG_RETURN_BOOL(false);
+}
+
+PG_FUNCTION_INFO_V1(dlock_release_all);
+Datum
+dlock_release_all(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(registry_release_all_session());
+}
+
+PG_FUNCTION_INFO_V1(dlock_extend);
+Datum
+dlock_extend(PG_FUNCTION_ARGS)
+{
+	int			keylen;
+	char	   *key = get_key_arg(fcinfo, &keylen);
+	int64		lease_ms = get_lease_arg(fcinfo, 1);
+	DlockEntry *entry = registry_lookup(key, keylen);
+
+	if (entry == NULL)
+	{
+		ereport(WARNING,
+				(errmsg("lock \"%s\" is not held", key)));
+		PG_RETURN_BOOL(false);
+	}
+	PG_RETURN_BOOL(entry->backend->extend(entry, lease_ms));
+}
+
+PG_FUNCTION_INFO_V1(dlock_token);
+Datum
+dlock_token(PG_FUNCTION_ARGS)
+{
+	int			keylen;
+	char	   *key = get_key_arg(fcinfo, &keylen);
+	DlockEntry *entry = registry_lookup(key, keylen);
+
+	if (entry == NULL || !entry->has_token)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(entry->token);
+}
+
+static void
+held_rows(DlockEntry *entry, void *arg)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
+	int			scope;
+
+	for (scope = 0; scope < 2; scope++)
+	{
+		int			holds = scope == 0 ? entry->xact_holds : entry->session_holds;
+		Datum		values[7];
+		bool		nulls[7] = {false};
+
+		if (holds == 0)
+			continue;
+		values[0] = CStringGetTextDatum(entry->key);
+		values[1] = CStringGetTextDatum(scope == 0 ? "transaction" : "session");
+		values[2] = CStringGetTextDatum(entry->backend->name);
+		values[3] = Int64GetDatum(entry->token);
+		nulls[3] = !entry->has_token;
+		values[4] = Int32GetDatum(holds);
+		values[5] = TimestampTzGetDatum(entry->acquired_at);
+		values[6] = TimestampTzGetDatum(entry->lease_expires_at);
+		nulls[6] = (entry->lease_expires_at == 0);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+}
+
+PG_FUNCTION_INFO_V1(dlock_held);
+Datum
+dlock_held(PG_FUNCTION_ARGS)
+{
+	InitMaterializedSRF(fcinfo, 0);
+	registry_foreach(held_rows, fcinfo->resultinfo);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(dlock_holder);
+Datum
+dlock_holder(PG_FUNCTION_ARGS)
+{
+	int			keylen;
+	char	   *key = get_key_arg(fcinfo, &keylen);
+	DlockEntry *entry = registry_lookup(key, keylen);
+	const DlockBackend *backend = entry ? entry->backend : lockext_current_backend();
+	DlockHolderInfo info;
+	TupleDesc	tupdesc;
+	Datum		values[6];
+	bool		nulls[6] = {false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	if (!backend->holder(key, keylen, registry_hash_key(key, keylen), &info))
+		PG_RETURN_NULL();
+
+	values[0] = CStringGetTextDatum(info.instance);
+	values[1] = Int32GetDatum(info.pid);
+	values[2] = info.database ? CStringGetTextDatum(info.database) : (Datum) 0;
+	nulls[2] = (info.database == NULL);
+	values[3] = info.application_name ?
+		CStringGetTextDatum(info.application_name) : (Datum) 0;
+	nulls[3] = (info.application_name == NULL);
+	values[4] = TimestampTzGetDatum(info.since);
+	nulls[4] = (info.since == 0);
+	if (info.lease_left_ms >= 0)
+	{
+		Interval   *iv = palloc0(sizeof(Interval));
+
+		iv->time = info.lease_left_ms * INT64CONST(1000);
+		values[5] = IntervalPGetDatum(iv);
+	}
+	else
+		nulls[5] = true;
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  values, nulls)));
+}
