@@ -3,10 +3,10 @@
  * guc.c
  *	  lockext's configuration parameters, and the choice of backend.
  *
- * Whatever could weaken mutual exclusion (the backend) is superuser-only;
- * the wait and lease defaults are anyone's.  Ranges and enum values are
- * checked by the GUC machinery, which rejects bad values with a message
- * naming the parameter.
+ * Whatever could weaken mutual exclusion (backend, nodes, namespace,
+ * fallback, network bounds) is superuser-only; the wait, lease and
+ * verification defaults are anyone's.  lockext.redis_nodes is parsed by its
+ * check hook, hidden from non-superusers, and shown with passwords masked.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,19 +14,176 @@
 
 #include <limits.h>
 
+#include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "lockext.h"
 
 int			lockext_backend_choice = LOCKEXT_BACKEND_AUTO;
 int			lockext_wait_timeout_ms = 30 * 1000;
 int			lockext_lease_ms = 30 * 1000;
+char	   *lockext_namespace = NULL;
+int			lockext_fallback = LOCKEXT_FALLBACK_OFF;
+int			lockext_connect_timeout_ms = 1000;
+int			lockext_command_timeout_ms = 1000;
+int			lockext_verify_on_commit = LOCKEXT_VERIFY_AUTO;
+
+static char *redis_nodes_string = NULL;
 
 static const struct config_enum_entry backend_options[] = {
 	{"auto", LOCKEXT_BACKEND_AUTO, false},
 	{"advisory", LOCKEXT_BACKEND_ADVISORY, false},
+	{"redis", LOCKEXT_BACKEND_REDIS, false},
 	{NULL, 0, false}
 };
+
+static const struct config_enum_entry fallback_options[] = {
+	{"off", LOCKEXT_FALLBACK_OFF, false},
+	{"advisory", LOCKEXT_FALLBACK_ADVISORY, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry verify_options[] = {
+	{"auto", LOCKEXT_VERIFY_AUTO, false},
+	{"always", LOCKEXT_VERIFY_ALWAYS, false},
+	{"off", LOCKEXT_VERIFY_OFF, false},
+	{NULL, 0, false}
+};
+
+/* The parsed lockext.redis_nodes (GUC "extra", malloc'd by the hook). */
+typedef struct ParsedNodes
+{
+	int			n;
+	RedisUrl	urls[FLEXIBLE_ARRAY_MEMBER];
+} ParsedNodes;
+
+static ParsedNodes *parsed_nodes = NULL;
+static uint64 parsed_generation = 0;
+
+/* The node set built from parsed_nodes, and the generation it reflects. */
+static RedisNodeSet *current_set = NULL;
+static uint64 current_generation = 0;
+
+static bool
+check_redis_nodes(char **newval, void **extra, GucSource source)
+{
+	RedisUrl	urls[LOCKEXT_MAX_NODES];
+	char		err[256];
+	int			n;
+	ParsedNodes *parsed;
+
+	n = redis_url_parse_list(*newval ? *newval : "", urls, LOCKEXT_MAX_NODES,
+							 err, sizeof(err));
+	if (n < 0)
+	{
+		GUC_check_errmsg("invalid value for parameter \"lockext.redis_nodes\": %s", err);
+		GUC_check_errhint("Use a comma-separated list of redis://[user[:password]@]host[:port][/db] or unix:///path[?db=N].");
+		return false;
+	}
+	/* GUC extra data must be malloc'd */
+	parsed = malloc(offsetof(ParsedNodes, urls) + Max(n, 1) * sizeof(RedisUrl));
+	if (parsed == NULL)
+	{
+		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
+		GUC_check_errmsg("out of memory");
+		return false;
+	}
+	parsed->n = n;
+	memcpy(parsed->urls, urls, n * sizeof(RedisUrl));
+	*extra = parsed;
+	return true;
+}
+
+/* Must not fail: the node set is (re)built lazily by lockext_redis_nodes(). */
+static void
+assign_redis_nodes(const char *newval, void *extra)
+{
+	parsed_nodes = (ParsedNodes *) extra;
+	parsed_generation++;
+}
+
+/* Non-superusers see the list with passwords masked. */
+static const char *
+show_redis_nodes(void)
+{
+	static char masked[LOCKEXT_MAX_NODES * 600];
+
+	if (redis_nodes_string == NULL || superuser())
+		return redis_nodes_string ? redis_nodes_string : "";
+	redis_url_mask_list(redis_nodes_string, masked, sizeof(masked));
+	return masked;
+}
+
+static bool
+check_namespace(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+	{
+		GUC_check_errdetail("The namespace must not be empty.");
+		return false;
+	}
+	if (strlen(*newval) > 64)
+	{
+		GUC_check_errdetail("The namespace must not exceed 64 bytes.");
+		return false;
+	}
+	for (p = *newval; *p; p++)
+		if ((unsigned char) *p <= ' ' || *p == 0x7f)
+		{
+			GUC_check_errdetail("The namespace must not contain spaces or control characters.");
+			return false;
+		}
+	return true;
+}
+
+void
+redis_nodeset_release(RedisNodeSet *set)
+{
+	int			i;
+
+	if (set == NULL || --set->refcount > 0)
+		return;
+	for (i = 0; i < set->n; i++)
+		redis_disconnect(&set->nodes[i]);
+	pfree(set);
+}
+
+/*
+ * The configured node set, NULL when none.  The caller borrows it; a hold
+ * that keeps it must take a reference (refcount++).
+ */
+RedisNodeSet *
+lockext_redis_nodes(void)
+{
+	if (current_generation != parsed_generation)
+	{
+		RedisNodeSet *set = NULL;
+		int			n = parsed_nodes ? parsed_nodes->n : 0;
+		int			i;
+
+		if (n > 0)
+		{
+			set = MemoryContextAllocZero(TopMemoryContext,
+										 offsetof(RedisNodeSet, nodes) +
+										 n * sizeof(RedisNode));
+			set->refcount = 1;
+			set->n = n;
+			for (i = 0; i < n; i++)
+			{
+				set->nodes[i].url = parsed_nodes->urls[i];
+				redis_url_display(&set->nodes[i].url, set->nodes[i].display,
+								  sizeof(set->nodes[i].display));
+			}
+		}
+		redis_nodeset_release(current_set);
+		current_set = set;
+		current_generation = parsed_generation;
+	}
+	return current_set;
+}
 
 void
 lockext_define_gucs(void)
@@ -39,6 +196,63 @@ lockext_define_gucs(void)
 							 LOCKEXT_BACKEND_AUTO,
 							 backend_options,
 							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("lockext.redis_nodes",
+							   "Redis nodes that hold dlocks: one node, or a quorum of independent masters.",
+							   "Comma-separated redis://[user[:password]@]host[:port][/db] or unix:///path[?db=N].",
+							   &redis_nodes_string,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY,
+							   check_redis_nodes, assign_redis_nodes,
+							   show_redis_nodes);
+
+	DefineCustomStringVariable("lockext.namespace",
+							   "Prefix of lockext's keys in Redis.",
+							   NULL,
+							   &lockext_namespace,
+							   "lockext",
+							   PGC_SUSET,
+							   0,
+							   check_namespace, NULL, NULL);
+
+	DefineCustomEnumVariable("lockext.fallback",
+							 "What to do when Redis is unreachable.",
+							 "off: fail; advisory: warn and take only the local lock.",
+							 &lockext_fallback,
+							 LOCKEXT_FALLBACK_OFF,
+							 fallback_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("lockext.connect_timeout",
+							"Time bound for connecting to one Redis node.",
+							NULL,
+							&lockext_connect_timeout_ms,
+							1000, 1, 3600 * 1000,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("lockext.command_timeout",
+							"Time bound for one Redis command.",
+							NULL,
+							&lockext_command_timeout_ms,
+							1000, 1, 3600 * 1000,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("lockext.verify_on_commit",
+							 "When COMMIT checks that Redis locks are still held.",
+							 "auto: when the lease may have run out; always; off.",
+							 &lockext_verify_on_commit,
+							 LOCKEXT_VERIFY_AUTO,
+							 verify_options,
+							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
 
@@ -67,5 +281,13 @@ lockext_define_gucs(void)
 const DlockBackend *
 lockext_current_backend(void)
 {
-	return &advisory_backend;
+	switch (lockext_backend_choice)
+	{
+		case LOCKEXT_BACKEND_ADVISORY:
+			return &advisory_backend;
+		case LOCKEXT_BACKEND_REDIS:
+			return &redis_backend;
+		default:
+			return lockext_redis_nodes() ? &redis_backend : &advisory_backend;
+	}
 }

@@ -17,7 +17,11 @@
 
 #include "postgres.h"
 
+#include <time.h>
+
 #include "lib/ilist.h"
+#include "lib/stringinfo.h"
+#include "redis_url.h"
 #include "storage/lock.h"
 #include "utils/timestamp.h"
 
@@ -72,6 +76,7 @@ typedef struct DlockEntry
 	int64		token;
 	TimestampTz acquired_at;
 	TimestampTz lease_expires_at;	/* 0 when the backend has no lease */
+	void	   *backend_data;	/* the backend's own state of this hold */
 } DlockEntry;
 
 /* Who holds a key, for dlock_holder(). */
@@ -122,21 +127,145 @@ typedef struct DlockBackend
 	/* Fill *info for whoever holds the key now; false when it is free. */
 	bool		(*holder) (const char *key, int keylen, uint64 hash,
 						   DlockHolderInfo *info);
+
+	/* PRE_COMMIT check of a transaction-scoped hold; may ERROR (40001). */
+	void		(*verify) (DlockEntry *entry);
 } DlockBackend;
+
+/* Monotonic clock in microseconds: deadlines and leases. */
+static inline int64
+lockext_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 /* GUCs (guc.c) */
 typedef enum LockextBackendChoice
 {
 	LOCKEXT_BACKEND_AUTO,
-	LOCKEXT_BACKEND_ADVISORY
+	LOCKEXT_BACKEND_ADVISORY,
+	LOCKEXT_BACKEND_REDIS
 } LockextBackendChoice;
+
+typedef enum LockextFallback
+{
+	LOCKEXT_FALLBACK_OFF,
+	LOCKEXT_FALLBACK_ADVISORY
+} LockextFallback;
+
+typedef enum LockextVerify
+{
+	LOCKEXT_VERIFY_AUTO,
+	LOCKEXT_VERIFY_ALWAYS,
+	LOCKEXT_VERIFY_OFF
+} LockextVerify;
 
 extern int	lockext_backend_choice;
 extern int	lockext_wait_timeout_ms;
 extern int	lockext_lease_ms;
+extern char *lockext_namespace;
+extern int	lockext_fallback;
+extern int	lockext_connect_timeout_ms;
+extern int	lockext_command_timeout_ms;
+extern int	lockext_verify_on_commit;
 
 extern void lockext_define_gucs(void);
 extern const DlockBackend *lockext_current_backend(void);
+
+/*
+ * Redis nodes.  A node set is refcounted: the GUC holds one reference and
+ * every Redis hold another, so changing lockext.redis_nodes never strands
+ * a held lock on nodes we forgot.
+ */
+#define LOCKEXT_MAX_NODES REDIS_URL_MAX_NODES
+
+typedef struct RedisNode
+{
+	RedisUrl	url;
+	char		display[512];	/* URL with the password masked */
+	struct redisContext *ctx;	/* NULL when not connected */
+	bool		fd_reserved;	/* AcquireExternalFD() taken for ctx */
+	int			skip_replies;	/* handshake replies still to skip */
+	bool		in_flight;		/* a command's reply is still unread */
+} RedisNode;
+
+typedef struct RedisNodeSet
+{
+	int			refcount;
+	int			n;
+	RedisNode	nodes[FLEXIBLE_ARRAY_MEMBER];
+} RedisNodeSet;
+
+typedef enum RedisOutcome
+{
+	RNODE_OK,					/* a reply, not an error reply */
+	RNODE_ERROR_REPLY,			/* an error reply (or failed handshake) */
+	RNODE_TIMED_OUT,
+	RNODE_UNREACHABLE
+} RedisOutcome;
+
+typedef struct RedisResult
+{
+	RedisOutcome outcome;
+	struct redisReply *reply;	/* hiredis-allocated; redis_results_free() */
+	char		detail[256];	/* what went wrong, never a password */
+} RedisResult;
+
+/* One hold of a Redis lock: DlockEntry.backend_data of the redis backend. */
+typedef struct RedisHold
+{
+	RedisNodeSet *set;			/* the nodes it was granted on (a reference) */
+	char		owner[640];		/* the lock value: ours alone */
+	int64		lease_ms;
+	int64		valid_until_us; /* monotonic: lease end minus clock drift */
+	bool		acquire_in_flight;	/* an acquire was sent, answers unread */
+} RedisHold;
+
+typedef enum RedisAcquireStatus
+{
+	REDIS_ACQ_GRANTED,
+	REDIS_ACQ_BUSY,				/* held by another; wait and retry */
+	REDIS_ACQ_OUTAGE,			/* too few nodes answered */
+	REDIS_ACQ_WRONG_TYPE		/* the lock key holds another Redis type */
+} RedisAcquireStatus;
+
+typedef struct RedisAcquireResult
+{
+	RedisAcquireStatus status;
+	int64		token;			/* largest fence value of the granting nodes */
+	int64		holder_pttl_ms; /* longest remaining lease of a holder, or -1 */
+	char	   *holder;			/* a holder's owner value, or NULL */
+	bool		wrong_type;
+	StringInfoData detail;		/* each node's outcome */
+} RedisAcquireResult;
+
+extern RedisNodeSet *lockext_redis_nodes(void);
+extern void redis_nodeset_release(RedisNodeSet *set);
+
+/* redis_conn.c */
+extern void redis_run(RedisNode **nodes, int n, int argc, const char **argv,
+					  const size_t *argvlen, int64 extra_ms, bool quiet,
+					  RedisResult *results);
+extern void redis_results_free(RedisResult *results, int n);
+extern void redis_disconnect(RedisNode *node);
+
+/* redis_proto.c */
+extern void redis_proto_acquire(RedisHold *hold, const char *key,
+								int64 lease_ms, RedisAcquireResult *out);
+extern bool redis_proto_release(RedisHold *hold, const char *key,
+								StringInfo detail);
+extern bool redis_proto_extend(RedisHold *hold, const char *key,
+							   int64 lease_ms, bool *outage, StringInfo detail);
+extern void redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms);
+extern bool redis_proto_holder(RedisNodeSet *set, const char *key,
+							   char **owner, int64 *pttl_ms);
+extern bool redis_parse_owner(const char *value, DlockHolderInfo *info);
+
+/* redis_backend.c */
+extern const DlockBackend redis_backend;
 
 /* registry.c */
 extern void registry_init(void);

@@ -41,11 +41,18 @@ static void registry_resowner_callback(ResourceReleasePhase phase,
 									   void *arg);
 static void registry_exit_callback(int code, Datum arg);
 
+/*
+ * Set up on first use in a backend rather than in _PG_init: with
+ * shared_preload_libraries _PG_init runs in the postmaster, whose exit
+ * callbacks its children do not inherit.
+ */
 void
 registry_init(void)
 {
 	HASHCTL		ctl;
 
+	if (registry != NULL)
+		return;
 	ctl.keysize = sizeof(uint64);
 	ctl.entrysize = sizeof(DlockEntry);
 	ctl.hcxt = TopMemoryContext;
@@ -56,6 +63,7 @@ registry_init(void)
 	RegisterSubXactCallback(registry_subxact_callback, NULL);
 	RegisterResourceReleaseCallback(registry_resowner_callback, NULL);
 	before_shmem_exit(registry_exit_callback, (Datum) 0);
+	local_lock_init();
 }
 
 uint64
@@ -109,7 +117,11 @@ sync_entry(DlockEntry *entry)
 {
 	if (entry->session_holds > 0 &&
 		!entry->backend->still_held(entry, DLOCK_SCOPE_SESSION))
+	{
 		entry->session_holds = 0;
+		/* the local lock is gone; let the backend drop the rest */
+		entry->backend->release(entry, DLOCK_SCOPE_SESSION, true, false);
+	}
 }
 
 DlockEntry *
@@ -118,6 +130,7 @@ registry_lookup(const char *key, int keylen)
 	uint64		hash = registry_hash_key(key, keylen);
 	DlockEntry *entry;
 
+	registry_init();
 	entry = hash_search(registry, &hash, HASH_FIND, NULL);
 	if (entry == NULL)
 		return NULL;
@@ -197,6 +210,7 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 	DlockEntry *entry;
 	volatile bool granted = false;
 
+	registry_init();
 	entry = hash_search(registry, &hash, HASH_FIND, NULL);
 	if (entry == NULL)
 	{
@@ -296,6 +310,7 @@ registry_release_all_session(void)
 	DlockEntry *entry;
 	int			released = 0;
 
+	registry_init();
 	hash_seq_init(&status, registry);
 	while ((entry = hash_seq_search(&status)) != NULL)
 	{
@@ -325,6 +340,7 @@ registry_foreach(void (*fn) (DlockEntry *entry, void *arg), void *arg)
 	HASH_SEQ_STATUS status;
 	DlockEntry *entry;
 
+	registry_init();
 	hash_seq_init(&status, registry);
 	while ((entry = hash_seq_search(&status)) != NULL)
 	{
@@ -341,6 +357,20 @@ registry_foreach(void (*fn) (DlockEntry *entry, void *arg), void *arg)
 static void
 registry_xact_callback(XactEvent event, void *arg)
 {
+	dlist_iter	iter;
+
+	/* The last moment a lost lock can still fail the transaction. */
+	if (event == XACT_EVENT_PRE_COMMIT)
+	{
+		dlist_foreach(iter, &xact_entries)
+		{
+			DlockEntry *entry = dlist_container(DlockEntry, xact_node, iter.cur);
+
+			if (entry->backend->verify)
+				entry->backend->verify(entry);
+		}
+	}
+
 	/* Like postgres_fdw: a prepared transaction cannot keep our holds. */
 	if (event == XACT_EVENT_PRE_PREPARE && !dlist_is_empty(&xact_entries))
 		ereport(ERROR,

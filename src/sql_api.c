@@ -27,12 +27,11 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
+/* Only the GUCs here: this may run in the postmaster (preloading). */
 void
 _PG_init(void)
 {
 	lockext_define_gucs();
-	registry_init();
-	local_lock_init();
 }
 
 void

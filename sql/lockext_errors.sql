@@ -1,0 +1,66 @@
+-- lockext_errors: bad input gives the right SQLSTATE, never a crash, and
+-- leaves the session and its lock bookkeeping intact.
+CREATE EXTENSION lockext;
+
+CREATE FUNCTION outcome(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE q;
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+  RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+-- a lock held throughout, to check bookkeeping survives every error
+SELECT dlock_acquire_session('keeper') IS NOT NULL;
+
+SELECT q, outcome(q) FROM (VALUES
+  ($$SELECT dlock_acquire(NULL)$$),
+  ($$SELECT dlock_try_acquire(NULL)$$),
+  ($$SELECT dlock_acquire_session(NULL)$$),
+  ($$SELECT dlock_try_acquire_session(NULL)$$),
+  ($$SELECT dlock_release(NULL)$$),
+  ($$SELECT dlock_extend(NULL)$$),
+  ($$SELECT dlock_token(NULL)$$),
+  ($$SELECT dlock_holder(NULL)$$),
+  ($$SELECT dlock_acquire('')$$),
+  ($$SELECT dlock_try_acquire('')$$),
+  ($$SELECT dlock_acquire_session('')$$),
+  ($$SELECT dlock_release('')$$),
+  ($$SELECT dlock_extend('')$$),
+  ($$SELECT dlock_token('')$$),
+  ($$SELECT dlock_holder('')$$),
+  ($$SELECT dlock_acquire(repeat('x', 1025))$$),
+  ($$SELECT dlock_acquire_session(repeat('é', 513))$$),
+  ($$SELECT dlock_acquire(repeat('x', 1048576))$$),
+  ($$SELECT dlock_acquire('k', -1)$$),
+  ($$SELECT dlock_acquire('k', -0.001)$$),
+  ($$SELECT dlock_acquire('k', 'NaN')$$),
+  ($$SELECT dlock_acquire('k', '-Infinity')$$),
+  ($$SELECT dlock_acquire_session('k', 'NaN')$$),
+  ($$SELECT dlock_acquire('k', 1, 0)$$),
+  ($$SELECT dlock_acquire('k', 1, -5)$$),
+  ($$SELECT dlock_acquire('k', 1, 'NaN')$$),
+  ($$SELECT dlock_acquire('k', 1, 'Infinity')$$),
+  ($$SELECT dlock_acquire('k', 1, 1e12)$$),
+  ($$SELECT dlock_try_acquire('k', 0)$$),
+  ($$SELECT dlock_try_acquire_session('k', -1)$$),
+  ($$SELECT dlock_extend('keeper', 0)$$),
+  ($$SELECT dlock_extend('keeper', 'NaN')$$),
+  ($$SELECT dlock_acquire('k', 'Infinity')$$),
+  ($$SELECT dlock_acquire('k', 1e300)$$),
+  ($$SELECT dlock_acquire('k', 0.0001, 0.0001)$$)
+) AS t(q);
+
+-- nothing leaked, nothing lost
+SELECT key, scope, holds FROM dlock_held();
+SELECT dlock_release('keeper');
+SELECT count(*) FROM dlock_held();
+
+-- NULL timeout and lease mean the GUC defaults
+SET lockext.wait_timeout = 0;
+BEGIN;
+SELECT dlock_acquire('k', NULL, NULL) IS NOT NULL;
+COMMIT;
+RESET lockext.wait_timeout;
+
+DROP EXTENSION lockext;

@@ -1,0 +1,142 @@
+-- lockext_xact: transaction semantics through PostgreSQL's callbacks:
+-- savepoints, PL/pgSQL exception blocks, procedures that COMMIT, PREPARE.
+CREATE EXTENSION lockext;
+
+CREATE FUNCTION held() RETURNS text LANGUAGE sql AS $$
+  SELECT coalesce(string_agg(key || '/' || scope || '/' || holds, ', '
+                             ORDER BY key, scope), '-')
+    FROM dlock_held()
+$$;
+
+-- ROLLBACK TO SAVEPOINT releases what the savepoint took, and only that
+BEGIN;
+SELECT dlock_acquire('outer') IS NOT NULL;
+SAVEPOINT s1;
+SELECT dlock_acquire('inner') IS NOT NULL;
+SELECT dlock_acquire('outer') IS NOT NULL;
+SELECT held();
+ROLLBACK TO SAVEPOINT s1;
+SELECT held();
+-- RELEASE SAVEPOINT passes holds to the parent
+SAVEPOINT s2;
+SELECT dlock_acquire('inner') IS NOT NULL;
+SAVEPOINT s3;
+SELECT dlock_acquire('inner') IS NOT NULL;
+SELECT dlock_acquire('deep') IS NOT NULL;
+RELEASE SAVEPOINT s3;
+SELECT held();
+SAVEPOINT s4;
+SELECT dlock_acquire('inner') IS NOT NULL;
+ROLLBACK TO SAVEPOINT s4;
+SELECT held();
+RELEASE SAVEPOINT s2;
+SELECT held();
+-- a savepoint rolled back after its parent's holds moved up keeps them
+SAVEPOINT s5;
+ROLLBACK TO SAVEPOINT s5;
+SELECT held();
+COMMIT;
+SELECT held();
+
+-- the lock manager agrees: nothing of ours left in pg_locks
+SELECT count(*) FROM pg_locks
+ WHERE locktype = 'advisory' AND objsubid = 27768 AND pid = pg_backend_pid();
+
+-- a failed statement aborts the transaction: everything is released
+BEGIN;
+SELECT dlock_acquire('doomed') IS NOT NULL;
+SELECT 1 / 0;
+ROLLBACK;
+SELECT held();
+
+-- PL/pgSQL EXCEPTION blocks are subtransactions
+CREATE FUNCTION guarded(fail boolean) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM dlock_acquire('fn-outer');
+  BEGIN
+    PERFORM dlock_acquire('fn-inner');
+    IF fail THEN
+      RAISE EXCEPTION 'boom';
+    END IF;
+  EXCEPTION WHEN raise_exception THEN
+    RETURN 'caught: ' || held();
+  END;
+  RETURN 'ok: ' || held();
+END $$;
+BEGIN;
+SELECT guarded(true);
+SELECT held();
+COMMIT;
+BEGIN;
+SELECT guarded(false);
+SELECT held();
+COMMIT;
+SELECT held();
+
+-- an error inside a subtransaction that the caller catches keeps outer holds
+DO $$
+BEGIN
+  PERFORM dlock_acquire('do-outer');
+  BEGIN
+    PERFORM dlock_acquire('do-inner');
+    PERFORM dlock_acquire(NULL);
+  EXCEPTION WHEN null_value_not_allowed THEN
+    RAISE NOTICE 'after error: %', held();
+  END;
+END $$;
+SELECT held();
+
+-- procedures that COMMIT inside release at each COMMIT
+CREATE PROCEDURE batches() LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN 1..3 LOOP
+    PERFORM dlock_acquire('batch');
+    PERFORM dlock_acquire('batch:' || i);
+    RAISE NOTICE 'batch %: %', i, held();
+    COMMIT;
+    RAISE NOTICE 'after commit %: %', i, held();
+  END LOOP;
+  PERFORM dlock_acquire('batch');
+  ROLLBACK;
+  RAISE NOTICE 'after rollback: %', held();
+END $$;
+CALL batches();
+SELECT held();
+
+-- session locks survive ROLLBACK, also when taken in an aborted savepoint
+BEGIN;
+SAVEPOINT a;
+SELECT dlock_acquire_session('sess') IS NOT NULL;
+ROLLBACK TO SAVEPOINT a;
+SELECT held();
+ROLLBACK;
+SELECT held();
+
+-- PREPARE TRANSACTION is refused while holding transaction-scoped dlocks
+BEGIN;
+SELECT dlock_acquire('prep') IS NOT NULL;
+PREPARE TRANSACTION 'lockext_p1';
+SELECT held();
+SELECT count(*) FROM pg_prepared_xacts;
+-- ... also when they were taken in a released savepoint
+BEGIN;
+SAVEPOINT p;
+SELECT dlock_acquire('prep') IS NOT NULL;
+RELEASE SAVEPOINT p;
+PREPARE TRANSACTION 'lockext_p2';
+-- but not after the savepoint that took them rolled back
+BEGIN;
+SAVEPOINT p;
+SELECT dlock_acquire('prep') IS NOT NULL;
+ROLLBACK TO SAVEPOINT p;
+PREPARE TRANSACTION 'lockext_p3';
+ROLLBACK PREPARED 'lockext_p3';
+-- session locks are not part of the transaction: PREPARE is allowed
+BEGIN;
+SELECT held();
+PREPARE TRANSACTION 'lockext_p4';
+COMMIT PREPARED 'lockext_p4';
+SELECT held();
+SELECT dlock_release_all();
+
+DROP EXTENSION lockext;

@@ -1,0 +1,343 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_backend.c
+ *	  The redis backend: dlocks shared by many PostgreSQL instances.
+ *
+ * Local first: a session first takes the same local lock the advisory
+ * backend takes, so sessions of one instance queue FIFO in the lock
+ * manager (deadlock detection, pg_locks, cancel) and only the head of the
+ * local queue talks to Redis.  It then takes the Redis lock, waiting for
+ * other instances' releases on the key's wake list, each wait capped by
+ * the holder's remaining lease so a lost wake-up costs at most that.
+ *
+ * Transaction-scoped holds are checked at PRE_COMMIT when their lease may
+ * have run out (lockext.verify_on_commit); a lost lock fails the COMMIT
+ * with 40001.  Releases never ERROR: a failed release is a WARNING and
+ * the lease frees the key.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "lockext.h"
+
+static RedisNodeSet *
+configured_nodes(void)
+{
+	RedisNodeSet *set = lockext_redis_nodes();
+
+	if (set == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("lockext.backend is \"redis\" but lockext.redis_nodes is empty"),
+				 errhint("Set lockext.redis_nodes, or set lockext.backend to \"auto\" or \"advisory\".")));
+	return set;
+}
+
+static void
+free_hold(DlockEntry *entry)
+{
+	RedisHold  *hold = (RedisHold *) entry->backend_data;
+
+	if (hold == NULL)
+		return;
+	redis_nodeset_release(hold->set);
+	pfree(hold);
+	entry->backend_data = NULL;
+	entry->lease_expires_at = 0;
+}
+
+static void
+note_lease(DlockEntry *entry, RedisHold *hold)
+{
+	entry->lease_expires_at = GetCurrentTimestamp() +
+		(hold->valid_until_us - lockext_now_us());
+}
+
+/*
+ * Take the Redis lock for a session that already holds the local lock.
+ * Returns false when the key stayed busy for the whole timeout; ERRORs on
+ * an outage unless lockext.fallback lets the local lock stand alone, in
+ * which case the entry moves to the advisory backend.
+ */
+static bool
+acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
+			   int64 timeout_ms, int64 lease_ms)
+{
+	int64		deadline_us = timeout_ms < 0 ? PG_INT64_MAX :
+		start_us + timeout_ms * 1000;
+
+	for (;;)
+	{
+		RedisAcquireResult res;
+		int64		left_ms;
+		int64		wait_ms;
+
+		redis_proto_acquire(hold, entry->key, lease_ms, &res);
+		switch (res.status)
+		{
+			case REDIS_ACQ_GRANTED:
+				entry->token = res.token;
+				entry->has_token = true;
+				return true;
+			case REDIS_ACQ_WRONG_TYPE:
+				ereport(ERROR,
+						(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+						 errmsg("Redis key of lock \"%s\" holds a value of another type",
+								entry->key),
+						 errdetail("%s.", res.detail.data),
+						 errhint("Delete the key in Redis, or change lockext.namespace.")));
+				break;
+			case REDIS_ACQ_OUTAGE:
+				if (lockext_fallback == LOCKEXT_FALLBACK_ADVISORY)
+				{
+					ereport(WARNING,
+							(errcode(ERRCODE_CONNECTION_FAILURE),
+							 errmsg("Redis is unavailable; lock \"%s\" is held on this instance only",
+									entry->key),
+							 errdetail("%s.", res.detail.data),
+							 errhint("lockext.fallback is \"advisory\": sessions of other instances are not excluded.")));
+					entry->backend = &advisory_backend;
+					return true;
+				}
+				ereport(ERROR,
+						(errcode(ERRCODE_CONNECTION_FAILURE),
+						 errmsg("could not acquire lock \"%s\": Redis is unavailable",
+								entry->key),
+						 errdetail("%s.", res.detail.data)));
+				break;
+			case REDIS_ACQ_BUSY:
+				break;
+		}
+
+		left_ms = (deadline_us - lockext_now_us()) / 1000;
+		if (timeout_ms == 0 || left_ms <= 0)
+			return false;
+
+		/* Sleep until a release is announced, at most the holder's lease. */
+		wait_ms = left_ms;
+		if (res.holder_pttl_ms >= 0)
+			wait_ms = Min(wait_ms, res.holder_pttl_ms + 1);
+		redis_proto_wait(hold->set, entry->key, wait_ms);
+	}
+}
+
+/*
+ * acquire_remote() with the undo an error needs: interrupted mid-request
+ * (cancel), Redis may have granted what we never saw answered, so
+ * compare-and-delete it (bounded, quiet); and give back the local lock a
+ * session lock would otherwise keep.
+ */
+static bool
+acquire_remote_guarded(DlockEntry *entry, DlockScope scope, RedisHold *hold,
+					   int64 timeout_ms, int64 lease_ms)
+{
+	volatile bool granted = false;
+
+	PG_TRY();
+	{
+		granted = acquire_remote(entry, hold, lockext_now_us(), timeout_ms,
+								 lease_ms);
+	}
+	PG_CATCH();
+	{
+		if (hold->acquire_in_flight)
+			(void) redis_proto_release(hold, entry->key, NULL);
+		local_lock_release(entry, scope, false);
+		redis_nodeset_release(hold->set);
+		pfree(hold);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return granted;
+}
+
+static bool
+redis_acquire(DlockEntry *entry, DlockScope scope, int64 timeout_ms,
+			  int64 lease_ms)
+{
+	bool		other_scope_held = scope == DLOCK_SCOPE_SESSION ?
+		entry->xact_holds > 0 : entry->session_holds > 0;
+	int64		start_us = lockext_now_us();
+	RedisNodeSet *set;
+	RedisHold  *hold;
+	bool		granted;
+	int64		left_ms;
+
+	/* The Redis key is already ours; only the local mode is missing. */
+	if (other_scope_held)
+		return local_lock_acquire(entry, scope, timeout_ms);
+
+	set = configured_nodes();
+	if (!local_lock_acquire(entry, scope, timeout_ms))
+		return false;
+
+	/* what the local queue took comes off the timeout */
+	left_ms = timeout_ms;
+	if (timeout_ms > 0)
+		left_ms = Max(1, timeout_ms - (lockext_now_us() - start_us) / 1000);
+
+	hold = MemoryContextAllocZero(TopMemoryContext, sizeof(RedisHold));
+	hold->set = set;
+	set->refcount++;
+	granted = acquire_remote_guarded(entry, scope, hold, left_ms, lease_ms);
+
+	if (!granted || entry->backend != &redis_backend)
+	{
+		/* timed out, or fell back to the local lock alone */
+		if (!granted)
+			local_lock_release(entry, scope, false);
+		redis_nodeset_release(hold->set);
+		pfree(hold);
+		return granted;
+	}
+	entry->backend_data = hold;
+	note_lease(entry, hold);
+	return true;
+}
+
+/* The token came with the grant. */
+static void
+redis_draw_token(DlockEntry *entry)
+{
+}
+
+static void
+redis_release(DlockEntry *entry, DlockScope scope, bool lockmgr_releases,
+			  bool is_abort)
+{
+	bool		other_scope_held = scope == DLOCK_SCOPE_SESSION ?
+		entry->xact_holds > 0 : entry->session_holds > 0;
+	RedisHold  *hold = (RedisHold *) entry->backend_data;
+
+	/* Redis first, so the next local waiter finds the key free. */
+	if (!other_scope_held && hold != NULL)
+	{
+		StringInfoData detail;
+
+		initStringInfo(&detail);
+		if (!redis_proto_release(hold, entry->key, &detail))
+			ereport(WARNING,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not release lock \"%s\" in Redis", entry->key),
+					 errdetail("%s.", detail.data),
+					 errhint("The lock comes free when its lease runs out.")));
+		pfree(detail.data);
+		free_hold(entry);
+	}
+	local_lock_release(entry, scope, lockmgr_releases);
+}
+
+static bool
+redis_still_held(DlockEntry *entry, DlockScope scope)
+{
+	return local_lock_still_held(entry, scope);
+}
+
+/*
+ * Compare-and-renew the lease.  ERRORs (08006) when too few nodes answer;
+ * returns false, with each node's answer in detail, when the lock is lost.
+ */
+static bool
+renew_lease(DlockEntry *entry, RedisHold *hold, int64 lease_ms,
+			bool at_commit, StringInfo detail)
+{
+	bool		outage;
+
+	initStringInfo(detail);
+	if (redis_proto_extend(hold, entry->key, lease_ms, &outage, detail))
+	{
+		note_lease(entry, hold);
+		return true;
+	}
+	if (outage && at_commit)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not verify lock \"%s\" before COMMIT: Redis is unavailable",
+						entry->key),
+				 errdetail("%s.", detail->data)));
+	if (outage)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not extend lock \"%s\": Redis is unavailable",
+						entry->key),
+				 errdetail("%s.", detail->data)));
+	return false;
+}
+
+static bool
+redis_extend(DlockEntry *entry, int64 lease_ms)
+{
+	RedisHold  *hold = (RedisHold *) entry->backend_data;
+	StringInfoData detail;
+
+	if (hold == NULL || renew_lease(entry, hold, lease_ms, false, &detail))
+		return true;
+	ereport(WARNING,
+			(errmsg("lock \"%s\" was lost", entry->key),
+			 errdetail("%s.", detail.data)));
+	return false;
+}
+
+/*
+ * PRE_COMMIT: make sure the lock is still ours before the transaction's
+ * work becomes visible.  In auto mode only when the lease (minus drift)
+ * may run out before the commit is done, so an ordinary transaction costs
+ * no extra round trip.
+ */
+static void
+redis_verify(DlockEntry *entry)
+{
+	RedisHold  *hold = (RedisHold *) entry->backend_data;
+	StringInfoData detail;
+
+	if (hold == NULL || lockext_verify_on_commit == LOCKEXT_VERIFY_OFF)
+		return;
+	if (lockext_verify_on_commit == LOCKEXT_VERIFY_AUTO &&
+		lockext_now_us() + lockext_command_timeout_ms * INT64CONST(1000) <
+		hold->valid_until_us)
+		return;
+
+	if (renew_lease(entry, hold, hold->lease_ms, true, &detail))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("lock \"%s\" was lost before COMMIT", entry->key),
+			 errdetail("The lease ran out or another session took the lock: %s.",
+					   detail.data),
+			 errhint("Use a longer lease, or renew it with dlock_extend() during long transactions.")));
+}
+
+static bool
+redis_holder(const char *key, int keylen, uint64 hash, DlockHolderInfo *info)
+{
+	RedisNodeSet *set = configured_nodes();
+	char	   *owner;
+	int64		pttl;
+
+	if (!redis_proto_holder(set, key, &owner, &pttl))
+		return false;
+	memset(info, 0, sizeof(*info));
+	if (!redis_parse_owner(owner, info))
+	{
+		info->instance = psprintf("(not lockext: %s)", owner);
+		info->pid = 0;
+	}
+	info->lease_left_ms = pttl;
+	return true;
+}
+
+const DlockBackend redis_backend = {
+	.name = "redis",
+	.acquire = redis_acquire,
+	.release = redis_release,
+	.still_held = redis_still_held,
+	.draw_token = redis_draw_token,
+	.extend = redis_extend,
+	.holder = redis_holder,
+	.verify = redis_verify,
+};

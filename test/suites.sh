@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs lockext's suites as an unprivileged user in the scratch directory
+# test/run.sh prepared ($1), and prints the summary line.  Each pg_regress
+# test, each isolation spec and each TAP assertion counts once.
+set -uo pipefail
+
+WORK=$1
+cd "$WORK" || exit 1
+export PATH="$PGBIN:$PATH"
+PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress"
+PG_ISOLATION_REGRESS="$PGXS_DIR/src/test/isolation/pg_isolation_regress"
+
+passed=0
+failed=0
+
+# Settings of the throwaway instances.
+cat >"$WORK/temp.conf" <<'EOF'
+max_prepared_transactions = 2
+deadlock_timeout = 100ms
+EOF
+
+count_regress() {
+	local out=$1 p f
+	p=$(grep -cE '\.\.\. ok' "$out")
+	f=$(grep -cE '\.\.\. FAILED|\.\.\. failed' "$out")
+	passed=$((passed + p))
+	failed=$((failed + f))
+	[ "$p" -eq 0 ] && [ "$f" -eq 0 ] && failed=$((failed + 1))
+}
+
+regress_tests() {
+	ls "$WORK"/sql/*.sql | xargs -n1 basename | sed 's/\.sql$//' | grep -v '^lockext--'
+}
+
+echo "== unit: URL parser (ASan, UBSan)"
+if gcc -std=c99 -Wall -Wextra -Werror -O1 -g -fsanitize=address,undefined \
+	-fno-omit-frame-pointer -I"$WORK/src" -o "$WORK/test_redis_url" \
+	"$WORK/unit/test_redis_url.c" "$WORK/src/redis_url.c"; then
+	"$WORK/test_redis_url" >"$WORK/unit.log" 2>&1
+	grep -E '^(not ok|#)' "$WORK/unit.log"
+	passed=$((passed + $(grep -cE '^ok [0-9]' "$WORK/unit.log")))
+	failed=$((failed + $(grep -cE '^not ok [0-9]' "$WORK/unit.log")))
+	grep -q '^1\.\.' "$WORK/unit.log" || failed=$((failed + 1))
+	tail -n 1 "$WORK/unit.log"
+else
+	failed=$((failed + 1))
+fi
+
+echo "== pg_regress"
+"$PG_REGRESS" --temp-instance="$WORK/tmp_regress" --temp-config="$WORK/temp.conf" \
+	--bindir="$PGBIN" --inputdir="$WORK" --outputdir="$WORK/regress" \
+	--dbname=lockext_regress $(regress_tests) 2>&1 | tee "$WORK/regress.log"
+count_regress "$WORK/regress.log"
+[ -f "$WORK/regress/regression.diffs" ] && cat "$WORK/regress/regression.diffs"
+
+echo "== isolation"
+"$PG_ISOLATION_REGRESS" --temp-instance="$WORK/tmp_isolation" --temp-config="$WORK/temp.conf" \
+	--bindir="$PGBIN" --inputdir="$WORK" --outputdir="$WORK/isolation" \
+	--dbname=lockext_isolation \
+	$(ls "$WORK"/specs/*.spec | xargs -n1 basename | sed 's/\.spec$//') 2>&1 |
+	tee "$WORK/isolation.log"
+count_regress "$WORK/isolation.log"
+[ -f "$WORK/isolation/regression.diffs" ] && cat "$WORK/isolation/regression.diffs"
+
+echo "== TAP"
+export PG_REGRESS TESTDIR="$WORK/tap" PERL5LIB="$PGXS_DIR/src/test/perl:$WORK/t"
+mkdir -p "$TESTDIR"
+(cd "$TESTDIR" && prove -v "$WORK"/t/*.pl) 2>&1 | tee "$WORK/tap.log"
+prove_rc=${PIPESTATUS[0]}
+p=$(grep -cE '^ok [0-9]' "$WORK/tap.log")
+f=$(grep -cE '^not ok [0-9]' "$WORK/tap.log")
+passed=$((passed + p))
+failed=$((failed + f))
+# a script that died without a failed assertion still fails the run
+[ "$prove_rc" -ne 0 ] && [ "$f" -eq 0 ] && failed=$((failed + 1))
+if [ "$prove_rc" -ne 0 ]; then
+	for l in "$TESTDIR"/tmp_check/log/*.log; do
+		[ -f "$l" ] && { echo "---- $l"; tail -n 40 "$l"; }
+	done
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
