@@ -74,6 +74,42 @@ my $handoff = time - $t0;
 like($out, qr/^t\nwoken$/m, 'the waiter on beta got the lock');
 cmp_ok($handoff, '<', 1, "cross-instance handoff took ${handoff}s (lease was 30 s)");
 
+# 2b. Local first: a second session of alpha queues in alpha's lock manager
+#     (visible in pg_locks) while only the head of the queue talks to Redis.
+#     Cancel and statement_timeout interrupt a session waiting on Redis.
+$sa->query_safe("BEGIN");
+$sa->query_safe("SELECT dlock_acquire('lq', 5, 30)");
+my $sb2 = $b->background_psql('postgres', on_error_stop => 0);
+my $sb2pid = $sb2->query_safe('SELECT pg_backend_pid()');
+$sb2->query_until(qr/queued/, "\\echo queued\nSELECT dlock_acquire('lq', 60);\n");
+wait_for_waiter($b);
+my $sb3 = $b->background_psql('postgres', on_error_stop => 0);
+my $sb3pid = $sb3->query_safe('SELECT pg_backend_pid()');
+$sb3->query_until(qr/queued/, "\\echo queued\nSELECT dlock_acquire('lq', 60);\n");
+ok($b->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 27768 AND NOT granted"),
+	'the second waiter on beta queues in the local lock manager');
+$t0 = time;
+$b->safe_psql('postgres', "SELECT pg_cancel_backend($sb2pid)");
+$sb2->query("SELECT 1");
+like($sb2->{stderr}, qr/canceling statement due to user request/, 'cancel interrupts a wait on Redis');
+cmp_ok(time - $t0, '<', 2, 'at once');
+$sb2->{stderr} = '';
+ok($b->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%dlock_acquire(''lq''%' AND wait_event_type = 'Extension'"),
+	'the next local waiter moved up to wait on Redis');
+# (quit would wait for the running query: cancel it)
+$b->safe_psql('postgres', "SELECT pg_cancel_backend($sb3pid)");
+$sb3->query("SELECT 1");
+$sb3->quit;
+$t0 = time;
+($ret, $out, $err) = $b->psql('postgres',
+	"SET statement_timeout = '300ms'; SELECT dlock_acquire('lq', 60)");
+like($err, qr/canceling statement due to statement timeout/, 'statement_timeout interrupts a wait on Redis');
+cmp_ok(time - $t0, '<', 2, 'at once');
+$sa->query_safe("COMMIT");
+$sb2->quit;
+
 # 3. Release at abort, savepoint rollback and PL/pgSQL exception block.
 $sa->query_safe("BEGIN; SELECT dlock_acquire('r1'); ROLLBACK");
 ok(free_on($b, 'r1'), 'ROLLBACK releases in Redis');
@@ -183,6 +219,23 @@ like($err, qr/ERROR:  08006/, 'SQLSTATE 08006');
 $redis->start;
 is($sa->query_safe("SELECT dlock_acquire('down', 5) > 0"), 't',
 	'after a restart the same session reconnects by itself');
+
+# 10b. Redis gone at COMMIT: the release is a WARNING, never an error.
+$sa->query_safe("BEGIN");
+$sa->query_safe("SELECT dlock_acquire('gone', 5, 2)");
+$redis->kill9;
+($out, $ret) = $sa->query("COMMIT");
+like($sa->{stderr}, qr/WARNING:  could not release lock "gone" in Redis/, 'failed release at COMMIT warns');
+unlike($sa->{stderr}, qr/ERROR/, 'and the COMMIT succeeds');
+$sa->{stderr} = '';
+$redis->start;
+$sa->query_safe("SELECT dlock_acquire('gone', 5) > 0");
+
+# 10c. SCRIPT FLUSH: NOSCRIPT makes lockext send the script again.
+$redis->cli('SCRIPT', 'FLUSH');
+is($sa->query_safe("BEGIN; SELECT dlock_acquire('flushed') > 0; COMMIT"), 't',
+	'acquire works after SCRIPT FLUSH');
+ok(free_on($b, 'flushed'), 'and so does release');
 
 # 11. Redis paused (SIGSTOP): bounded error, no hang; cancel works meanwhile.
 $redis->pause;
