@@ -188,8 +188,9 @@ typedef struct RedisNode
 	char		display[512];	/* URL with the password masked */
 	struct redisContext *ctx;	/* NULL when not connected */
 	bool		fd_reserved;	/* AcquireExternalFD() taken for ctx */
-	int			skip_replies;	/* handshake replies still to skip */
-	bool		in_flight;		/* a command's reply is still unread */
+	int			handshake_replies;	/* AUTH/SELECT replies still to come */
+	int			abandoned_replies;	/* replies we stopped waiting for */
+	bool		in_flight;		/* a reply is due that nobody accounts for */
 } RedisNode;
 
 typedef struct RedisNodeSet
@@ -201,6 +202,7 @@ typedef struct RedisNodeSet
 
 typedef enum RedisOutcome
 {
+	RNODE_PENDING = 0,			/* no answer yet (zeroed results) */
 	RNODE_OK,					/* a reply, not an error reply */
 	RNODE_ERROR_REPLY,			/* an error reply (or failed handshake) */
 	RNODE_TIMED_OUT,
@@ -219,6 +221,7 @@ typedef struct RedisHold
 {
 	RedisNodeSet *set;			/* the nodes it was granted on (a reference) */
 	char		owner[640];		/* the lock value: ours alone */
+	int64		token;			/* fencing token the quorum gave */
 	int64		lease_ms;
 	int64		valid_until_us; /* monotonic: lease end minus clock drift */
 	bool		acquire_in_flight;	/* an acquire was sent, answers unread */
@@ -235,6 +238,7 @@ typedef enum RedisAcquireStatus
 typedef struct RedisAcquireResult
 {
 	RedisAcquireStatus status;
+	int			granted;		/* nodes that granted (then released) */
 	int64		token;			/* largest fence value of the granting nodes */
 	int64		holder_pttl_ms; /* longest remaining lease of a holder, or -1 */
 	char	   *holder;			/* a holder's owner value, or NULL */
@@ -246,9 +250,12 @@ extern RedisNodeSet *lockext_redis_nodes(void);
 extern void redis_nodeset_release(RedisNodeSet *set);
 
 /* redis_conn.c */
+/* Has a call collected enough answers to stop waiting for the rest? */
+typedef bool (*RedisEnoughFn) (const RedisResult *results, int n);
+
 extern void redis_run(RedisNode **nodes, int n, int argc, const char **argv,
 					  const size_t *argvlen, int64 extra_ms, bool quiet,
-					  RedisResult *results);
+					  RedisEnoughFn enough, RedisResult *results);
 extern void redis_results_free(RedisResult *results, int n);
 extern void redis_disconnect(RedisNode *node);
 
@@ -281,6 +288,7 @@ extern void registry_foreach(void (*fn) (DlockEntry *entry, void *arg),
 							 void *arg);
 
 /* sql_api.c */
+extern char *lockext_busy_detail;
 extern void lockext_report_timeout(const char *key, int64 timeout_ms) pg_attribute_noreturn();
 
 /* local_lock.c: the advisory backend, and the local queue others share */

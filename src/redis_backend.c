@@ -19,8 +19,11 @@
  */
 #include "postgres.h"
 
+#include "common/pg_prng.h"
 #include "miscadmin.h"
+#include "storage/latch.h"
 #include "utils/memutils.h"
+#include "utils/wait_event.h"
 #include "utils/timestamp.h"
 
 #include "lockext.h"
@@ -116,7 +119,25 @@ acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
 
 		left_ms = (deadline_us - lockext_now_us()) / 1000;
 		if (timeout_ms == 0 || left_ms <= 0)
+		{
+			lockext_busy_detail = res.detail.data;
 			return false;
+		}
+
+		if (res.granted > 0)
+		{
+			/*
+			 * A split vote (or too slow a majority): every contender gave
+			 * back its grants.  Retry after a random delay so they do not
+			 * collide again in lock-step.
+			 */
+			wait_ms = Min(left_ms, 1 + (int64) pg_prng_uint64_range(&pg_global_prng_state, 0, 50));
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 wait_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
 
 		/* Sleep until a release is announced, at most the holder's lease. */
 		wait_ms = left_ms;

@@ -103,7 +103,8 @@ start_connect(RedisNode *node, RedisResult *res)
 		return false;
 	}
 	node->ctx = ctx;
-	node->skip_replies = 0;
+	node->handshake_replies = 0;
+	node->abandoned_replies = 0;
 
 	if (node->url.has_password)
 	{
@@ -112,12 +113,12 @@ start_connect(RedisNode *node, RedisResult *res)
 							   node->url.password);
 		else
 			redisAppendCommand(ctx, "AUTH %s", node->url.password);
-		node->skip_replies++;
+		node->handshake_replies++;
 	}
 	if (node->url.db != 0)
 	{
 		redisAppendCommand(ctx, "SELECT %d", node->url.db);
-		node->skip_replies++;
+		node->handshake_replies++;
 	}
 	return true;
 }
@@ -181,9 +182,16 @@ read_input(RedisNode *node, NodePhase *phase, RedisResult *res)
 		if (reply == NULL)
 			return true;		/* need more input */
 		r = (redisReply *) reply;
-		if (node->skip_replies > 0)
+		if (node->abandoned_replies > 0 && node->handshake_replies == 0)
 		{
-			node->skip_replies--;
+			/* the answer to a command an earlier call stopped waiting for */
+			node->abandoned_replies--;
+			freeReplyObject(r);
+			continue;
+		}
+		if (node->handshake_replies > 0)
+		{
+			node->handshake_replies--;
 			if (r->type == REDIS_REPLY_ERROR)
 			{
 				/* Redis's own text never contains the password */
@@ -221,7 +229,7 @@ ms_left(int64 deadline_us)
 static void
 run_once(RedisNode **nodes, int n, int argc, const char **argv,
 		 const size_t *argvlen, int64 extra_ms, bool quiet,
-		 RedisResult *results, bool *fresh)
+		 RedisEnoughFn enough, RedisResult *results, bool *fresh)
 {
 	NodePhase  *phase = palloc(n * sizeof(NodePhase));
 	int64		connect_deadline;
@@ -335,6 +343,31 @@ run_once(RedisNode **nodes, int n, int argc, const char **argv,
 				}
 			}
 
+			/*
+			 * A quorum answered: stop waiting for the rest.  Their replies
+			 * will be skipped when they come, so the connections stay.
+			 */
+			if (pending > 0 && enough != NULL && enough(results, n))
+			{
+				for (i = 0; i < n; i++)
+				{
+					if (phase[i] == PHASE_DONE)
+						continue;
+					set_failure(&results[i], RNODE_TIMED_OUT,
+								"not waited for (a quorum had answered)", NULL);
+					if (phase[i] == PHASE_CONNECTING)
+						redis_disconnect(nodes[i]);
+					else
+					{
+						nodes[i]->abandoned_replies++;
+						nodes[i]->in_flight = false;
+					}
+					phase[i] = PHASE_DONE;
+				}
+				pending = 0;
+				break;
+			}
+
 			/* Out of time: whatever is still in flight has timed out. */
 			for (i = 0; i < n; i++)
 			{
@@ -370,7 +403,8 @@ run_once(RedisNode **nodes, int n, int argc, const char **argv,
 
 /*
  * Send one command to all nodes and wait for every answer, or the time
- * bounds.  A connection that was idle and turns out dead (the server
+ * bounds, or until enough() says a quorum has answered (NULL: all).  A
+ * connection that was idle and turns out dead (the server
  * restarted) is reopened and the command sent once more: nothing reached
  * the new server through the old socket.  Callers free replies with
  * redis_results_free().
@@ -378,7 +412,7 @@ run_once(RedisNode **nodes, int n, int argc, const char **argv,
 void
 redis_run(RedisNode **nodes, int n, int argc, const char **argv,
 		  const size_t *argvlen, int64 extra_ms, bool quiet,
-		  RedisResult *results)
+		  RedisEnoughFn enough, RedisResult *results)
 {
 	bool		fresh[LOCKEXT_MAX_NODES];
 	RedisNode  *retry[LOCKEXT_MAX_NODES];
@@ -387,7 +421,7 @@ redis_run(RedisNode **nodes, int n, int argc, const char **argv,
 	int			i;
 
 	Assert(n <= LOCKEXT_MAX_NODES);
-	run_once(nodes, n, argc, argv, argvlen, extra_ms, quiet, results, fresh);
+	run_once(nodes, n, argc, argv, argvlen, extra_ms, quiet, enough, results, fresh);
 
 	for (i = 0; i < n; i++)
 		if (!fresh[i] && results[i].outcome == RNODE_UNREACHABLE)
@@ -399,7 +433,7 @@ redis_run(RedisNode **nodes, int n, int argc, const char **argv,
 	{
 		RedisResult again[LOCKEXT_MAX_NODES];
 
-		run_once(retry, nretry, argc, argv, argvlen, extra_ms, quiet, again, fresh);
+		run_once(retry, nretry, argc, argv, argvlen, extra_ms, quiet, NULL, again, fresh);
 		for (i = 0; i < nretry; i++)
 			results[retry_at[i]] = again[i];
 	}

@@ -43,6 +43,10 @@ enum
  * ACQUIRE: a key that is already ours (a retried call) is renewed; a free
  * key is taken.  Either way the fence counter gives the new token.  A key
  * held by another returns its owner and remaining lease.
+ *
+ * RELEASE also raises each node's fence counter to the token the quorum
+ * gave, so counters of nodes that missed grants catch up and the next
+ * holder's largest value is larger still.
  */
 static const char *const script_src[NSCRIPTS] = {
 	"local v = redis.call('GET', KEYS[1])\n"
@@ -57,6 +61,9 @@ static const char *const script_src[NSCRIPTS] = {
 	"  redis.call('LPUSH', KEYS[2], '1')\n"
 	"  redis.call('LTRIM', KEYS[2], 0, 0)\n"
 	"  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
+	"  if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[3]) then\n"
+	"    redis.call('SET', KEYS[3], ARGV[3])\n"
+	"  end\n"
 	"  return 1\n"
 	"end\n"
 	"return 0\n",
@@ -72,6 +79,62 @@ static const char *const script_src[NSCRIPTS] = {
 };
 
 static char script_sha[NSCRIPTS][41];
+
+static inline int
+quorum_of(int n)
+{
+	return n / 2 + 1;
+}
+
+static inline bool
+reply_is_int(const RedisResult *r, long long value)
+{
+	return r->outcome == RNODE_OK && r->reply->type == REDIS_REPLY_INTEGER &&
+		r->reply->integer == value;
+}
+
+/* Stop waiting once a majority granted the acquire. */
+static bool
+enough_granted(const RedisResult *results, int n)
+{
+	int			granted = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (results[i].outcome == RNODE_OK &&
+			results[i].reply->type == REDIS_REPLY_ARRAY &&
+			results[i].reply->elements >= 2 &&
+			results[i].reply->element[0]->type == REDIS_REPLY_INTEGER &&
+			results[i].reply->element[0]->integer == 1)
+			granted++;
+	return granted >= quorum_of(n);
+}
+
+/* Stop waiting once a majority confirmed (a compare-and-act returned 1). */
+static bool
+enough_confirmed(const RedisResult *results, int n)
+{
+	int			ok = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (reply_is_int(&results[i], 1))
+			ok++;
+	return ok >= quorum_of(n);
+}
+
+/* Stop waiting once a majority answered at all. */
+static bool
+enough_answered(const RedisResult *results, int n)
+{
+	int			ok = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (results[i].outcome == RNODE_OK)
+			ok++;
+	return ok >= quorum_of(n);
+}
 
 /* SHA-1 of each script, as EVALSHA wants it; computed once per backend. */
 static void
@@ -111,12 +174,43 @@ redis_key(const char *kind, const char *key)
 	return psprintf("%s:%s:%s", lockext_namespace, kind, key);
 }
 
+
 static inline bool
 is_noscript(RedisResult *r)
 {
 	return r->outcome == RNODE_ERROR_REPLY && r->reply != NULL &&
 		r->reply->type == REDIS_REPLY_ERROR &&
 		strncmp(r->reply->str, "NOSCRIPT", 8) == 0;
+}
+
+/* The caller's predicate, for enough_or_noscript(). */
+static RedisEnoughFn script_enough = NULL;
+
+/*
+ * The EVALSHA round may also stop once a majority answered and some of
+ * them need the script again (after a restart or SCRIPT FLUSH): waiting
+ * for a paused node would only delay the EVAL to the nodes that are there.
+ */
+static bool
+enough_or_noscript(const RedisResult *results, int n)
+{
+	int			answered = 0;
+	int			noscript = 0;
+	int			i;
+
+	if (script_enough && script_enough(results, n))
+		return true;
+	for (i = 0; i < n; i++)
+	{
+		if (results[i].outcome == RNODE_OK)
+			answered++;
+		else if (is_noscript((RedisResult *) &results[i]))
+		{
+			answered++;
+			noscript++;
+		}
+	}
+	return noscript > 0 && answered >= quorum_of(n);
 }
 
 /*
@@ -126,10 +220,10 @@ is_noscript(RedisResult *r)
 static void
 run_script(RedisNodeSet *set, int script, int nkeys, const char **keys,
 		   int nargs, const char **args, int64 extra_ms, bool quiet,
-		   RedisResult *results)
+		   RedisEnoughFn enough, RedisResult *results)
 {
-	const char *argv[3 + 4];
-	size_t		argvlen[3 + 4];
+	const char *argv[3 + 6];
+	size_t		argvlen[3 + 6];
 	char		nkeys_str[8];
 	RedisNode  *nodes[LOCKEXT_MAX_NODES];
 	RedisNode  *again[LOCKEXT_MAX_NODES];
@@ -138,7 +232,7 @@ run_script(RedisNodeSet *set, int script, int nkeys, const char **keys,
 	int			argc = 0;
 	int			i;
 
-	Assert(nkeys + nargs <= 4);
+	Assert(nkeys + nargs <= 6);
 	compute_script_shas();
 	snprintf(nkeys_str, sizeof(nkeys_str), "%d", nkeys);
 	argv[argc++] = "EVALSHA";
@@ -153,7 +247,9 @@ run_script(RedisNodeSet *set, int script, int nkeys, const char **keys,
 	for (i = 0; i < set->n; i++)
 		nodes[i] = &set->nodes[i];
 
-	redis_run(nodes, set->n, argc, argv, argvlen, extra_ms, quiet, results);
+	script_enough = enough;
+	redis_run(nodes, set->n, argc, argv, argvlen, extra_ms, quiet,
+			  enough ? enough_or_noscript : NULL, results);
 
 	for (i = 0; i < set->n; i++)
 		if (is_noscript(&results[i]))
@@ -170,7 +266,7 @@ run_script(RedisNodeSet *set, int script, int nkeys, const char **keys,
 		argv[1] = script_src[script];
 		argvlen[0] = 4;
 		argvlen[1] = strlen(script_src[script]);
-		redis_run(again, nagain, argc, argv, argvlen, extra_ms, quiet, res2);
+		redis_run(again, nagain, argc, argv, argvlen, extra_ms, quiet, NULL, res2);
 		for (i = 0; i < nagain; i++)
 			results[again_at[i]] = res2[i];
 	}
@@ -286,7 +382,7 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 	RedisResult results[LOCKEXT_MAX_NODES];
 	const char *keys[2];
 	const char *args[2];
-	int			quorum = set->n / 2 + 1;
+	int			quorum = quorum_of(set->n);
 	int			granted = 0;
 	int			held = 0;
 	int64		start = lockext_now_us();
@@ -303,7 +399,7 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 	args[1] = psprintf(INT64_FORMAT, lease_ms);
 
 	hold->acquire_in_flight = true;
-	run_script(set, SCRIPT_ACQUIRE, 2, keys, 2, args, 0, false, results);
+	run_script(set, SCRIPT_ACQUIRE, 2, keys, 2, args, 0, false, enough_granted, results);
 	hold->acquire_in_flight = false;
 
 	for (i = 0; i < set->n; i++)
@@ -348,12 +444,14 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 	if (granted >= quorum && validity_us > 0)
 	{
 		out->status = REDIS_ACQ_GRANTED;
+		hold->token = out->token;
 		hold->lease_ms = lease_ms;
 		hold->valid_until_us = start + lease_ms * 1000 - drift_us(lease_ms);
 		return;
 	}
 
 	/* Not held: give back what was granted, so nobody waits for it. */
+	out->granted = granted;
 	if (granted > 0)
 		redis_proto_release(hold, key, NULL);
 
@@ -379,24 +477,30 @@ redis_proto_release(RedisHold *hold, const char *key, StringInfo detail)
 {
 	RedisNodeSet *set = hold->set;
 	RedisResult results[LOCKEXT_MAX_NODES];
-	const char *keys[2];
-	const char *args[2];
+	const char *keys[3];
+	const char *args[3];
 	char		lockkey[LOCKEXT_MAX_KEY_BYTES + 160];
 	char		wakekey[LOCKEXT_MAX_KEY_BYTES + 160];
+	char		fencekey[160];
 	char		wake_ttl[32];
+	char		token[32];
 	int			ok = 0;
 	int			i;
 
 	/* no palloc: this may run where an out-of-memory ERROR is fatal */
 	snprintf(lockkey, sizeof(lockkey), "%s:lock:%s", lockext_namespace, key);
 	snprintf(wakekey, sizeof(wakekey), "%s:wake:%s", lockext_namespace, key);
+	snprintf(fencekey, sizeof(fencekey), "%s:fence", lockext_namespace);
 	snprintf(wake_ttl, sizeof(wake_ttl), INT64_FORMAT, Max(hold->lease_ms, 1000));
+	snprintf(token, sizeof(token), INT64_FORMAT, hold->token);
 	keys[0] = lockkey;
 	keys[1] = wakekey;
+	keys[2] = fencekey;
 	args[0] = hold->owner;
 	args[1] = wake_ttl;
+	args[2] = token;
 
-	run_script(set, SCRIPT_RELEASE, 2, keys, 2, args, 0, true, results);
+	run_script(set, SCRIPT_RELEASE, 3, keys, 3, args, 0, true, enough_answered, results);
 	for (i = 0; i < set->n; i++)
 	{
 		if (results[i].outcome == RNODE_OK)
@@ -411,7 +515,7 @@ redis_proto_release(RedisHold *hold, const char *key, StringInfo detail)
 			append_node_outcome(detail, &set->nodes[i], results[i].detail);
 	}
 	redis_results_free(results, set->n);
-	return ok >= set->n / 2 + 1;
+	return ok >= quorum_of(set->n);
 }
 
 /*
@@ -427,7 +531,7 @@ redis_proto_extend(RedisHold *hold, const char *key, int64 lease_ms,
 	RedisResult results[LOCKEXT_MAX_NODES];
 	const char *keys[1];
 	const char *args[2];
-	int			quorum = set->n / 2 + 1;
+	int			quorum = quorum_of(set->n);
 	int			renewed = 0;
 	int			lost = 0;
 	int64		start = lockext_now_us();
@@ -437,7 +541,7 @@ redis_proto_extend(RedisHold *hold, const char *key, int64 lease_ms,
 	args[0] = hold->owner;
 	args[1] = psprintf(INT64_FORMAT, lease_ms);
 
-	run_script(set, SCRIPT_EXTEND, 1, keys, 2, args, 0, false, results);
+	run_script(set, SCRIPT_EXTEND, 1, keys, 2, args, 0, false, enough_confirmed, results);
 	for (i = 0; i < set->n; i++)
 	{
 		RedisResult *r = &results[i];
@@ -495,7 +599,8 @@ redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms)
 		argvlen[i] = strlen(argv[i]);
 	for (i = 0; i < set->n; i++)
 		nodes[i] = &set->nodes[i];
-	redis_run(nodes, set->n, 3, argv, argvlen, wait_ms, false, results);
+	/* all of them: a BLPOP left blocked would stall the next command */
+	redis_run(nodes, set->n, 3, argv, argvlen, wait_ms, false, NULL, results);
 	redis_results_free(results, set->n);
 }
 
@@ -518,7 +623,7 @@ redis_proto_holder(RedisNodeSet *set, const char *key, char **owner,
 
 	initStringInfo(&detail);
 	keys[0] = redis_key("lock", key);
-	run_script(set, SCRIPT_HOLDER, 1, keys, 0, NULL, 0, false, results);
+	run_script(set, SCRIPT_HOLDER, 1, keys, 0, NULL, 0, false, enough_answered, results);
 
 	*owner = NULL;
 	*pttl_ms = -1;
@@ -537,7 +642,7 @@ redis_proto_holder(RedisNodeSet *set, const char *key, char **owner,
 					 errdetail("Node %s answered: %s.", set->nodes[i].display, r->detail),
 					 errhint("Delete the key in Redis, or change lockext.namespace.")));
 		}
-		if (r->outcome != REDIS_OK || r->reply->type != REDIS_REPLY_ARRAY)
+		if (r->outcome != RNODE_OK || r->reply->type != REDIS_REPLY_ARRAY)
 		{
 			append_node_outcome(&detail, &set->nodes[i], failure_text(r));
 			continue;
@@ -566,10 +671,10 @@ redis_proto_holder(RedisNodeSet *set, const char *key, char **owner,
 	}
 	redis_results_free(results, set->n);
 
-	if (answered < set->n / 2 + 1)
+	if (answered < quorum_of(set->n))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not read the holder of lock \"%s\" from Redis", key),
 				 errdetail("%s.", detail.data)));
-	return best_votes >= set->n / 2 + 1;
+	return best_votes >= quorum_of(set->n);
 }

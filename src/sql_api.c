@@ -34,9 +34,19 @@ _PG_init(void)
 	lockext_define_gucs();
 }
 
+/* What a backend saw of the holder when it gave up; NULL when nothing. */
+char	   *lockext_busy_detail = NULL;
+
 void
 lockext_report_timeout(const char *key, int64 timeout_ms)
 {
+	if (lockext_busy_detail != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("could not acquire lock \"%s\" within %g seconds",
+						key, timeout_ms / 1000.0),
+				 errdetail("Another session held the lock for the whole timeout: %s.",
+						   lockext_busy_detail)));
 	ereport(ERROR,
 			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 			 errmsg("could not acquire lock \"%s\" within %g seconds",
@@ -123,6 +133,7 @@ acquire_common(FunctionCallInfo fcinfo, DlockScope scope, bool try_only)
 	int64		lease_ms = get_lease_arg(fcinfo, try_only ? 1 : 2);
 	DlockEntry *entry;
 
+	lockext_busy_detail = NULL;
 	entry = registry_acquire(key, keylen, scope, timeout_ms, lease_ms);
 	if (try_only)
 		PG_RETURN_BOOL(entry != NULL);
