@@ -263,6 +263,15 @@ run_once(RedisNode **nodes, int n, int argc, const char **argv,
 		phase[i] = fresh[i] ? PHASE_CONNECTING : PHASE_SENDING;
 		nodes[i]->in_flight = true;
 		any_connecting |= fresh[i];
+
+		/* An open socket is nearly always writable: send at once. */
+		if (phase[i] == PHASE_SENDING &&
+			!flush_output(nodes[i], &phase[i], res))
+		{
+			redis_disconnect(nodes[i]);
+			phase[i] = PHASE_DONE;
+			continue;
+		}
 		pending++;
 	}
 
