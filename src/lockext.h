@@ -220,6 +220,7 @@ typedef struct RedisResult
 typedef struct RedisHold
 {
 	RedisNodeSet *set;			/* the nodes it was granted on (a reference) */
+	char		ns[65];			/* lockext.namespace it was taken in */
 	char		owner[640];		/* the lock value: ours alone */
 	int64		token;			/* fencing token the quorum gave */
 	int64		lease_ms;

@@ -169,9 +169,9 @@ drift_us(int64 lease_ms)
 }
 
 static char *
-redis_key(const char *kind, const char *key)
+redis_key(const char *ns, const char *kind, const char *key)
 {
-	return psprintf("%s:%s:%s", lockext_namespace, kind, key);
+	return psprintf("%s:%s:%s", ns, kind, key);
 }
 
 
@@ -393,8 +393,10 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 	out->holder_pttl_ms = -1;
 	initStringInfo(&out->detail);
 	make_owner(hold);
-	keys[0] = redis_key("lock", key);
-	keys[1] = psprintf("%s:fence", lockext_namespace);
+	/* the hold keeps the namespace it was taken in */
+	strlcpy(hold->ns, lockext_namespace, sizeof(hold->ns));
+	keys[0] = redis_key(hold->ns, "lock", key);
+	keys[1] = psprintf("%s:fence", hold->ns);
 	args[0] = hold->owner;
 	args[1] = psprintf(INT64_FORMAT, lease_ms);
 
@@ -488,9 +490,9 @@ redis_proto_release(RedisHold *hold, const char *key, StringInfo detail)
 	int			i;
 
 	/* no palloc: this may run where an out-of-memory ERROR is fatal */
-	snprintf(lockkey, sizeof(lockkey), "%s:lock:%s", lockext_namespace, key);
-	snprintf(wakekey, sizeof(wakekey), "%s:wake:%s", lockext_namespace, key);
-	snprintf(fencekey, sizeof(fencekey), "%s:fence", lockext_namespace);
+	snprintf(lockkey, sizeof(lockkey), "%s:lock:%s", hold->ns, key);
+	snprintf(wakekey, sizeof(wakekey), "%s:wake:%s", hold->ns, key);
+	snprintf(fencekey, sizeof(fencekey), "%s:fence", hold->ns);
 	snprintf(wake_ttl, sizeof(wake_ttl), INT64_FORMAT, Max(hold->lease_ms, 1000));
 	snprintf(token, sizeof(token), INT64_FORMAT, hold->token);
 	keys[0] = lockkey;
@@ -537,7 +539,7 @@ redis_proto_extend(RedisHold *hold, const char *key, int64 lease_ms,
 	int64		start = lockext_now_us();
 	int			i;
 
-	keys[0] = redis_key("lock", key);
+	keys[0] = redis_key(hold->ns, "lock", key);
 	args[0] = hold->owner;
 	args[1] = psprintf(INT64_FORMAT, lease_ms);
 
@@ -593,7 +595,7 @@ redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms)
 	wait_ms = Max(wait_ms, 1);
 	snprintf(secs, sizeof(secs), "%.3f", wait_ms / 1000.0);
 	argv[0] = "BLPOP";
-	argv[1] = redis_key("wake", key);
+	argv[1] = redis_key(lockext_namespace, "wake", key);
 	argv[2] = secs;
 	for (i = 0; i < 3; i++)
 		argvlen[i] = strlen(argv[i]);
@@ -622,7 +624,7 @@ redis_proto_holder(RedisNodeSet *set, const char *key, char **owner,
 	int			j;
 
 	initStringInfo(&detail);
-	keys[0] = redis_key("lock", key);
+	keys[0] = redis_key(lockext_namespace, "lock", key);
 	run_script(set, SCRIPT_HOLDER, 1, keys, 0, NULL, 0, false, enough_answered, results);
 
 	*owner = NULL;

@@ -166,6 +166,19 @@ like($err, qr/was lost before COMMIT/, 'also with nobody else taking it: an expi
 	  BEGIN; SELECT dlock_acquire('lease3', 5, 0.2); SELECT pg_sleep(0.4); COMMIT;});
 like($err, qr/ERROR:  40001/, 'the SQLSTATE is 40001');
 
+# 6b. The namespace scopes keys; a hold keeps the namespace it was taken in
+#     even if the setting changes before its release.
+$sa->query_safe("BEGIN");
+$sa->query_safe("SET LOCAL lockext.namespace = 'other'");
+$sa->query_safe("SELECT dlock_acquire('ns-key')");
+ok(free_on($b, 'ns-key'), 'a key in another namespace does not exclude');
+$sa->query_safe("COMMIT");
+$sa->query_safe("BEGIN");
+$sa->query_safe("SELECT dlock_acquire('ns-key2')");
+$sa->query_safe("SET LOCAL lockext.namespace = 'other'");
+$sa->query_safe("COMMIT");
+ok(free_on($b, 'ns-key2'), 'released in the namespace it was taken in, after the setting changed');
+
 # 7. dlock_extend renews the lease.
 $sa->query_safe("BEGIN");
 $sa->query_safe("SELECT dlock_acquire('ext', 5, 0.4)");
