@@ -15,8 +15,10 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: test demo
+.PHONY: test demo bench
 test:
 	bash test/run.sh
 demo:
 	bash test/demo.sh
+bench:
+	bash test/bench/run.sh

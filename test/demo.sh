@@ -12,24 +12,16 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/test/lib.sh"
-DEMO_USER=lockext_demo
 CLIENTS=8
 TRANSFERS=150			# per client
 ACCOUNTS=6
 
-if [ "$(id -u)" = 0 ]; then
-	install_packages
-	ensure_user "$DEMO_USER"
-	as_user() { runuser -u "$DEMO_USER" -- "$@"; }
-else
-	DEMO_USER=$(id -un)
-	as_user() { "$@"; }
-fi
+setup_runner lockext_demo
 log "building and installing lockext"
 build_and_install "$ROOT"
 
 WORK=$(mktemp -d /tmp/lockext-demo.XXXXXX)
-chown "$DEMO_USER" "$WORK"
+chown "$RUN_USER" "$WORK"
 cleanup() {
 	set +e
 	for d in "$WORK"/pg_*; do
@@ -93,7 +85,7 @@ write_script() {
 		INSERT INTO transfers (src, dst, amount) VALUES (:src, :dst, :amount);
 		COMMIT;
 	EOF
-	chown "$DEMO_USER" "$WORK/transfer_$1.sql"
+	chown "$RUN_USER" "$WORK/transfer_$1.sql"
 }
 write_script unguarded ""
 write_script guarded "SELECT dlock_acquire('account:' || :lo); SELECT dlock_acquire('account:' || :hi);"

@@ -41,6 +41,20 @@ ensure_user() {
 	id "$1" >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/bash "$1"
 }
 
+# As root: install what is missing and run servers as user $1 (created when
+# missing); otherwise run them as ourselves.  Sets RUN_USER, defines as_user.
+setup_runner() {
+	if [ "$(id -u)" = 0 ]; then
+		install_packages || return 1
+		ensure_user "$1"
+		RUN_USER=$1
+		as_user() { runuser -u "$RUN_USER" -- "$@"; }
+	else
+		RUN_USER=$(id -un)
+		as_user() { "$@"; }
+	fi
+}
+
 # Build and install the extension from the repository at $1.
 build_and_install() {
 	make -C "$1" -s clean >/dev/null 2>&1

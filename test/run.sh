@@ -10,16 +10,8 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/test/lib.sh"
-TEST_USER=${LOCKEXT_TEST_USER:-lockext_test}
-
-if [ "$(id -u)" = 0 ]; then
-	install_packages || { echo "package installation failed"; echo "0 passed, 1 failed"; exit 1; }
-	ensure_user "$TEST_USER"
-	as_test_user() { runuser -u "$TEST_USER" -- "$@"; }
-else
-	TEST_USER=$(id -un)
-	as_test_user() { "$@"; }
-fi
+setup_runner "${LOCKEXT_TEST_USER:-lockext_test}" ||
+	{ echo "package installation failed"; echo "0 passed, 1 failed"; exit 1; }
 
 log "building and installing lockext"
 if ! build_and_install "$ROOT"; then
@@ -31,9 +23,9 @@ fi
 WORK=$(mktemp -d /tmp/lockext-test.XXXXXX)
 cleanup() {
 	# Anything a failed suite left running under our scratch directory.
-	pkill -u "$TEST_USER" -f "$WORK" 2>/dev/null
+	pkill -u "$RUN_USER" -f "$WORK" 2>/dev/null
 	sleep 0.2
-	pkill -9 -u "$TEST_USER" -f "$WORK" 2>/dev/null
+	pkill -9 -u "$RUN_USER" -f "$WORK" 2>/dev/null
 	if [ -n "${LOCKEXT_KEEP:-}" ]; then
 		echo "scratch directory kept: $WORK"
 	else
@@ -45,7 +37,7 @@ trap 'exit 130' INT TERM
 
 cp -r "$ROOT/sql" "$ROOT/expected" "$ROOT/src" "$ROOT/test/specs" "$ROOT/test/t" \
 	"$ROOT/test/unit" "$ROOT/test/suites.sh" "$WORK/"
-chown -R "$TEST_USER" "$WORK"
+chown -R "$RUN_USER" "$WORK"
 
-as_test_user env PGBIN="$PGBIN" PGXS_DIR="$PGXS_DIR" ROOT="$ROOT" \
+as_user env PGBIN="$PGBIN" PGXS_DIR="$PGXS_DIR" ROOT="$ROOT" \
 	bash "$WORK/suites.sh" "$WORK"

@@ -9,35 +9,13 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 use RedisServer;
+use LockextCluster;
 
 my $redis = RedisServer->new('single');
 
-my @nodes;
-for my $name ('alpha', 'beta')
-{
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
-	$node->append_conf('postgresql.conf', qq{
-cluster_name = '$name'
-shared_preload_libraries = 'lockext'
-lockext.redis_nodes = '@{[ $redis->url ]}'
-lockext.command_timeout = '500ms'
-lockext.connect_timeout = '500ms'
-max_connections = 40
-});
-	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION lockext');
-	push @nodes, $node;
-}
+my @nodes = map { start_lockext_cluster($_, $redis->url, '500ms') } ('alpha', 'beta');
 my ($a, $b) = @nodes;
 # (sort below uses \$::a and \$::b: the nodes shadow the lexical names)
-
-# Try to take a key from a cluster without waiting.
-sub free_on
-{
-	my ($node, $key) = @_;
-	return $node->safe_psql('postgres', "SELECT dlock_try_acquire('$key')") eq 't';
-}
 
 sub wait_for_waiter
 {
@@ -319,14 +297,7 @@ $locked->stop;
 # 14. A shared counter on alpha, incremented from both clusters (beta
 #     through postgres_fdw): lost updates without the lock, none with it.
 $a->safe_psql('postgres', 'CREATE TABLE counter (id int PRIMARY KEY, v bigint); CREATE TABLE incs (n int)');
-$b->safe_psql('postgres', qq{
-	CREATE EXTENSION postgres_fdw;
-	CREATE SERVER alpha FOREIGN DATA WRAPPER postgres_fdw
-	  OPTIONS (host '@{[ $a->host ]}', port '@{[ $a->port ]}', dbname 'postgres');
-	CREATE USER MAPPING FOR CURRENT_USER SERVER alpha;
-	CREATE FOREIGN TABLE counter (id int, v bigint) SERVER alpha;
-	CREATE FOREIGN TABLE incs (n int) SERVER alpha;
-});
+link_tables($b, $a, counter => 'id int, v bigint', incs => 'n int');
 my $script = q{
 BEGIN;
 %LOCK%

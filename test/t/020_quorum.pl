@@ -9,6 +9,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 use RedisServer;
+use LockextCluster;
 
 # appendonly + appendfsync always: a restarted member keeps its keys; the
 # test still keeps a killed member out for longer than the longest lease.
@@ -16,30 +17,8 @@ my @redis = map { RedisServer->new("q$_", appendonly => 1) } 1 .. 5;
 my $nodes = join(',', map { $_->url } @redis);
 my $lease = 2;    # seconds, for the chaos part
 
-my @pg;
-for my $name ('east', 'west')
-{
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
-	$node->append_conf('postgresql.conf', qq{
-cluster_name = '$name'
-shared_preload_libraries = 'lockext'
-lockext.redis_nodes = '$nodes'
-lockext.command_timeout = '300ms'
-lockext.connect_timeout = '300ms'
-max_connections = 40
-});
-	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION lockext');
-	push @pg, $node;
-}
+my @pg = map { start_lockext_cluster($_, $nodes, '300ms') } ('east', 'west');
 my ($east, $west) = @pg;
-
-sub free_on
-{
-	my ($node, $key) = @_;
-	return $node->safe_psql('postgres', "SELECT dlock_try_acquire('$key')") eq 't';
-}
 
 # 1. Exclusion across clusters; a busy key's 55P03 names who holds it where.
 my $se = $east->background_psql('postgres', on_error_stop => 0);
@@ -102,14 +81,7 @@ $redis[4]->resume;
 #    postgres_fdw), while members are killed and restarted one at a time,
 #    each staying out longer than the lease: nothing lost, nothing doubled.
 $east->safe_psql('postgres', 'CREATE TABLE counter (v bigint); INSERT INTO counter VALUES (0); CREATE TABLE incs (n int)');
-$west->safe_psql('postgres', qq{
-	CREATE EXTENSION postgres_fdw;
-	CREATE SERVER east FOREIGN DATA WRAPPER postgres_fdw
-	  OPTIONS (host '@{[ $east->host ]}', port '@{[ $east->port ]}', dbname 'postgres');
-	CREATE USER MAPPING FOR CURRENT_USER SERVER east;
-	CREATE FOREIGN TABLE counter (v bigint) SERVER east;
-	CREATE FOREIGN TABLE incs (n int) SERVER east;
-});
+link_tables($west, $east, counter => 'v bigint', incs => 'n int');
 my $dir = PostgreSQL::Test::Utils::tempdir();
 open my $fh, '>', "$dir/inc.sql" or die;
 print $fh qq{BEGIN;

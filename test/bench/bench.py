@@ -1,0 +1,417 @@
+#!/usr/bin/python3
+"""lockext benchmark suite.
+
+Starts throwaway PostgreSQL clusters and redis-servers on loopback (as an
+unprivileged user), runs every scenario with pgbench (and a small Python
+client for the peer comparison) BENCH_REPEATS times, and prints medians and
+ratios against the baseline measured in the same run.  Writes a CSV and a
+PNG chart under test/bench/results/.  Run it through test/bench/run.sh
+(`make bench`), which installs what it needs first.
+"""
+import csv
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PGBIN = "/usr/lib/postgresql/15/bin"
+USER = os.environ.get("BENCH_USER", "lockext_test")
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+RESULTS = os.path.join(ROOT, "test", "bench", "results")
+
+# (figure, target ratio or value, comparison) checked at the end
+TARGETS = []
+
+
+def as_user(cmd, **kw):
+    return subprocess.run(["runuser", "-u", USER, "--"] + cmd, **kw)
+
+
+def free_port(start):
+    port = start
+    while True:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                port += 1
+
+
+class Servers:
+    """Throwaway clusters and redis-servers; all stopped on exit."""
+
+    def __init__(self):
+        self.work = tempfile.mkdtemp(prefix="lockext-bench.")
+        os.chmod(self.work, 0o755)
+        shutil.chown(self.work, USER)
+        self.clusters = {}
+        self.redis = {}
+        self.next_port = 57000
+
+    def port(self):
+        p = free_port(self.next_port)
+        while os.path.exists(f"{self.work}/.s.PGSQL.{p}"):
+            p = free_port(p + 1)
+        self.next_port = p + 1
+        return p
+
+    def cluster(self, name, conf=""):
+        port = self.port()
+        data = f"{self.work}/pg_{name}"
+        as_user([f"{PGBIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres"],
+                check=True, stdout=subprocess.DEVNULL)
+        with open(f"{data}/postgresql.conf", "a") as f:
+            f.write(f"""
+listen_addresses = ''
+unix_socket_directories = '{self.work}'
+port = {port}
+max_connections = 40
+max_locks_per_transaction = 512
+shared_buffers = 128MB
+cluster_name = '{name}'
+shared_preload_libraries = 'lockext'
+{conf}
+""")
+        as_user([f"{PGBIN}/pg_ctl", "-D", data, "-l", f"{self.work}/{name}.log", "-w", "start"],
+                check=True, stdout=subprocess.DEVNULL)
+        self.clusters[name] = port
+        return port
+
+    def redis_server(self, name):
+        port = free_port(self.next_port)
+        self.next_port = port + 1
+        proc = subprocess.Popen(
+            ["runuser", "-u", USER, "--", "redis-server", "--bind", "127.0.0.1",
+             "--port", str(port), "--save", "", "--appendonly", "no",
+             "--dir", self.work, "--logfile", f"{self.work}/redis_{name}.log"])
+        for _ in range(100):
+            if self.redis_cli(port, "PING") == "PONG":
+                break
+            time.sleep(0.05)
+        self.redis[name] = (port, proc)
+        return port
+
+    @staticmethod
+    def redis_cli(port, *args):
+        r = subprocess.run(["redis-cli", "-p", str(port)] + list(args),
+                           capture_output=True, text=True)
+        return r.stdout.strip()
+
+    def psql(self, port, sql, options=""):
+        r = as_user([f"{PGBIN}/psql", "-h", self.work, "-p", str(port), "-U", "postgres",
+                     "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql, "postgres"],
+                    capture_output=True, text=True, env=dict(os.environ, PGOPTIONS=options))
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr)
+        return r.stdout.strip()
+
+    def pgbench(self, port, script, clients, seconds, options="", log_prefix=None):
+        path = f"{self.work}/script_{abs(hash(script))}.sql"
+        with open(path, "w") as f:
+            f.write(script)
+        shutil.chown(path, USER)
+        cmd = [f"{PGBIN}/pgbench", "-h", self.work, "-p", str(port), "-U", "postgres",
+               "-n", "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds),
+               "-f", path]
+        if log_prefix:
+            cmd += ["-l", "--log-prefix", log_prefix]
+        cmd.append("postgres")
+        r = as_user(cmd, capture_output=True, text=True, cwd=self.work,
+                    env=dict(os.environ, PGOPTIONS=options))
+        m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", r.stdout)
+        if not m:
+            raise RuntimeError(f"pgbench failed: {r.stdout}\n{r.stderr}")
+        processed = int(re.search(r"number of transactions actually processed: (\d+)",
+                                  r.stdout).group(1))
+        return float(m.group(1)), processed
+
+    def stop(self):
+        for name in self.clusters:
+            as_user([f"{PGBIN}/pg_ctl", "-D", f"{self.work}/pg_{name}", "-m", "fast", "stop"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for port, proc in self.redis.values():
+            self.redis_cli(port, "SHUTDOWN", "NOSAVE")
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+UNCONTENDED = """\\set id random(1, 100000)
+BEGIN;
+{lock}
+UPDATE acc SET bal = bal + 1 WHERE id = :id;
+COMMIT;
+"""
+
+HOT = """BEGIN;
+{lock}
+UPDATE acc SET bal = bal + 1 WHERE id = 1;
+COMMIT;
+"""
+
+
+def median_row(rows, scenario, variant, unit, values):
+    for i, v in enumerate(values):
+        rows.append({"scenario": scenario, "variant": variant, "repeat": i + 1,
+                     "value": round(v, 3), "unit": unit})
+    return statistics.median(values)
+
+
+def main():
+    srv = Servers()
+    rows = []
+    summary = []        # (figure, value, target text, met)
+    try:
+        one = srv.redis_server("one")
+        quorum = [srv.redis_server(f"q{i}") for i in range(3)]
+        nodes_one = f"redis://127.0.0.1:{one}"
+        nodes_q = ",".join(f"redis://127.0.0.1:{p}" for p in quorum)
+        a = srv.cluster("alpha")
+        b = srv.cluster("beta", f"lockext.redis_nodes = '{nodes_one}'")
+        for port in (a, b):
+            srv.psql(port, "CREATE EXTENSION lockext; CREATE TABLE acc (id int PRIMARY KEY, bal bigint);"
+                     "INSERT INTO acc SELECT g, 0 FROM generate_series(1, 100000) g;")
+            srv.psql(port, "VACUUM ANALYZE acc")
+
+        # 1. uncontended, 4 clients, random keys
+        variants = [
+            ("no lock", "", ""),
+            ("pg_advisory_xact_lock", "SELECT pg_advisory_xact_lock(:id);", ""),
+            ("dlock advisory", "SELECT dlock_acquire('acc:' || :id);", "-c lockext.backend=advisory"),
+            ("dlock redis (1 node)", "SELECT dlock_acquire('acc:' || :id);",
+             f"-c lockext.redis_nodes={nodes_one}"),
+            ("dlock quorum (3 nodes)", "SELECT dlock_acquire('acc:' || :id);",
+             f"-c lockext.redis_nodes={nodes_q}"),
+        ]
+        tps = {v[0]: [] for v in variants}
+        for _ in range(REPEATS):
+            for name, lock, opts in variants:        # interleaved: same conditions
+                tps[name].append(srv.pgbench(a, UNCONTENDED.format(lock=lock), 4, SECONDS, opts)[0])
+        med = {name: median_row(rows, "uncontended", name, "tps", tps[name]) for name in tps}
+        base = med["pg_advisory_xact_lock"]
+        for name, target in (("dlock advisory", 0.95), ("dlock redis (1 node)", 0.80),
+                             ("dlock quorum (3 nodes)", 0.60)):
+            summary.append((f"uncontended: {name} / pg_advisory_xact_lock", med[name] / base,
+                            f">= {target}", med[name] / base >= target))
+        summary.append(("uncontended: quorum(3) cost / single node",
+                        med["dlock redis (1 node)"] / med["dlock quorum (3 nodes)"], "< 2", 
+                        med["dlock redis (1 node)"] / med["dlock quorum (3 nodes)"] < 2))
+
+        # 2. Redis commands per uncontended transaction (what clients sent)
+        srv.redis_cli(one, "CONFIG", "RESETSTAT")
+        _, processed = srv.pgbench(a, UNCONTENDED.format(lock="SELECT dlock_acquire('acc:' || :id);"),
+                                   4, 2, f"-c lockext.redis_nodes={nodes_one}")
+        stats = srv.redis_cli(one, "INFO", "commandstats")
+        sent = sum(int(c) for cmd, c in re.findall(r"cmdstat_(\w+):calls=(\d+)", stats)
+                   if cmd in ("evalsha", "eval", "blpop", "auth", "select"))
+        per_tx = sent / processed
+        median_row(rows, "redis commands", "per uncontended transaction", "commands", [per_tx])
+        summary.append(("Redis commands per uncontended transaction", per_tx, "<= 2", per_tx <= 2.05))
+
+        # 3. one hot key, 8 clients, one instance
+        hot = {"pg_advisory_xact_lock": [], "dlock redis": []}
+        for _ in range(REPEATS):
+            hot["pg_advisory_xact_lock"].append(
+                srv.pgbench(a, HOT.format(lock="SELECT pg_advisory_xact_lock(42);"), 8, SECONDS)[0])
+            hot["dlock redis"].append(
+                srv.pgbench(a, HOT.format(lock="SELECT dlock_acquire('hot');"), 8, SECONDS,
+                            f"-c lockext.redis_nodes={nodes_one}")[0])
+        hm = {k: median_row(rows, "hot key, one instance, 8 clients", k, "tps", v) for k, v in hot.items()}
+        r = hm["dlock redis"] / hm["pg_advisory_xact_lock"]
+        summary.append(("hot key, one instance: dlock redis / advisory", r, ">= 0.50", r >= 0.5))
+
+        # 4. one hot key across two instances sharing Redis: throughput and
+        #    handoff (holder's last statement before COMMIT -> next grant)
+        handoff_p50, handoff_p99, cross_tps = [], [], []
+        script = """BEGIN;
+SELECT dlock_acquire('xhot', 30);
+SELECT extract(epoch FROM clock_timestamp()) AS g \\gset
+UPDATE acc SET bal = bal + 1 WHERE id = 1;
+INSERT INTO hlog VALUES (:g, extract(epoch FROM clock_timestamp()));
+COMMIT;
+"""
+        for port in (a, b):
+            srv.psql(port, "CREATE TABLE IF NOT EXISTS hlog (granted float8, released float8)")
+        for _ in range(REPEATS):
+            for port in (a, b):
+                srv.psql(port, "TRUNCATE hlog")
+            opts = f"-c lockext.redis_nodes={nodes_one} -c synchronous_commit=off"
+            res = {}
+            threads = [threading.Thread(target=lambda p=p: res.__setitem__(p, srv.pgbench(p, script, 4, SECONDS, opts)))
+                       for p in (a, b)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            cross_tps.append(sum(v[0] for v in res.values()))
+            log = []
+            for port in (a, b):
+                for line in srv.psql(port, "SELECT granted, released FROM hlog").splitlines():
+                    g, rl = line.split("|")
+                    log.append((float(g), float(rl)))
+            log.sort()
+            gaps = [(log[i][0] - log[i - 1][1]) * 1000 for i in range(1, len(log))]
+            overlaps = sum(1 for g in gaps if g < 0)
+            if overlaps:
+                print(f"WARNING: {overlaps} overlapping holds across instances")
+            gaps.sort()
+            handoff_p50.append(gaps[len(gaps) // 2])
+            handoff_p99.append(gaps[int(len(gaps) * 0.99)])
+        median_row(rows, "hot key, two instances", "throughput", "tps", cross_tps)
+        p50 = median_row(rows, "hot key, two instances", "handoff p50", "ms", handoff_p50)
+        p99 = median_row(rows, "hot key, two instances", "handoff p99", "ms", handoff_p99)
+        summary.append(("cross-instance handoff p50 (ms)", p50, "< 2", p50 < 2))
+        summary.append(("cross-instance handoff p99 (ms)", p99, "< 20", p99 < 20))
+
+        # 5. fairness: 8 contenders on one key for 2x the run time
+        fair = []
+        for rep in range(REPEATS):
+            prefix = f"fair{rep}"
+            srv.pgbench(a, HOT.format(lock="SELECT dlock_acquire('fair', 60);"), 8, 2 * SECONDS,
+                        f"-c lockext.redis_nodes={nodes_one}", log_prefix=prefix)
+            counts = {}
+            for fn in os.listdir(srv.work):
+                if fn.startswith(prefix + "."):
+                    with open(os.path.join(srv.work, fn)) as f:
+                        for line in f:
+                            client = line.split()[0]
+                            counts[client] = counts.get(client, 0) + 1
+            fair.append(min(counts.values()) / max(counts.values()))
+        fm = median_row(rows, "fairness, 8 contenders", "min/max acquisitions", "ratio", fair)
+        summary.append(("fairness min/max", fm, ">= 0.5", fm >= 0.5))
+
+        # 6. the peer users pick today: redis-py Lock around a psycopg2
+        #    transaction vs the same client calling dlock_acquire
+        peer = run_peer(srv, a, one)
+        pm = {k: median_row(rows, "peer, one Python client", k, "tps", v) for k, v in peer.items()}
+        r = pm["dlock_acquire in the transaction"] / pm["redis-py Lock around the transaction"]
+        summary.append(("in-database dlock vs redis-py Lock, same client", r, ">= 1.5", r >= 1.5))
+
+        # 7. memory: 10,000 session locks held in one session
+        for name, opts in (("advisory", "-c lockext.backend=advisory"),
+                           ("redis", f"-c lockext.redis_nodes={nodes_one}")):
+            backend_bytes, redis_bytes = hold_many(srv, a, one, opts, 10000)
+            median_row(rows, "memory, 10000 session locks", f"backend bytes per lock ({name})",
+                       "bytes", [backend_bytes])
+            if name == "redis":
+                median_row(rows, "memory, 10000 session locks", "Redis bytes per held lock",
+                           "bytes", [redis_bytes])
+    finally:
+        srv.stop()
+    report(rows, summary)
+
+
+def hold_many(srv, port, redis_port, opts, n):
+    """Hold n session locks in one live session; bytes per lock in the
+    backend (pg_backend_memory_contexts) and in Redis (used_memory)."""
+    def redis_used():
+        return int(re.search(r"used_memory:(\d+)",
+                             srv.redis_cli(redis_port, "INFO", "memory")).group(1))
+
+    def ask(sql):
+        p.stdin.write(sql + "\n")
+        p.stdin.flush()
+        return p.stdout.readline().strip()
+
+    p = subprocess.Popen(["runuser", "-u", USER, "--", f"{PGBIN}/psql", "-h", srv.work,
+                          "-p", str(port), "-U", "postgres", "-X", "-At", "postgres"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PGOPTIONS=opts))
+    mem = "SELECT sum(total_bytes) FROM pg_backend_memory_contexts;"
+    ask("SELECT dlock_acquire_session('warm-up');")
+    backend0, redis0 = int(ask(mem)), redis_used()
+    ask(f"SELECT count(dlock_acquire_session('mem:' || g)) FROM generate_series(1, {n}) g;")
+    backend1, redis1 = int(ask(mem)), redis_used()
+    p.stdin.close()
+    p.wait()
+    return (backend1 - backend0) / n, (redis1 - redis0) / n
+
+
+def run_peer(srv, port, redis_port):
+    """One Python client, random keys, each variant for SECONDS, REPEATS times."""
+    import psycopg2
+    import random
+    import redis as redislib
+
+    r = redislib.Redis(host="127.0.0.1", port=redis_port)
+    results = {"redis-py Lock around the transaction": [], "dlock_acquire in the transaction": []}
+    conn = psycopg2.connect(host=srv.work, port=port, user="postgres", dbname="postgres",
+                            options=f"-c lockext.redis_nodes=redis://127.0.0.1:{redis_port}")
+    cur = conn.cursor()
+    for _ in range(REPEATS):
+        for name in results:
+            n = 0
+            end = time.monotonic() + SECONDS
+            while time.monotonic() < end:
+                key = random.randint(1, 100000)
+                if name.startswith("redis-py"):
+                    with r.lock(f"peer:{key}", timeout=30, blocking_timeout=30):
+                        cur.execute("UPDATE acc SET bal = bal + 1 WHERE id = %s", (key,))
+                        conn.commit()
+                else:
+                    cur.execute("SELECT dlock_acquire(%s)", (f"peer:{key}",))
+                    cur.execute("UPDATE acc SET bal = bal + 1 WHERE id = %s", (key,))
+                    conn.commit()
+                n += 1
+            results[name].append(n / SECONDS)
+    conn.close()
+    return results
+
+
+def report(rows, summary):
+    os.makedirs(RESULTS, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    csv_path = os.path.join(RESULTS, f"bench-{stamp}.csv")
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["scenario", "variant", "repeat", "value", "unit"])
+        w.writeheader()
+        w.writerows(rows)
+
+    print()
+    print(f"medians of {REPEATS} runs of {SECONDS} s each (4 clients unless said), "
+          f"{os.cpu_count()} cores")
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["scenario"], row["variant"], row["unit"]), []).append(row["value"])
+    width = max(len(f"{s}: {v}") for s, v, _ in groups)
+    for (s, v, u), vals in groups.items():
+        print(f"  {s + ': ' + v:<{width}}  {statistics.median(vals):12.3f} {u}")
+    print()
+    print("targets")
+    for figure, value, target, met in summary:
+        print(f"  {figure:<58} {value:9.3f}   target {target:<7} {'met' if met else 'MISSED'}")
+
+    # chart: uncontended and hot-key throughput medians
+    dat = os.path.join(RESULTS, f"bench-{stamp}.dat")
+    with open(dat, "w") as f:
+        for (s, v, u), vals in groups.items():
+            if u == "tps" and not s.startswith("peer"):
+                f.write(f"\"{s}\\n{v}\" {statistics.median(vals):.1f}\n")
+    png = os.path.join(RESULTS, f"bench-{stamp}.png")
+    subprocess.run(["gnuplot", "-e", f"""
+set terminal pngcairo size 1400,700 font ',10';
+set output '{png}';
+set title 'lockext: transactions per second (median of {REPEATS} runs)';
+set style data histograms; set style fill solid 0.8; set boxwidth 0.8;
+set ylabel 'tps'; set yrange [0:*]; set termoption noenhanced; set xtics rotate by -30 left; set key off; set grid ytics;
+plot '{dat}' using 2:xtic(1)
+"""], check=False)
+    os.remove(dat)
+    print()
+    print(f"CSV: {csv_path}")
+    print(f"chart: {png}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+# LockextCluster: what lockext's Redis TAP tests do with clusters — start
+# one that shares Redis nodes, probe a key from it, and reach another
+# cluster's tables through postgres_fdw (to share data between clusters).
+package LockextCluster;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+
+our @EXPORT = qw(start_lockext_cluster free_on link_tables);
+
+# A started cluster with lockext preloaded and using $nodes (URL list).
+sub start_lockext_cluster
+{
+	my ($name, $nodes, $timeout) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+cluster_name = '$name'
+shared_preload_libraries = 'lockext'
+lockext.redis_nodes = '$nodes'
+lockext.command_timeout = '$timeout'
+lockext.connect_timeout = '$timeout'
+max_connections = 40
+});
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION lockext');
+	return $node;
+}
+
+# Can a new session of $node take $key right now (without waiting)?
+sub free_on
+{
+	my ($node, $key) = @_;
+	return $node->safe_psql('postgres', "SELECT dlock_try_acquire('$key')") eq 't';
+}
+
+# Make $owner's tables (name => column list) foreign tables in $user.
+sub link_tables
+{
+	my ($user, $owner, %tables) = @_;
+	my $server = $owner->name;
+	$user->safe_psql('postgres', join("\n",
+		'CREATE EXTENSION IF NOT EXISTS postgres_fdw;',
+		"CREATE SERVER $server FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '"
+		  . $owner->host . "', port '" . $owner->port . "', dbname 'postgres');",
+		"CREATE USER MAPPING FOR CURRENT_USER SERVER $server;",
+		map { "CREATE FOREIGN TABLE $_ ($tables{$_}) SERVER $server;" } sort keys %tables));
+}
+
+1;
