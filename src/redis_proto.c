@@ -12,6 +12,7 @@
  *   <ns>:lock:<key>  the lock (string, PX lease)
  *   <ns>:fence       fencing counter (INCR in the acquire script)
  *   <ns>:wake:<key>  wake-up list; release pushes, waiters BLPOP
+ *   <ns>:waiting:<key>  set while someone waits (expires by itself)
  *
  *-------------------------------------------------------------------------
  */
@@ -40,33 +41,44 @@ enum
 };
 
 /*
- * ACQUIRE: a key that is already ours (a retried call) is renewed; a free
- * key is taken.  Either way the fence counter gives the new token.  A key
- * held by another returns its owner and remaining lease.
+ * ACQUIRE (keys: lock, fence, waiting): a free key is taken with SET NX; a
+ * key that is already ours (a retried call) is renewed; either way the
+ * fence counter gives the new token.  A key held by another returns its
+ * owner and remaining lease, and flags that someone waits, in the same
+ * atomic step, so the holder's release cannot miss the waiter.
  *
- * RELEASE also raises each node's fence counter to the token the quorum
- * gave, so counters of nodes that missed grants catch up and the next
- * holder's largest value is larger still.
+ * RELEASE (keys: lock, wake, fence, waiting): compare-and-delete; pushes a
+ * wake-up only when a waiter flagged itself, so an uncontended release is
+ * three cheap calls.  With a quorum (token > 0) it also raises each node's
+ * fence counter to the token the quorum gave, so counters of nodes that
+ * missed grants catch up and the next holder's largest value is larger.
  */
 static const char *const script_src[NSCRIPTS] = {
-	"local v = redis.call('GET', KEYS[1])\n"
-	"if v and v ~= ARGV[1] then\n"
-	"  return {0, v, redis.call('PTTL', KEYS[1])}\n"
+	"if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
+	"  return {1, redis.call('INCR', KEYS[2])}\n"
 	"end\n"
-	"redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
-	"return {1, redis.call('INCR', KEYS[2])}\n",
+	"local v = redis.call('GET', KEYS[1])\n"
+	"if v == ARGV[1] then\n"
+	"  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+	"  return {1, redis.call('INCR', KEYS[2])}\n"
+	"end\n"
+	"local ttl = redis.call('PTTL', KEYS[1])\n"
+	"redis.call('SET', KEYS[3], '1', 'PX', math.max(ttl, 0) + 1000)\n"
+	"return {0, v, ttl}\n",
 
-	"if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-	"  redis.call('DEL', KEYS[1])\n"
+	"if redis.call('GET', KEYS[1]) ~= ARGV[1] then\n"
+	"  return 0\n"
+	"end\n"
+	"redis.call('DEL', KEYS[1])\n"
+	"if redis.call('EXISTS', KEYS[4]) == 1 then\n"
 	"  redis.call('LPUSH', KEYS[2], '1')\n"
 	"  redis.call('LTRIM', KEYS[2], 0, 0)\n"
 	"  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
-	"  if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[3]) then\n"
-	"    redis.call('SET', KEYS[3], ARGV[3])\n"
-	"  end\n"
-	"  return 1\n"
 	"end\n"
-	"return 0\n",
+	"if ARGV[3] ~= '0' and tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[3]) then\n"
+	"  redis.call('SET', KEYS[3], ARGV[3])\n"
+	"end\n"
+	"return 1\n",
 
 	"if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
 	"  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
@@ -222,8 +234,8 @@ run_script(RedisNodeSet *set, int script, int nkeys, const char **keys,
 		   int nargs, const char **args, int64 extra_ms, bool quiet,
 		   RedisEnoughFn enough, RedisResult *results)
 {
-	const char *argv[3 + 6];
-	size_t		argvlen[3 + 6];
+	const char *argv[3 + 7];
+	size_t		argvlen[3 + 7];
 	char		nkeys_str[8];
 	RedisNode  *nodes[LOCKEXT_MAX_NODES];
 	RedisNode  *again[LOCKEXT_MAX_NODES];
@@ -232,7 +244,7 @@ run_script(RedisNodeSet *set, int script, int nkeys, const char **keys,
 	int			argc = 0;
 	int			i;
 
-	Assert(nkeys + nargs <= 6);
+	Assert(nkeys + nargs <= 7);
 	compute_script_shas();
 	snprintf(nkeys_str, sizeof(nkeys_str), "%d", nkeys);
 	argv[argc++] = "EVALSHA";
@@ -380,7 +392,7 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 {
 	RedisNodeSet *set = hold->set;
 	RedisResult results[LOCKEXT_MAX_NODES];
-	const char *keys[2];
+	const char *keys[3];
 	const char *args[2];
 	int			quorum = quorum_of(set->n);
 	int			granted = 0;
@@ -397,11 +409,12 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 	strlcpy(hold->ns, lockext_namespace, sizeof(hold->ns));
 	keys[0] = redis_key(hold->ns, "lock", key);
 	keys[1] = psprintf("%s:fence", hold->ns);
+	keys[2] = redis_key(hold->ns, "waiting", key);
 	args[0] = hold->owner;
 	args[1] = psprintf(INT64_FORMAT, lease_ms);
 
 	hold->acquire_in_flight = true;
-	run_script(set, SCRIPT_ACQUIRE, 2, keys, 2, args, 0, false, enough_granted, results);
+	run_script(set, SCRIPT_ACQUIRE, 3, keys, 2, args, 0, false, enough_granted, results);
 	hold->acquire_in_flight = false;
 
 	for (i = 0; i < set->n; i++)
@@ -479,10 +492,11 @@ redis_proto_release(RedisHold *hold, const char *key, StringInfo detail)
 {
 	RedisNodeSet *set = hold->set;
 	RedisResult results[LOCKEXT_MAX_NODES];
-	const char *keys[3];
+	const char *keys[4];
 	const char *args[3];
 	char		lockkey[LOCKEXT_MAX_KEY_BYTES + 160];
 	char		wakekey[LOCKEXT_MAX_KEY_BYTES + 160];
+	char		waitingkey[LOCKEXT_MAX_KEY_BYTES + 160];
 	char		fencekey[160];
 	char		wake_ttl[32];
 	char		token[32];
@@ -492,17 +506,20 @@ redis_proto_release(RedisHold *hold, const char *key, StringInfo detail)
 	/* no palloc: this may run where an out-of-memory ERROR is fatal */
 	snprintf(lockkey, sizeof(lockkey), "%s:lock:%s", hold->ns, key);
 	snprintf(wakekey, sizeof(wakekey), "%s:wake:%s", hold->ns, key);
+	snprintf(waitingkey, sizeof(waitingkey), "%s:waiting:%s", hold->ns, key);
 	snprintf(fencekey, sizeof(fencekey), "%s:fence", hold->ns);
 	snprintf(wake_ttl, sizeof(wake_ttl), INT64_FORMAT, Max(hold->lease_ms, 1000));
-	snprintf(token, sizeof(token), INT64_FORMAT, hold->token);
+	/* one node's counter is already monotonic: no raise needed */
+	snprintf(token, sizeof(token), INT64_FORMAT, set->n > 1 ? hold->token : 0);
 	keys[0] = lockkey;
 	keys[1] = wakekey;
 	keys[2] = fencekey;
+	keys[3] = waitingkey;
 	args[0] = hold->owner;
 	args[1] = wake_ttl;
 	args[2] = token;
 
-	run_script(set, SCRIPT_RELEASE, 3, keys, 3, args, 0, true, enough_answered, results);
+	run_script(set, SCRIPT_RELEASE, 4, keys, 3, args, 0, true, enough_answered, results);
 	for (i = 0; i < set->n; i++)
 	{
 		if (results[i].outcome == RNODE_OK)
