@@ -63,8 +63,9 @@ count_regress "$WORK/isolation.log"
 [ -f "$WORK/isolation/regression.diffs" ] && cat "$WORK/isolation/regression.diffs"
 
 echo "== TAP"
-export PG_REGRESS TESTDIR="$WORK/tap" PERL5LIB="$PGXS_DIR/src/test/perl:$WORK/t"
-mkdir -p "$TESTDIR"
+# TMPDIR too: the TAP helpers' socket directories go with the scratch tree
+export PG_REGRESS TESTDIR="$WORK/tap" PERL5LIB="$PGXS_DIR/src/test/perl:$WORK/t" TMPDIR="$WORK/tmp"
+mkdir -p "$TESTDIR" "$TMPDIR"
 (cd "$TESTDIR" && prove -v "$WORK"/t/*.pl) 2>&1 | tee "$WORK/tap.log"
 prove_rc=${PIPESTATUS[0]}
 p=$(grep -cE '^ok [0-9]' "$WORK/tap.log")
