@@ -257,6 +257,8 @@ typedef bool (*RedisEnoughFn) (const RedisResult *results, int n);
 extern void redis_run(RedisNode **nodes, int n, int argc, const char **argv,
 					  const size_t *argvlen, int64 extra_ms, bool quiet,
 					  RedisEnoughFn enough, RedisResult *results);
+extern bool redis_send_nowait(RedisNode *node, int argc, const char **argv,
+							  const size_t *argvlen);
 extern void redis_results_free(RedisResult *results, int n);
 extern void redis_disconnect(RedisNode *node);
 
@@ -264,7 +266,7 @@ extern void redis_disconnect(RedisNode *node);
 extern void redis_proto_acquire(RedisHold *hold, const char *key,
 								int64 lease_ms, RedisAcquireResult *out);
 extern bool redis_proto_release(RedisHold *hold, const char *key,
-								StringInfo detail);
+								bool wait, StringInfo detail);
 extern bool redis_proto_extend(RedisHold *hold, const char *key,
 							   int64 lease_ms, bool *outage, StringInfo detail);
 extern void redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms);

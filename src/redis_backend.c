@@ -167,7 +167,7 @@ acquire_remote_guarded(DlockEntry *entry, DlockScope scope, RedisHold *hold,
 	PG_CATCH();
 	{
 		if (hold->acquire_in_flight)
-			(void) redis_proto_release(hold, entry->key, NULL);
+			(void) redis_proto_release(hold, entry->key, true, NULL);
 		local_lock_release(entry, scope, false);
 		redis_nodeset_release(hold->set);
 		pfree(hold);
@@ -240,8 +240,17 @@ redis_release(DlockEntry *entry, DlockScope scope, bool lockmgr_releases,
 	{
 		StringInfoData detail;
 
+		/*
+		 * A transaction's end does not wait for Redis's answer: the
+		 * command is on its way before the local lock lets the next
+		 * waiter in, Redis runs one connection's commands in order, and
+		 * a release that fails is only a WARNING anyway.  That saves a
+		 * round trip per transaction.  dlock_release() and session exit
+		 * wait, to report what happened.
+		 */
 		initStringInfo(&detail);
-		if (!redis_proto_release(hold, entry->key, &detail))
+		if (!redis_proto_release(hold, entry->key,
+								 scope != DLOCK_SCOPE_XACT, &detail))
 			ereport(WARNING,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("could not release lock \"%s\" in Redis", entry->key),

@@ -157,6 +157,25 @@ flush_output(RedisNode *node, NodePhase *phase, RedisResult *res)
 	return true;
 }
 
+/*
+ * Skip r if it answers a command nobody waits for any more (a quorum had
+ * answered, or a release was sent without waiting).  Nobody will see an
+ * error in it otherwise, so it goes to the server log.
+ */
+static bool
+skip_abandoned(RedisNode *node, redisReply *r)
+{
+	if (node->abandoned_replies == 0 || node->handshake_replies > 0)
+		return false;
+	node->abandoned_replies--;
+	if (r->type == REDIS_REPLY_ERROR)
+		ereport(LOG,
+				(errmsg("lockext: Redis node %s refused a command whose answer was not awaited: %s",
+						node->display, r->str)));
+	freeReplyObject(r);
+	return true;
+}
+
 /* Read what arrived; collects the command's reply after the handshake's. */
 static bool
 read_input(RedisNode *node, NodePhase *phase, RedisResult *res)
@@ -182,13 +201,8 @@ read_input(RedisNode *node, NodePhase *phase, RedisResult *res)
 		if (reply == NULL)
 			return true;		/* need more input */
 		r = (redisReply *) reply;
-		if (node->abandoned_replies > 0 && node->handshake_replies == 0)
-		{
-			/* the answer to a command an earlier call stopped waiting for */
-			node->abandoned_replies--;
-			freeReplyObject(r);
+		if (skip_abandoned(node, r))
 			continue;
-		}
 		if (node->handshake_replies > 0)
 		{
 			node->handshake_replies--;
@@ -459,4 +473,49 @@ redis_results_free(RedisResult *results, int n)
 			freeReplyObject(results[i].reply);
 			results[i].reply = NULL;
 		}
+}
+
+/*
+ * Send a command to an open, idle connection without waiting for its
+ * answer, which is skipped when it arrives.  What already arrived is read
+ * first (without waiting), so a connection the server closed is noticed
+ * here rather than taken for a sent command.  Returns false, with the
+ * connection dropped when it was unusable, when the caller must send the
+ * command the ordinary way: no connection, a command in flight, a dead
+ * connection, or a socket that would not take the whole command at once.
+ * Never ERRORs and never looks at interrupts.
+ */
+bool
+redis_send_nowait(RedisNode *node, int argc, const char **argv,
+				  const size_t *argvlen)
+{
+	void	   *reply;
+	int			done = 0;
+
+	if (node->ctx == NULL || node->in_flight || node->handshake_replies > 0)
+		return false;
+	if (redisBufferRead(node->ctx) != REDIS_OK)
+		goto unusable;
+	for (;;)
+	{
+		if (redisGetReplyFromReader(node->ctx, &reply) != REDIS_OK)
+			goto unusable;
+		if (reply == NULL)
+			break;
+		if (!skip_abandoned(node, (redisReply *) reply))
+		{
+			/* an answer nobody asked for: we lost track of this connection */
+			freeReplyObject(reply);
+			goto unusable;
+		}
+	}
+	if (redisAppendCommandArgv(node->ctx, argc, argv, argvlen) != REDIS_OK ||
+		redisBufferWrite(node->ctx, &done) != REDIS_OK || !done)
+		goto unusable;
+	node->abandoned_replies++;
+	return true;
+
+unusable:
+	redis_disconnect(node);
+	return false;
 }

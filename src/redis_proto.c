@@ -229,26 +229,20 @@ enough_or_noscript(const RedisResult *results, int n)
  * Run a script on all nodes: EVALSHA, and EVAL (which caches it again) on
  * the nodes that answer NOSCRIPT after a SCRIPT FLUSH or a restart.
  */
-static void
-run_script(RedisNodeSet *set, int script, int nkeys, const char **keys,
-		   int nargs, const char **args, int64 extra_ms, bool quiet,
-		   RedisEnoughFn enough, RedisResult *results)
+/* The arguments of EVALSHA (by_sha) or EVAL of a script; returns argc. */
+static int
+script_argv(int script, bool by_sha, int nkeys, const char **keys,
+			int nargs, const char **args, char *nkeys_str,
+			const char **argv, size_t *argvlen)
 {
-	const char *argv[3 + 7];
-	size_t		argvlen[3 + 7];
-	char		nkeys_str[8];
-	RedisNode  *nodes[LOCKEXT_MAX_NODES];
-	RedisNode  *again[LOCKEXT_MAX_NODES];
-	int			again_at[LOCKEXT_MAX_NODES];
-	int			nagain = 0;
 	int			argc = 0;
 	int			i;
 
 	Assert(nkeys + nargs <= 7);
 	compute_script_shas();
-	snprintf(nkeys_str, sizeof(nkeys_str), "%d", nkeys);
-	argv[argc++] = "EVALSHA";
-	argv[argc++] = script_sha[script];
+	sprintf(nkeys_str, "%d", nkeys);
+	argv[argc++] = by_sha ? "EVALSHA" : "EVAL";
+	argv[argc++] = by_sha ? script_sha[script] : script_src[script];
 	argv[argc++] = nkeys_str;
 	for (i = 0; i < nkeys; i++)
 		argv[argc++] = keys[i];
@@ -256,14 +250,40 @@ run_script(RedisNodeSet *set, int script, int nkeys, const char **keys,
 		argv[argc++] = args[i];
 	for (i = 0; i < argc; i++)
 		argvlen[i] = strlen(argv[i]);
+	return argc;
+}
+
+static int
+set_nodes(RedisNodeSet *set, RedisNode **nodes)
+{
+	int			i;
+
 	for (i = 0; i < set->n; i++)
 		nodes[i] = &set->nodes[i];
+	return set->n;
+}
 
+static void
+run_script(RedisNode **nodes, int n, int script, int nkeys, const char **keys,
+		   int nargs, const char **args, int64 extra_ms, bool quiet,
+		   RedisEnoughFn enough, RedisResult *results)
+{
+	const char *argv[3 + 7];
+	size_t		argvlen[3 + 7];
+	char		nkeys_str[8];
+	RedisNode  *again[LOCKEXT_MAX_NODES];
+	int			again_at[LOCKEXT_MAX_NODES];
+	int			nagain = 0;
+	int			argc;
+	int			i;
+
+	argc = script_argv(script, true, nkeys, keys, nargs, args, nkeys_str,
+					   argv, argvlen);
 	script_enough = enough;
-	redis_run(nodes, set->n, argc, argv, argvlen, extra_ms, quiet,
+	redis_run(nodes, n, argc, argv, argvlen, extra_ms, quiet,
 			  enough ? enough_or_noscript : NULL, results);
 
-	for (i = 0; i < set->n; i++)
+	for (i = 0; i < n; i++)
 		if (is_noscript(&results[i]))
 		{
 			redis_results_free(&results[i], 1);
@@ -286,23 +306,32 @@ run_script(RedisNodeSet *set, int script, int nkeys, const char **keys,
 
 /*
  * The owner value, unique per hold and readable by dlock_holder():
- * random|instance|pid|database|since|application_name.  The fixed middle
- * part is built once per backend.
+ * unique|instance|pid|database|since|application_name.  The unique part
+ * is a random prefix drawn once per backend and a counter of holds: as
+ * unguessable as a fresh random value, without the cost of drawing one
+ * per transaction.  The fixed middle part is built once per backend too.
  */
 static void
 make_owner(RedisHold *hold)
 {
 	static char *middle = NULL;
-	uint8		rnd[12];
-	char		hex[25];
+	static char prefix[25];
+	static uint64 holds = 0;
 	int			i;
 
 	if (middle == NULL)
 	{
 		char	   *instance = lockext_instance_name();
 		char	   *db = get_database_name(MyDatabaseId);
+		uint8		rnd[12];
 		char	   *m;
 
+		if (!pg_strong_random(rnd, sizeof(rnd)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate a random lock owner token")));
+		for (i = 0; i < (int) sizeof(rnd); i++)
+			sprintf(&prefix[i * 2], "%02x", rnd[i]);
 		/* '|' separates fields; only the last one may contain it */
 		for (i = 0; instance[i]; i++)
 			if (instance[i] == '|')
@@ -313,14 +342,9 @@ make_owner(RedisHold *hold)
 		m = psprintf("%s|%d|%s", instance, MyProcPid, db ? db : "");
 		middle = MemoryContextStrdup(TopMemoryContext, m);
 	}
-	if (!pg_strong_random(rnd, sizeof(rnd)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random lock owner token")));
-	for (i = 0; i < (int) sizeof(rnd); i++)
-		sprintf(&hex[i * 2], "%02x", rnd[i]);
-	snprintf(hold->owner, sizeof(hold->owner), "%s|%s|" INT64_FORMAT "|%s",
-			 hex, middle, GetCurrentTimestamp(),
+	snprintf(hold->owner, sizeof(hold->owner),
+			 "%s%016llx|%s|" INT64_FORMAT "|%s",
+			 prefix, (unsigned long long) ++holds, middle, GetCurrentTimestamp(),
 			 application_name ? application_name : "");
 }
 
@@ -392,6 +416,7 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 {
 	RedisNodeSet *set = hold->set;
 	RedisResult results[LOCKEXT_MAX_NODES];
+	RedisNode  *nodes[LOCKEXT_MAX_NODES];
 	const char *keys[3];
 	const char *args[2];
 	int			quorum = quorum_of(set->n);
@@ -414,7 +439,7 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 	args[1] = psprintf(INT64_FORMAT, lease_ms);
 
 	hold->acquire_in_flight = true;
-	run_script(set, SCRIPT_ACQUIRE, 3, keys, 2, args, 0, false, enough_granted, results);
+	run_script(nodes, set_nodes(set, nodes), SCRIPT_ACQUIRE, 3, keys, 2, args, 0, false, enough_granted, results);
 	hold->acquire_in_flight = false;
 
 	for (i = 0; i < set->n; i++)
@@ -468,7 +493,7 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 	/* Not held: give back what was granted, so nobody waits for it. */
 	out->granted = granted;
 	if (granted > 0)
-		redis_proto_release(hold, key, NULL);
+		redis_proto_release(hold, key, true, NULL);
 
 	/*
 	 * Busy when the answers leave room for another holder's majority (or
@@ -488,10 +513,17 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
  * Returns false (with what happened in detail) unless a majority confirmed.
  */
 bool
-redis_proto_release(RedisHold *hold, const char *key, StringInfo detail)
+redis_proto_release(RedisHold *hold, const char *key, bool wait,
+					StringInfo detail)
 {
 	RedisNodeSet *set = hold->set;
 	RedisResult results[LOCKEXT_MAX_NODES];
+	RedisNode  *nodes[LOCKEXT_MAX_NODES];
+	int			n = 0;
+	const char *argv[3 + 7];
+	size_t		argvlen[3 + 7];
+	char		nkeys_str[8];
+	int			argc = 0;
 	const char *keys[4];
 	const char *args[3];
 	char		lockkey[LOCKEXT_MAX_KEY_BYTES + 160];
@@ -519,21 +551,40 @@ redis_proto_release(RedisHold *hold, const char *key, StringInfo detail)
 	args[1] = wake_ttl;
 	args[2] = token;
 
-	run_script(set, SCRIPT_RELEASE, 4, keys, 3, args, 0, true, enough_answered, results);
+	/*
+	 * Without waiting, where a connection is open: EVAL, not EVALSHA, as
+	 * nobody reads the answer to send the script again after a NOSCRIPT.
+	 * The rest (and everything when waiting) goes the ordinary way.
+	 */
+	if (!wait)
+		argc = script_argv(SCRIPT_RELEASE, false, 4, keys, 3, args,
+						   nkeys_str, argv, argvlen);
 	for (i = 0; i < set->n; i++)
+	{
+		if (!wait && redis_send_nowait(&set->nodes[i], argc, argv, argvlen))
+			ok++;
+		else
+			nodes[n++] = &set->nodes[i];
+	}
+	if (n == 0)
+		return true;
+
+	run_script(nodes, n, SCRIPT_RELEASE, 4, keys, 3, args, 0, true,
+			   enough_answered, results);
+	for (i = 0; i < n; i++)
 	{
 		if (results[i].outcome == RNODE_OK)
 		{
 			ok++;
 			if (detail)
-				append_node_outcome(detail, &set->nodes[i],
+				append_node_outcome(detail, nodes[i],
 									results[i].reply->integer == 1 ? "released" :
 									"not held");
 		}
 		else if (detail)
-			append_node_outcome(detail, &set->nodes[i], results[i].detail);
+			append_node_outcome(detail, nodes[i], results[i].detail);
 	}
-	redis_results_free(results, set->n);
+	redis_results_free(results, n);
 	return ok >= quorum_of(set->n);
 }
 
@@ -548,6 +599,7 @@ redis_proto_extend(RedisHold *hold, const char *key, int64 lease_ms,
 {
 	RedisNodeSet *set = hold->set;
 	RedisResult results[LOCKEXT_MAX_NODES];
+	RedisNode  *nodes[LOCKEXT_MAX_NODES];
 	const char *keys[1];
 	const char *args[2];
 	int			quorum = quorum_of(set->n);
@@ -560,7 +612,7 @@ redis_proto_extend(RedisHold *hold, const char *key, int64 lease_ms,
 	args[0] = hold->owner;
 	args[1] = psprintf(INT64_FORMAT, lease_ms);
 
-	run_script(set, SCRIPT_EXTEND, 1, keys, 2, args, 0, false, enough_confirmed, results);
+	run_script(nodes, set_nodes(set, nodes), SCRIPT_EXTEND, 1, keys, 2, args, 0, false, enough_confirmed, results);
 	for (i = 0; i < set->n; i++)
 	{
 		RedisResult *r = &results[i];
@@ -633,6 +685,7 @@ redis_proto_holder(RedisNodeSet *set, const char *key, char **owner,
 				   int64 *pttl_ms)
 {
 	RedisResult results[LOCKEXT_MAX_NODES];
+	RedisNode  *nodes[LOCKEXT_MAX_NODES];
 	const char *keys[1];
 	StringInfoData detail;
 	int			answered = 0;
@@ -642,7 +695,7 @@ redis_proto_holder(RedisNodeSet *set, const char *key, char **owner,
 
 	initStringInfo(&detail);
 	keys[0] = redis_key(lockext_namespace, "lock", key);
-	run_script(set, SCRIPT_HOLDER, 1, keys, 0, NULL, 0, false, enough_answered, results);
+	run_script(nodes, set_nodes(set, nodes), SCRIPT_HOLDER, 1, keys, 0, NULL, 0, false, enough_answered, results);
 
 	*owner = NULL;
 	*pttl_ms = -1;

@@ -295,8 +295,11 @@ COMMIT;
         #    transaction vs the same client calling dlock_acquire
         peer = run_peer(srv, a, one)
         pm = {k: median_row(rows, "peer, one Python client", k, "tps", v) for k, v in peer.items()}
-        r = pm["dlock_acquire in the transaction"] / pm["redis-py Lock around the transaction"]
+        peer_base = pm["redis-py Lock around the transaction"]
+        r = pm["dlock_acquire in the transaction"] / peer_base
         summary.append(("in-database dlock vs redis-py Lock, same client", r, ">= 1.5", r >= 1.5))
+        r = pm["dlock_acquire, a statement of its own"] / peer_base
+        summary.append(("  (dlock_acquire as a statement of its own, for reference)", r, "-", None))
 
         # 7. memory: 10,000 session locks held in one session
         for name, opts in (("advisory", "-c lockext.backend=advisory"),
@@ -345,7 +348,9 @@ def run_peer(srv, port, redis_port):
     import redis as redislib
 
     r = redislib.Redis(host="127.0.0.1", port=redis_port)
-    results = {"redis-py Lock around the transaction": [], "dlock_acquire in the transaction": []}
+    results = {"redis-py Lock around the transaction": [],
+               "dlock_acquire, a statement of its own": [],
+               "dlock_acquire in the transaction": []}
     conn = psycopg2.connect(host=srv.work, port=port, user="postgres", dbname="postgres",
                             options=f"-c lockext.redis_nodes=redis://127.0.0.1:{redis_port}")
     cur = conn.cursor()
@@ -359,9 +364,14 @@ def run_peer(srv, port, redis_port):
                     with r.lock(f"peer:{key}", timeout=30, blocking_timeout=30):
                         cur.execute("UPDATE acc SET bal = bal + 1 WHERE id = %s", (key,))
                         conn.commit()
-                else:
+                elif name.startswith("dlock_acquire, a statement"):
                     cur.execute("SELECT dlock_acquire(%s)", (f"peer:{key}",))
                     cur.execute("UPDATE acc SET bal = bal + 1 WHERE id = %s", (key,))
+                    conn.commit()
+                else:
+                    # the lock travels with the transaction's first statement
+                    cur.execute("SELECT dlock_acquire(%s); UPDATE acc SET bal = bal + 1 WHERE id = %s",
+                                (f"peer:{key}", key))
                     conn.commit()
                 n += 1
             results[name].append(n / SECONDS)
@@ -390,7 +400,8 @@ def report(rows, summary):
     print()
     print("targets")
     for figure, value, target, met in summary:
-        print(f"  {figure:<58} {value:9.3f}   target {target:<7} {'met' if met else 'MISSED'}")
+        verdict = "" if met is None else "met" if met else "MISSED"
+        print(f"  {figure:<58} {value:9.3f}   target {target:<7} {verdict}")
 
     # chart: uncontended and hot-key throughput medians
     dat = os.path.join(RESULTS, f"bench-{stamp}.dat")

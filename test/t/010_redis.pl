@@ -227,6 +227,14 @@ $redis->cli('SCRIPT', 'FLUSH');
 is($sa->query_safe("BEGIN; SELECT dlock_acquire('flushed') > 0; COMMIT"), 't',
 	'acquire works after SCRIPT FLUSH');
 ok(free_on($b, 'flushed'), 'and so does release');
+# A transaction's release does not wait for the answer, so it sends the
+# script itself (EVAL): a SCRIPT FLUSH before COMMIT cannot strand the lock.
+$sa->query_safe("BEGIN");
+$sa->query_safe("SELECT dlock_acquire('flushed-late')");
+$redis->cli('SCRIPT', 'FLUSH');
+$sa->query_safe("COMMIT");
+is($redis->cli('EXISTS', 'lockext:lock:flushed-late'), '0', 'a release sent without waiting survives SCRIPT FLUSH: the key is gone right after COMMIT');
+ok(free_on($b, 'flushed-late'), 'and free for the other cluster');
 
 # 11. Redis paused (SIGSTOP): bounded error, no hang; cancel works meanwhile.
 $redis->pause;
