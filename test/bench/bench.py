@@ -92,6 +92,7 @@ shared_preload_libraries = 'lockext'
         proc = subprocess.Popen(
             ["runuser", "-u", USER, "--", "redis-server", "--bind", "127.0.0.1",
              "--port", str(port), "--save", "", "--appendonly", "no",
+             "--unixsocket", f"{self.work}/redis_{name}.sock", "--unixsocketperm", "700",
              "--dir", self.work, "--logfile", f"{self.work}/redis_{name}.log"])
         for _ in range(100):
             if self.redis_cli(port, "PING") == "PONG":
@@ -99,6 +100,9 @@ shared_preload_libraries = 'lockext'
             time.sleep(0.05)
         self.redis[name] = (port, proc)
         return port
+
+    def redis_pid(self, port):
+        return int(re.search(r"process_id:(\d+)", self.redis_cli(port, "INFO", "server")).group(1))
 
     @staticmethod
     def redis_cli(port, *args):
@@ -145,6 +149,19 @@ shared_preload_libraries = 'lockext'
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def cpu_busy_seconds():
+    """CPU time the whole machine spent busy so far (all cores)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 UNCONTENDED = """\\set id random(1, 100000)
@@ -194,11 +211,30 @@ def main():
             ("dlock quorum (3 nodes)", "SELECT dlock_acquire('acc:' || :id);",
              f"-c lockext.redis_nodes={nodes_q}"),
         ]
+        variants.insert(4, ("dlock redis (1 node, unix socket)", "SELECT dlock_acquire('acc:' || :id);",
+                            f"-c lockext.redis_nodes=unix://{srv.work}/redis_one.sock"))
+        # where the CPU goes: the whole machine's, and the redis-servers'
+        redis_pids = {"one": [srv.redis_pid(one)], "quorum": [srv.redis_pid(p) for p in quorum]}
         tps = {v[0]: [] for v in variants}
+        machine_us = {v[0]: [] for v in variants}
+        redis_us = {"dlock redis (1 node)": [], "dlock quorum (3 nodes)": []}
         for _ in range(REPEATS):
             for name, lock, opts in variants:        # interleaved: same conditions
-                tps[name].append(srv.pgbench(a, UNCONTENDED.format(lock=lock), 4, SECONDS, opts)[0])
+                pids = redis_pids["quorum" if "quorum" in name else "one"]
+                busy0 = cpu_busy_seconds()
+                red0 = sum(process_cpu_seconds(p) for p in pids)
+                t, processed = srv.pgbench(a, UNCONTENDED.format(lock=lock), 4, SECONDS, opts)
+                tps[name].append(t)
+                machine_us[name].append((cpu_busy_seconds() - busy0) * 1e6 / processed)
+                if name in redis_us:
+                    redis_us[name].append((sum(process_cpu_seconds(p) for p in pids) - red0)
+                                          * 1e6 / processed)
         med = {name: median_row(rows, "uncontended", name, "tps", tps[name]) for name in tps}
+        for name in tps:
+            median_row(rows, "uncontended, machine CPU per transaction", name, "us", machine_us[name])
+        for name in redis_us:
+            median_row(rows, "uncontended, redis-server CPU per transaction", name, "us",
+                       redis_us[name])
         base = med["pg_advisory_xact_lock"]
         for name, target in (("dlock advisory", 0.95), ("dlock redis (1 node)", 0.80),
                              ("dlock quorum (3 nodes)", 0.60)):
@@ -295,11 +331,20 @@ COMMIT;
         #    transaction vs the same client calling dlock_acquire
         peer = run_peer(srv, a, one)
         pm = {k: median_row(rows, "peer, one Python client", k, "tps", v) for k, v in peer.items()}
-        peer_base = pm["redis-py Lock around the transaction"]
-        r = pm["dlock_acquire in the transaction"] / peer_base
+        # the same with contention: 4 clients on 4 keys (redis-py's Lock
+        # polls with its default sleep; dlock waiters queue and are woken)
+        hot = run_peer(srv, a, one, clients=4, keys=4, variants=[PEER_VARIANTS[0], PEER_VARIANTS[2]])
+        hm = {k: median_row(rows, "peer, 4 Python clients on 4 keys", k, "tps", v) for k, v in hot.items()}
+        # each side in its fastest correct form for a one-UPDATE transaction
+        r = (pm["dlock_acquire and UPDATE, one implicit transaction"]
+             / pm["redis-py Lock around an autocommit UPDATE"])
         summary.append(("in-database dlock vs redis-py Lock, same client", r, ">= 1.5", r >= 1.5))
-        r = pm["dlock_acquire, a statement of its own"] / peer_base
-        summary.append(("  (dlock_acquire as a statement of its own, for reference)", r, "-", None))
+        peer_base = pm["redis-py Lock around the transaction"]
+        for variant in ("dlock_acquire in the transaction", "dlock_acquire, a statement of its own"):
+            summary.append((f"  BEGIN/COMMIT: {variant} / redis-py", pm[variant] / peer_base, "-", None))
+        summary.append(("  4 clients on 4 keys: dlock_acquire in the transaction / redis-py",
+                        hm["dlock_acquire in the transaction"] / hm["redis-py Lock around the transaction"],
+                        "-", None))
 
         # 7. memory: 10,000 session locks held in one session
         for name, opts in (("advisory", "-c lockext.backend=advisory"),
@@ -341,41 +386,78 @@ def hold_many(srv, port, redis_port, opts, n):
     return (backend1 - backend0) / n, (redis1 - redis0) / n
 
 
-def run_peer(srv, port, redis_port):
-    """One Python client, random keys, each variant for SECONDS, REPEATS times."""
+UPDATE_ONE = "UPDATE acc SET bal = bal + 1 WHERE id = %s"
+LOCK_AND_UPDATE = "SELECT dlock_acquire(%s); " + UPDATE_ONE
+
+
+def rpy_around_tx(cur, conn, r, key):
+    with r.lock(f"peer:{key}", timeout=30, blocking_timeout=30):
+        cur.execute(UPDATE_ONE, (key,))
+        conn.commit()
+
+
+def rpy_around_autocommit(cur, conn, r, key):
+    with r.lock(f"peer:{key}", timeout=30, blocking_timeout=30):
+        cur.execute(UPDATE_ONE, (key,))
+
+
+def dlock_own_statement(cur, conn, r, key):
+    cur.execute("SELECT dlock_acquire(%s)", (f"peer:{key}",))
+    cur.execute(UPDATE_ONE, (key,))
+    conn.commit()
+
+
+def dlock_with_first_statement(cur, conn, r, key):
+    cur.execute(LOCK_AND_UPDATE, (f"peer:{key}", key))
+    conn.commit()
+
+
+def dlock_implicit_tx(cur, conn, r, key):
+    # one simple-protocol message: one transaction, one round trip
+    cur.execute(LOCK_AND_UPDATE, (f"peer:{key}", key))
+
+
+# (variant, autocommit, one guarded transaction)
+PEER_VARIANTS = [
+    ("redis-py Lock around the transaction", False, rpy_around_tx),
+    ("dlock_acquire, a statement of its own", False, dlock_own_statement),
+    ("dlock_acquire in the transaction", False, dlock_with_first_statement),
+    ("redis-py Lock around an autocommit UPDATE", True, rpy_around_autocommit),
+    ("dlock_acquire and UPDATE, one implicit transaction", True, dlock_implicit_tx),
+]
+
+
+def run_peer(srv, port, redis_port, clients=1, keys=100000, variants=PEER_VARIANTS):
+    """Python clients (threads, one connection each), each variant for
+    SECONDS, REPEATS times; transactions per second of all clients."""
     import psycopg2
     import random
     import redis as redislib
 
-    r = redislib.Redis(host="127.0.0.1", port=redis_port)
-    results = {"redis-py Lock around the transaction": [],
-               "dlock_acquire, a statement of its own": [],
-               "dlock_acquire in the transaction": []}
-    conn = psycopg2.connect(host=srv.work, port=port, user="postgres", dbname="postgres",
-                            options=f"-c lockext.redis_nodes=redis://127.0.0.1:{redis_port}")
-    cur = conn.cursor()
+    def client(fn, autocommit, end, counts, i):
+        r = redislib.Redis(host="127.0.0.1", port=redis_port)
+        conn = psycopg2.connect(host=srv.work, port=port, user="postgres", dbname="postgres",
+                                options=f"-c lockext.redis_nodes=redis://127.0.0.1:{redis_port}")
+        conn.autocommit = autocommit
+        cur = conn.cursor()
+        while time.monotonic() < end:
+            fn(cur, conn, r, random.randint(1, keys))
+            counts[i] += 1
+        conn.close()
+        r.close()
+
+    results = {name: [] for name, _, _ in variants}
     for _ in range(REPEATS):
-        for name in results:
-            n = 0
+        for name, autocommit, fn in variants:
+            counts = [0] * clients
             end = time.monotonic() + SECONDS
-            while time.monotonic() < end:
-                key = random.randint(1, 100000)
-                if name.startswith("redis-py"):
-                    with r.lock(f"peer:{key}", timeout=30, blocking_timeout=30):
-                        cur.execute("UPDATE acc SET bal = bal + 1 WHERE id = %s", (key,))
-                        conn.commit()
-                elif name.startswith("dlock_acquire, a statement"):
-                    cur.execute("SELECT dlock_acquire(%s)", (f"peer:{key}",))
-                    cur.execute("UPDATE acc SET bal = bal + 1 WHERE id = %s", (key,))
-                    conn.commit()
-                else:
-                    # the lock travels with the transaction's first statement
-                    cur.execute("SELECT dlock_acquire(%s); UPDATE acc SET bal = bal + 1 WHERE id = %s",
-                                (f"peer:{key}", key))
-                    conn.commit()
-                n += 1
-            results[name].append(n / SECONDS)
-    conn.close()
+            threads = [threading.Thread(target=client, args=(fn, autocommit, end, counts, i))
+                       for i in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            results[name].append(sum(counts) / SECONDS)
     return results
 
 
