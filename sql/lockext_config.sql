@@ -20,6 +20,13 @@ SET lockext.redis_nodes = 'redis://a:1,redis://a:1';
 SET lockext.redis_nodes = E'redis://a:1\nredis://b:2';
 SET lockext.redis_nodes = 'unix://relative.sock';
 SET lockext.redis_nodes = 'redis://app:Sekr1t%zz@127.0.0.1:1';
+SET lockext.redis_nodes = 'redis://127.0.0.1 :1';
+SET lockext.redis_nodes = 'redis://127.0.0.1:1/ 0';
+SET lockext.redis_nodes = 'unix:///tmp/x.sock?db=1&timeout=5';
+SET lockext.redis_nodes = 'redis://127.0.0.1:1, ,redis://127.0.0.1:2';
+SELECT set_config('lockext.redis_nodes',
+       string_agg('redis://127.0.0.1:' || (1000 + g), ','), false)
+  FROM generate_series(1, 300) g;
 SELECT count(*) AS nodes_still_empty FROM pg_settings
  WHERE name = 'lockext.redis_nodes' AND setting = '';
 

@@ -56,6 +56,13 @@ SELECT key, scope, holds FROM dlock_held();
 SELECT dlock_release('keeper');
 SELECT count(*) FROM dlock_held();
 
+-- keys are bytes: look-alikes are locks of their own, never folded together
+SELECT count(dlock_acquire_session(k)) AS taken
+  FROM (VALUES ('acc:1'), ('acc:1 '), (' acc:1'), ('ACC:1'), ('аcc:1'),
+               ('acc:１'), ('acc:01'), (E'acc:1\n'), ('acc:1' || chr(160))) v(k);
+SELECT count(*) AS distinct_locks, sum(holds) AS holds FROM dlock_held() WHERE scope = 'session';
+SELECT dlock_release_all();
+
 -- NULL timeout and lease mean the GUC defaults
 SET lockext.wait_timeout = 0;
 BEGIN;

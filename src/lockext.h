@@ -233,7 +233,7 @@ typedef enum RedisAcquireStatus
 	REDIS_ACQ_GRANTED,
 	REDIS_ACQ_BUSY,				/* held by another; wait and retry */
 	REDIS_ACQ_OUTAGE,			/* too few nodes answered */
-	REDIS_ACQ_WRONG_TYPE		/* the lock key holds another Redis type */
+	REDIS_ACQ_REFUSED			/* nodes refused the command: see refusal */
 } RedisAcquireStatus;
 
 typedef struct RedisAcquireResult
@@ -243,7 +243,7 @@ typedef struct RedisAcquireResult
 	int64		token;			/* largest fence value of the granting nodes */
 	int64		holder_pttl_ms; /* longest remaining lease of a holder, or -1 */
 	char	   *holder;			/* a holder's owner value, or NULL */
-	bool		wrong_type;
+	int			refusal;		/* SQLSTATE of what nodes refused, or 0 */
 	StringInfoData detail;		/* each node's outcome */
 } RedisAcquireResult;
 
@@ -279,6 +279,7 @@ extern const DlockBackend redis_backend;
 
 /* registry.c */
 extern void registry_init(void);
+extern void registry_install_hooks(void);
 extern uint64 registry_hash_key(const char *key, int keylen);
 extern DlockEntry *registry_lookup(const char *key, int keylen);
 extern DlockEntry *registry_acquire(const char *key, int keylen,

@@ -61,6 +61,29 @@ note_lease(DlockEntry *entry, RedisHold *hold)
 		(hold->valid_until_us - lockext_now_us());
 }
 
+/* Nodes refused the acquire outright: no fallback, the setup is wrong. */
+static void
+report_refusal(const char *key, RedisAcquireResult *res)
+{
+	if (res->refusal == ERRCODE_WRONG_OBJECT_TYPE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("Redis key of lock \"%s\" holds a value of another type", key),
+				 errdetail("%s.", res->detail.data),
+				 errhint("Delete the key in Redis, or change lockext.namespace.")));
+	if (res->refusal == ERRCODE_INSUFFICIENT_PRIVILEGE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("Redis denied the commands of lock \"%s\"", key),
+				 errdetail("%s.", res->detail.data),
+				 errhint("Allow the Redis user of lockext.redis_nodes EVAL, EVALSHA and BLPOP, and the keys under lockext.namespace.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_OUT_OF_MEMORY),
+			 errmsg("Redis is out of memory and cannot grant lock \"%s\"", key),
+			 errdetail("%s.", res->detail.data),
+			 errhint("Raise maxmemory on the Redis server, or free memory there.")));
+}
+
 /*
  * Take the Redis lock for a session that already holds the local lock.
  * Returns false when the key stayed busy for the whole timeout; ERRORs on
@@ -87,13 +110,8 @@ acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
 				entry->token = res.token;
 				entry->has_token = true;
 				return true;
-			case REDIS_ACQ_WRONG_TYPE:
-				ereport(ERROR,
-						(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-						 errmsg("Redis key of lock \"%s\" holds a value of another type",
-								entry->key),
-						 errdetail("%s.", res.detail.data),
-						 errhint("Delete the key in Redis, or change lockext.namespace.")));
+			case REDIS_ACQ_REFUSED:
+				report_refusal(entry->key, &res);
 				break;
 			case REDIS_ACQ_OUTAGE:
 				if (lockext_fallback == LOCKEXT_FALLBACK_ADVISORY)

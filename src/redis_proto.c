@@ -410,6 +410,25 @@ failure_text(RedisResult *r)
 	}
 }
 
+/*
+ * The SQLSTATE for an error reply that is the server's considered answer
+ * rather than a sign of an outage, or 0.  Scripts pass on the error code
+ * of the command that failed inside them, so it is looked for anywhere;
+ * an ACL denial inside a script reads differently (Redis 7.0).
+ */
+static int
+refusal_errcode(const char *msg)
+{
+	if (strstr(msg, "WRONGTYPE") != NULL)
+		return ERRCODE_WRONG_OBJECT_TYPE;
+	if (strstr(msg, "NOPERM") != NULL ||
+		strstr(msg, "can't run this command") != NULL)
+		return ERRCODE_INSUFFICIENT_PRIVILEGE;
+	if (strstr(msg, "OOM ") != NULL)
+		return ERRCODE_OUT_OF_MEMORY;
+	return 0;
+}
+
 void
 redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 					RedisAcquireResult *out)
@@ -424,6 +443,7 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 	int			held = 0;
 	int64		start = lockext_now_us();
 	int64		validity_us;
+	int			refusal;
 	int			i;
 
 	memset(out, 0, sizeof(*out));
@@ -469,11 +489,13 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 			}
 		}
 		else if (r->outcome == RNODE_ERROR_REPLY && rep != NULL &&
-				 strstr(rep->str, "WRONGTYPE") != NULL)
+				 (refusal = refusal_errcode(rep->str)) != 0)
 		{
-			out->wrong_type = true;
+			/* the first kind of refusal seen names the error */
+			if (out->refusal == 0)
+				out->refusal = refusal;
 			append_node_outcome(&out->detail, &set->nodes[i],
-								"refused (the lock key holds another Redis type)");
+								psprintf("refused (%s)", rep->str));
 		}
 		else
 			append_node_outcome(&out->detail, &set->nodes[i], failure_text(r));
@@ -501,8 +523,8 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 	 */
 	if (granted + held >= quorum)
 		out->status = REDIS_ACQ_BUSY;
-	else if (out->wrong_type)
-		out->status = REDIS_ACQ_WRONG_TYPE;
+	else if (out->refusal != 0)
+		out->status = REDIS_ACQ_REFUSED;
 	else
 		out->status = REDIS_ACQ_OUTAGE;
 }

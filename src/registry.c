@@ -16,7 +16,9 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "common/hashfn.h"
+#include "executor/executor.h"
 #include "storage/ipc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -40,6 +42,19 @@ static void registry_resowner_callback(ResourceReleasePhase phase,
 									   bool isCommit, bool isTopLevel,
 									   void *arg);
 static void registry_exit_callback(int code, Datum arg);
+static void registry_late_xact_callback(XactEvent event, void *arg);
+
+/*
+ * Transaction callbacks run newest first, and postgres_fdw commits its
+ * remote transactions in its PRE_COMMIT callback, registered when the
+ * session first uses a foreign table.  Our check of the leases must run
+ * before that, or a lost lock would roll back only the local writes.  So
+ * after the first statement that touches a foreign table we register a
+ * second callback, newer than the FDW's, that does the PRE_COMMIT check.
+ */
+static bool late_callback_registered = false;
+static bool pre_commit_checked = false;
+static ExecutorEnd_hook_type prev_executor_end = NULL;
 
 /*
  * Set up on first use in a backend rather than in _PG_init: with
@@ -354,22 +369,86 @@ registry_foreach(void (*fn) (DlockEntry *entry, void *arg), void *arg)
 	}
 }
 
+/*
+ * PRE_COMMIT: the last moment a lost lock can still fail the transaction.
+ * Done once per commit by whichever of our callbacks runs first.
+ */
 static void
-registry_xact_callback(XactEvent event, void *arg)
+check_leases(void)
 {
 	dlist_iter	iter;
 
-	/* The last moment a lost lock can still fail the transaction. */
-	if (event == XACT_EVENT_PRE_COMMIT)
+	if (pre_commit_checked)
+		return;
+	dlist_foreach(iter, &xact_entries)
 	{
-		dlist_foreach(iter, &xact_entries)
-		{
-			DlockEntry *entry = dlist_container(DlockEntry, xact_node, iter.cur);
+		DlockEntry *entry = dlist_container(DlockEntry, xact_node, iter.cur);
 
-			if (entry->backend->verify)
-				entry->backend->verify(entry);
-		}
+		if (entry->backend->verify)
+			entry->backend->verify(entry);
 	}
+	pre_commit_checked = true;
+}
+
+/* What both of our transaction callbacks do for the lease check. */
+static void
+lease_check_event(XactEvent event)
+{
+	if (event == XACT_EVENT_PRE_COMMIT)
+		check_leases();
+	else if (event != XACT_EVENT_PRE_PREPARE)
+		pre_commit_checked = false;		/* the transaction has ended */
+}
+
+static void
+registry_late_xact_callback(XactEvent event, void *arg)
+{
+	lease_check_event(event);
+}
+
+static bool
+touches_foreign_table(List *rtable)
+{
+	ListCell   *lc;
+
+	foreach(lc, rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_RELATION && rte->relkind == RELKIND_FOREIGN_TABLE)
+			return true;
+	}
+	return false;
+}
+
+/* The FDW registered its callbacks while this statement ran, if ever. */
+static void
+registry_executor_end(QueryDesc *queryDesc)
+{
+	if (!late_callback_registered && queryDesc->plannedstmt != NULL &&
+		touches_foreign_table(queryDesc->plannedstmt->rtable))
+	{
+		/* prepending is safe even while the callbacks are being run */
+		RegisterXactCallback(registry_late_xact_callback, NULL);
+		late_callback_registered = true;
+	}
+	if (prev_executor_end)
+		prev_executor_end(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+}
+
+void
+registry_install_hooks(void)
+{
+	prev_executor_end = ExecutorEnd_hook;
+	ExecutorEnd_hook = registry_executor_end;
+}
+
+static void
+registry_xact_callback(XactEvent event, void *arg)
+{
+	lease_check_event(event);
 
 	/* Like postgres_fdw: a prepared transaction cannot keep our holds. */
 	if (event == XACT_EVENT_PRE_PREPARE && !dlist_is_empty(&xact_entries))

@@ -27,11 +27,15 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
-/* Only the GUCs here: this may run in the postmaster (preloading). */
+/*
+ * Only GUCs and hooks here: this may run in the postmaster (preloading),
+ * whose hook variables its children inherit.
+ */
 void
 _PG_init(void)
 {
 	lockext_define_gucs();
+	registry_install_hooks();
 }
 
 /* What a backend saw of the holder when it gave up; NULL when nothing. */

@@ -220,6 +220,10 @@ def main():
         redis_us = {"dlock redis (1 node)": [], "dlock quorum (3 nodes)": []}
         for _ in range(REPEATS):
             for name, lock, opts in variants:        # interleaved: same conditions
+                # the same table and WAL state for every run: no run pays for
+                # an earlier one's dead rows or checkpoint
+                srv.psql(a, "VACUUM acc")
+                srv.psql(a, "CHECKPOINT")
                 pids = redis_pids["quorum" if "quorum" in name else "one"]
                 busy0 = cpu_busy_seconds()
                 red0 = sum(process_cpu_seconds(p) for p in pids)
