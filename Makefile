@@ -15,9 +15,11 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: test demo bench
+.PHONY: test demo bench fuzz
 test:
 	bash test/run.sh
+fuzz:
+	bash test/fuzz.sh 600
 demo:
 	bash test/demo.sh
 bench:

@@ -107,7 +107,7 @@ assign_redis_nodes(const char *newval, void *extra)
 static const char *
 show_redis_nodes(void)
 {
-	static char masked[LOCKEXT_MAX_NODES * 600];
+	static char masked[LOCKEXT_MAX_NODES * 1024];
 
 	if (redis_nodes_string == NULL || superuser())
 		return redis_nodes_string ? redis_nodes_string : "";
@@ -162,10 +162,11 @@ lockext_redis_nodes(void)
 	{
 		RedisNodeSet *set = NULL;
 		int			n = parsed_nodes ? parsed_nodes->n : 0;
-		int			i;
 
 		if (n > 0)
 		{
+			int			i;
+
 			set = MemoryContextAllocZero(TopMemoryContext,
 										 offsetof(RedisNodeSet, nodes) +
 										 n * sizeof(RedisNode));

@@ -185,7 +185,7 @@ extern const DlockBackend *lockext_current_backend(void);
 typedef struct RedisNode
 {
 	RedisUrl	url;
-	char		display[512];	/* URL with the password masked */
+	char		display[1024];	/* URL with the password masked */
 	struct redisContext *ctx;	/* NULL when not connected */
 	bool		fd_reserved;	/* AcquireExternalFD() taken for ctx */
 	int			handshake_replies;	/* AUTH/SELECT replies still to come */

@@ -387,7 +387,6 @@ run_once(RedisNode **nodes, int n, int argc, const char **argv,
 					}
 					phase[i] = PHASE_DONE;
 				}
-				pending = 0;
 				break;
 			}
 

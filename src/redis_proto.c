@@ -317,7 +317,6 @@ make_owner(RedisHold *hold)
 	static char *middle = NULL;
 	static char prefix[25];
 	static uint64 holds = 0;
-	int			i;
 
 	if (middle == NULL)
 	{
@@ -325,6 +324,7 @@ make_owner(RedisHold *hold)
 		char	   *db = get_database_name(MyDatabaseId);
 		uint8		rnd[12];
 		char	   *m;
+		int			i;
 
 		if (!pg_strong_random(rnd, sizeof(rnd)))
 			ereport(ERROR,
@@ -544,6 +544,7 @@ redis_proto_release(RedisHold *hold, const char *key, bool wait,
 	int			n = 0;
 	const char *argv[3 + 7];
 	size_t		argvlen[3 + 7];
+	/* cppcheck-suppress variableScope ; argv points into it after the if */
 	char		nkeys_str[8];
 	int			argc = 0;
 	const char *keys[4];

@@ -521,23 +521,51 @@ redis_url_parse_list(const char *list, RedisUrl *out, int max, char *err,
 	return n;
 }
 
+/*
+ * The user name for a URL: percent-encoded where a byte would end the field
+ * or the list item, or not parse again (the parser decodes it back).
+ */
+static void
+encode_user(const char *user, char *out)	/* 3 * REDIS_URL_MAX_USER + 1 */
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t		o = 0;
+
+	for (; *user; user++)
+	{
+		unsigned char c = (unsigned char) *user;
+
+		if (c <= ' ' || c == 0x7f || strchr("%,/?:&", c) != NULL)
+		{
+			out[o++] = '%';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+		else
+			out[o++] = (char) c;
+	}
+	out[o] = '\0';
+}
+
 void
 redis_url_display(const RedisUrl *url, char *buf, size_t buflen)
 {
 	char		db[16] = "";
+	char		user[3 * REDIS_URL_MAX_USER + 1];
 
 	if (buflen == 0)
 		return;
+	encode_user(url->user, user);
 	if (url->kind == REDIS_URL_UNIX)
 	{
-		char		query[300] = "";
+		char		query[512] = "";
 		size_t		q = 0;
 
-		/* each piece fits: db <= 1023, user <= 127 bytes */
+		/* each piece fits: db <= 1023, user <= 3 * 127 bytes encoded */
 		if (url->db)
 			q += snprintf(query + q, sizeof(query) - q, "&db=%d", url->db);
-		if (url->user[0])
-			q += snprintf(query + q, sizeof(query) - q, "&user=%s", url->user);
+		if (user[0])
+			q += snprintf(query + q, sizeof(query) - q, "&user=%s", user);
 		if (url->has_password)
 			snprintf(query + q, sizeof(query) - q, "&password=***");
 		snprintf(buf, buflen, "unix://%s%s%s", url->path,
@@ -547,9 +575,9 @@ redis_url_display(const RedisUrl *url, char *buf, size_t buflen)
 	if (url->db)
 		snprintf(db, sizeof(db), "/%d", url->db);
 	snprintf(buf, buflen, "redis://%s%s%s%s%s%s:%d%s",
-			 url->user,
+			 user,
 			 url->has_password ? ":***" : "",
-			 (url->user[0] || url->has_password) ? "@" : "",
+			 (user[0] || url->has_password) ? "@" : "",
 			 strchr(url->host, ':') ? "[" : "",
 			 url->host,
 			 strchr(url->host, ':') ? "]" : "",
@@ -574,7 +602,7 @@ redis_url_mask_list(const char *list, char *buf, size_t buflen)
 	}
 	for (i = 0; i < n && used + 1 < buflen; i++)
 	{
-		char		one[600];
+		char		one[1024];
 
 		redis_url_display(&urls[i], one, sizeof(one));
 		used += (size_t) snprintf(buf + used, buflen - used, "%s%s",

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # lockext's test command: installs what is missing (when run as root, from
 # Debian's archive), builds and installs the extension, runs every suite
-# (pg_regress, isolation, TAP) as an unprivileged user against throwaway
-# clusters, and ends with one line "N passed, N failed".
+# (unit test, static checks, fuzzing, pg_regress, isolation, TAP) as an
+# unprivileged user against throwaway clusters, and ends with one line
+# "N passed, N failed".
 #
-#   bash test/run.sh            # everything
-#   LOCKEXT_KEEP=1 bash ...     # keep the scratch directory for inspection
+#   bash test/run.sh                   # everything
+#   LOCKEXT_KEEP=1 bash ...            # keep the scratch directory for inspection
+#   LOCKEXT_FUZZ_SECONDS=60 bash ...   # fuzz longer than the default 30 s
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +38,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 cp -r "$ROOT/sql" "$ROOT/expected" "$ROOT/src" "$ROOT/test/specs" "$ROOT/test/t" \
-	"$ROOT/test/unit" "$ROOT/test/suites.sh" "$WORK/"
+	"$ROOT/test/suites.sh" "$WORK/"
+mkdir "$WORK/test"
+cp -r "$ROOT/test/unit" "$ROOT/test/static_checks.sh" "$ROOT/test/fuzz.sh" "$WORK/test/"
 chown -R "$RUN_USER" "$WORK"
 
 as_user env PGBIN="$PGBIN" PGXS_DIR="$PGXS_DIR" ROOT="$ROOT" \

@@ -32,19 +32,36 @@ regress_tests() {
 	ls "$WORK"/sql/*.sql | xargs -n1 basename | sed 's/\.sql$//' | grep -v '^lockext--'
 }
 
+# Count a TAP log's lines; one without a plan line also fails.
+count_tap() {
+	local out=$1
+	grep -E '^(not ok|#)' "$out"
+	passed=$((passed + $(grep -cE '^ok [0-9]' "$out")))
+	failed=$((failed + $(grep -cE '^not ok [0-9]' "$out")))
+	grep -q '^1\.\.' "$out" || failed=$((failed + 1))
+	tail -n 1 "$out"
+}
+
 echo "== unit: URL parser (ASan, UBSan)"
 if gcc -std=c99 -Wall -Wextra -Werror -O1 -g -fsanitize=address,undefined \
 	-fno-omit-frame-pointer -I"$WORK/src" -o "$WORK/test_redis_url" \
-	"$WORK/unit/test_redis_url.c" "$WORK/src/redis_url.c"; then
+	"$WORK/test/unit/test_redis_url.c" "$WORK/src/redis_url.c"; then
 	"$WORK/test_redis_url" >"$WORK/unit.log" 2>&1
-	grep -E '^(not ok|#)' "$WORK/unit.log"
-	passed=$((passed + $(grep -cE '^ok [0-9]' "$WORK/unit.log")))
-	failed=$((failed + $(grep -cE '^not ok [0-9]' "$WORK/unit.log")))
-	grep -q '^1\.\.' "$WORK/unit.log" || failed=$((failed + 1))
-	tail -n 1 "$WORK/unit.log"
+	count_tap "$WORK/unit.log"
 else
 	failed=$((failed + 1))
 fi
+
+echo "== static checks: gcc and clang -Wall -Wextra, cppcheck"
+bash "$WORK/test/static_checks.sh" "$WORK/src" >"$WORK/static.log" 2>&1
+grep -E '^ok' "$WORK/static.log"
+count_tap "$WORK/static.log"
+
+echo "== fuzzing the URL parser (libFuzzer, ASan, UBSan)"
+mkdir -p "$WORK/tmp"
+TMPDIR="$WORK/tmp" bash "$WORK/test/fuzz.sh" "${LOCKEXT_FUZZ_SECONDS:-30}" >"$WORK/fuzz.log" 2>&1
+grep -E '^ok' "$WORK/fuzz.log"
+count_tap "$WORK/fuzz.log"
 
 echo "== pg_regress"
 "$PG_REGRESS" --temp-instance="$WORK/tmp_regress" --temp-config="$WORK/temp.conf" \

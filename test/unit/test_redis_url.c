@@ -225,6 +225,30 @@ test_password_hidden(void)
 		check(redis_url_mask_list("redis://:x@h:1", masked, 5) && strlen(masked) == 4,
 			  "masked list", "truncated to the buffer");
 	}
+	{
+		/* user names that need encoding show encoded, so SHOW parses back */
+		const char *const encoded[][2] = {
+			{"redis://a%2Cb:Sekr1t@h:1", "redis://a%2Cb:***@h:1"},
+			{"redis://a%3Ab:Sekr1t@h:1", "redis://a%3Ab:***@h:1"},
+			{"redis://a%0Ab%2F:Sekr1t@h:1", "redis://a%0Ab%2F:***@h:1"},
+			{"unix:///s?user=a%26b&password=Sekr1t", "unix:///s?user=a%26b&password=***"},
+		};
+
+		for (i = 0; i < sizeof(encoded) / sizeof(encoded[0]); i++)
+		{
+			char		masked[2000];
+			RedisUrl	before[REDIS_URL_MAX_NODES];
+			RedisUrl	after[REDIS_URL_MAX_NODES];
+			char		err[256];
+
+			check(redis_url_mask_list(encoded[i][0], masked, sizeof(masked)) &&
+				  strcmp(masked, encoded[i][1]) == 0, "user encoded in the masked list", masked);
+			check(redis_url_parse_list(encoded[i][0], before, REDIS_URL_MAX_NODES, err, sizeof(err)) == 1 &&
+				  redis_url_parse_list(masked, after, REDIS_URL_MAX_NODES, err, sizeof(err)) == 1 &&
+				  strcmp(before[0].user, after[0].user) == 0,
+				  "the masked list parses back to the same user", encoded[i][0]);
+		}
+	}
 }
 
 /* Random and mutated inputs: must not crash (the sanitizers watch). */

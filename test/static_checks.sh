@@ -1,0 +1,128 @@
+#!/bin/bash
+# static_checks.sh - compiler warnings (gcc, clang) and cppcheck over lockext's
+# C sources (src/*.c) and the plain-C unit test and fuzz target
+# (test/unit/*.c).  No build products, no network, no root needed.
+#
+#   bash test/static_checks.sh [SRCDIR]     SRCDIR defaults to the repo's src/
+#
+# TAP output (ok N / not ok N, then 1..N, diagnostics as # lines); exit 0
+# only when every check passes.  Needs gcc, clang, cppcheck,
+# postgresql-server-dev-15 (headers, pg_config) and libhiredis-dev.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+srcdir=${1:-$root/src}
+unitdir=$root/test/unit
+pg_config=/usr/lib/postgresql/15/bin/pg_config
+
+n=0
+failed=0
+
+# report NAME OUTPUT STATUS: one TAP line; the output as diagnostics on failure.
+report() {
+	n=$((n + 1))
+	if [ "$3" -eq 0 ]; then
+		echo "ok $n - $1"
+	else
+		failed=$((failed + 1))
+		echo "not ok $n - $1"
+		[ -n "$2" ] && printf '%s\n' "${2%$'\n'}" | sed 's/^/#   /' | head -n 60
+	fi
+}
+
+# have CMD: the tool exists, else a failed check saying so.
+have() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	report "$2" "$1 is not installed" 1
+	return 1
+}
+
+shopt -s nullglob
+srcfiles=("$srcdir"/*.c)
+unitfiles=("$unitdir"/*.c)
+if [ ${#srcfiles[@]} -eq 0 ]; then
+	report "C sources found in $srcdir" "no *.c files there" 1
+	echo "1..$n"
+	exit 1
+fi
+
+if [ -x "$pg_config" ]; then
+	pginc=$("$pg_config" --includedir-server)
+else
+	pginc=/nonexistent
+	report "pg_config found" "$pg_config is missing (postgresql-server-dev-15)" 1
+fi
+
+# -Wno-unused-parameter is the one exception, as in the Makefile's PG_CFLAGS:
+# PostgreSQL's callback signatures (GUC hooks, fmgr, shmem hooks) make us
+# take parameters we do not use.  -D_GNU_SOURCE is what pg_config --cppflags
+# gives the real PGXS build.
+warn=(-Wall -Wextra -Werror -Wno-unused-parameter)
+pgflags=(-D_GNU_SOURCE "-I$pginc" "-I$srcdir")
+
+# compile_all CC EXTRA...: -fsyntax-only over src/*.c; prints diagnostics.
+compile_all() {
+	local cc=$1 f extra status=0
+	shift
+	for f in "${srcfiles[@]}"; do
+		extra=()
+		# clang only: PostgreSQL's pg_config.h sets PG_C_PRINTF_ATTRIBUTE to
+		# gnu_printf (it was configured with gcc), which clang does not know,
+		# so every pg_attribute_printf() in PG's headers trips
+		# -Wignored-attributes.  PGXS itself passes -Wno-ignored-attributes to
+		# clang (Makefile.global, COMPILE.c.bc).  Only files that include
+		# postgres.h get it; redis_url.c (no PG headers) is checked fully.
+		if [ "$cc" = clang ] && grep -q '^#include "postgres.h"' "$f"; then
+			extra=(-Wno-ignored-attributes)
+		fi
+		"$cc" -fsyntax-only "${warn[@]}" "${extra[@]}" "$@" "${pgflags[@]}" "$f" 2>&1 || status=1
+	done
+	return $status
+}
+
+for cc in gcc clang; do
+	if have "$cc" "$cc: src/*.c without warnings"; then
+		out=$(compile_all "$cc")
+		report "$cc: src/*.c without warnings (-Wall -Wextra -Werror)" "$out" $?
+	fi
+done
+
+# The unit test and the fuzz target are plain C99 with no PG headers: all
+# warnings, no exception.
+for cc in gcc clang; do
+	if have "$cc" "$cc: test/unit/*.c without warnings"; then
+		out=""
+		status=0
+		for f in "${unitfiles[@]}"; do
+			o=$("$cc" -std=c99 -fsyntax-only -Wall -Wextra -Werror "-I$srcdir" "$f" 2>&1) || status=1
+			[ -n "$o" ] && out+="$o"$'\n'
+		done
+		report "$cc: test/unit/*.c without warnings (-std=c99 -Wall -Wextra -Werror)" "$out" $status
+	fi
+done
+
+# cppcheck without PostgreSQL's headers (fast, and no findings inside them).
+# missingIncludeSystem: <hiredis/...>, <stdio.h> etc. are not given to it.
+# pg_attribute_noreturn() is defined so that it knows
+# lockext_report_timeout() does not return (else a false
+# nullPointerRedundantCheck after "if (entry == NULL) report...").
+# --library=posix: the socket and file calls of redis_conn.c.
+cppcheck_args=(--error-exitcode=1 --enable=warning,style,performance,portability
+	--inline-suppr --std=c99 --quiet --library=posix
+	--suppress=missingIncludeSystem
+	'-Dpg_attribute_noreturn()=__attribute__((noreturn))'
+	"-I$srcdir")
+if have cppcheck "cppcheck: src/*.c"; then
+	out=$(cppcheck "${cppcheck_args[@]}" "${srcfiles[@]}" 2>&1)
+	status=$?
+	[ -n "$out" ] && status=1	# with --quiet, any output is a finding
+	report "cppcheck: src/*.c without findings" "$out" $status
+
+	out=$(cppcheck "${cppcheck_args[@]}" "${unitfiles[@]}" 2>&1)
+	status=$?
+	[ -n "$out" ] && status=1
+	report "cppcheck: test/unit/*.c without findings" "$out" $status
+fi
+
+echo "1..$n"
+[ "$failed" -eq 0 ]
