@@ -23,7 +23,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PGBIN = "/usr/lib/postgresql/15/bin"
 USER = os.environ.get("BENCH_USER", "lockext_test")
-REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 RESULTS = os.path.join(ROOT, "test", "bench", "results")
 

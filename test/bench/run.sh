@@ -2,7 +2,7 @@
 # lockext's benchmark command (make bench): installs what it needs from
 # Debian's archive (as root), builds and installs the extension, and runs
 # test/bench/bench.py, which prints the table and writes CSV and PNG under
-# test/bench/results/.  BENCH_REPEATS (3) and BENCH_SECONDS (5) tune it.
+# test/bench/results/.  BENCH_REPEATS (5) and BENCH_SECONDS (5) tune it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/test/lib.sh"

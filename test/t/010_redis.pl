@@ -352,7 +352,7 @@ note "guarded: $made increments, $lost lost";
 is($made, 320, 'with the lock every increment committed');
 is($lost, 0, 'and none was lost');
 
-# 15. Two Redis round trips per uncontended transaction (acquire, release).
+# 15. Two Redis commands per uncontended transaction (acquire, release).
 $redis->cli('CONFIG', 'RESETSTAT');
 $a->safe_psql('postgres', "BEGIN; SELECT dlock_acquire('rt'); COMMIT;" x 1);
 my $stats = $redis->cli('INFO', 'commandstats');
