@@ -225,10 +225,6 @@ enough_or_noscript(const RedisResult *results, int n)
 	return noscript > 0 && answered >= quorum_of(n);
 }
 
-/*
- * Run a script on all nodes: EVALSHA, and EVAL (which caches it again) on
- * the nodes that answer NOSCRIPT after a SCRIPT FLUSH or a restart.
- */
 /* The arguments of EVALSHA (by_sha) or EVAL of a script; returns argc. */
 static int
 script_argv(int script, bool by_sha, int nkeys, const char **keys,
@@ -263,6 +259,11 @@ set_nodes(RedisNodeSet *set, RedisNode **nodes)
 	return set->n;
 }
 
+/*
+ * Run a script on the given nodes: EVALSHA, and EVAL (which caches it
+ * again) on the nodes that answer NOSCRIPT after a SCRIPT FLUSH or a
+ * restart.
+ */
 static void
 run_script(RedisNode **nodes, int n, int script, int nkeys, const char **keys,
 		   int nargs, const char **args, int64 extra_ms, bool quiet,
@@ -308,8 +309,8 @@ run_script(RedisNode **nodes, int n, int script, int nkeys, const char **keys,
  * The owner value, unique per hold and readable by dlock_holder():
  * unique|instance|pid|database|since|application_name.  The unique part
  * is a random prefix drawn once per backend and a counter of holds: as
- * unguessable as a fresh random value, without the cost of drawing one
- * per transaction.  The fixed middle part is built once per backend too.
+ * unique as a fresh random value, without the cost of drawing one per
+ * transaction.  The fixed middle part is built once per backend too.
  */
 static void
 make_owner(RedisHold *hold)
@@ -532,7 +533,8 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 /*
  * Compare-and-delete on every node, and wake the waiters.  Never ERRORs
  * and never looks at interrupts: it runs on the abort path and at exit.
- * Returns false (with what happened in detail) unless a majority confirmed.
+ * Returns false (with what happened in detail) unless a majority confirmed,
+ * or, without wait, was sent the command over a working connection.
  */
 bool
 redis_proto_release(RedisHold *hold, const char *key, bool wait,

@@ -390,20 +390,17 @@ check_leases(void)
 	pre_commit_checked = true;
 }
 
-/* What both of our transaction callbacks do for the lease check. */
+/*
+ * The lease check's part of a transaction event; the late callback is
+ * just this, the first one calls it too.
+ */
 static void
-lease_check_event(XactEvent event)
+registry_late_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_PRE_COMMIT)
 		check_leases();
 	else if (event != XACT_EVENT_PRE_PREPARE)
 		pre_commit_checked = false;		/* the transaction has ended */
-}
-
-static void
-registry_late_xact_callback(XactEvent event, void *arg)
-{
-	lease_check_event(event);
 }
 
 static bool
@@ -448,7 +445,7 @@ registry_install_hooks(void)
 static void
 registry_xact_callback(XactEvent event, void *arg)
 {
-	lease_check_event(event);
+	registry_late_xact_callback(event, arg);
 
 	/* Like postgres_fdw: a prepared transaction cannot keep our holds. */
 	if (event == XACT_EVENT_PRE_PREPARE && !dlist_is_empty(&xact_entries))
