@@ -64,6 +64,27 @@ for my $name (sort keys %keys)
 }
 is($redis->cli('EXISTS', 'injectd'), '0', 'a key cannot inject a Redis command');
 
+# Bytes that are not UTF-8 at all, in a SQL_ASCII database, on both
+# backends: stored and compared byte for byte.
+$a->safe_psql('postgres', "CREATE DATABASE ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+$a->safe_psql('ascii', 'CREATE EXTENSION lockext');
+my $raw = "k\xff\xfe\x80\x01";
+my $s2 = $a->background_psql('ascii', on_error_stop => 0);
+$s2->query_safe("SELECT dlock_acquire_session(E'k\\377\\376\\200\\001')");
+ok(in_redis($raw), 'a key of non-UTF-8 bytes is stored in Redis byte for byte');
+is($a->safe_psql('ascii', "SELECT dlock_try_acquire(E'k\\377\\376\\200\\001')"), 'f',
+	'and is the same lock for another session');
+is($a->safe_psql('ascii', "SELECT dlock_try_acquire(E'k\\377\\376\\200\\002')"), 't',
+	'while a key one byte off is another');
+is($s2->query_safe("SELECT dlock_release(E'k\\377\\376\\200\\001')"), 't', 'and it releases');
+ok(!in_redis($raw), 'gone from Redis');
+$s2->query_safe("SET lockext.backend = 'advisory'");
+$s2->query_safe("SELECT dlock_acquire_session(E'k\\377\\376\\200\\001')");
+is($a->safe_psql('ascii', "SET lockext.backend = 'advisory'; SELECT dlock_try_acquire(E'k\\377\\376\\200\\001')"), 'f',
+	'advisory backend: the same bytes are the same lock');
+like($s2->query_safe("SELECT key FROM dlock_held()"), qr/^k/, 'and dlock_held() returns the key');
+$s2->quit;
+
 # Look-alikes are different locks: held 'acc:1' blocks none of them.
 $s->query_safe("SELECT dlock_acquire_session('acc:1')");
 for my $lookalike ('acc:1 ', ' acc:1', 'ACC:1', "\x{430}cc:1", "acc:\x{ff11}", 'acc:01')
