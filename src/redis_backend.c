@@ -20,6 +20,7 @@
 #include "postgres.h"
 
 #include "common/pg_prng.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
@@ -372,8 +373,10 @@ redis_holder(const char *key, int keylen, uint64 hash, DlockHolderInfo *info)
 	memset(info, 0, sizeof(*info));
 	if (!redis_parse_owner(owner, info))
 	{
-		info->instance = psprintf("(not lockext: %s)", owner);
-		info->pid = 0;
+		memset(info, 0, sizeof(*info));
+		info->instance = pg_verifymbstr(owner, strlen(owner), true) ?
+			psprintf("(not lockext: %s)", owner) :
+			pstrdup("(not lockext: not valid text)");
 	}
 	info->lease_left_ms = pttl;
 	return true;

@@ -23,6 +23,7 @@
 #include "commands/dbcommands.h"
 #include "common/cryptohash.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -30,6 +31,7 @@
 #include "utils/timestamp.h"
 
 #include "lockext.h"
+#include "owner_value.h"
 
 enum
 {
@@ -349,28 +351,36 @@ make_owner(RedisHold *hold)
 			 application_name ? application_name : "");
 }
 
+/* A field of an owner value as text, or NULL when not valid text here. */
+static char *
+owner_field_text(OwnerField f)
+{
+	if (!pg_verifymbstr(f.p, (int) f.len, true))
+		return NULL;
+	return pnstrdup(f.p, f.len);
+}
+
+/*
+ * The holder an owner value read from Redis names; false when it is not a
+ * value lockext wrote (anyone with access to Redis may write anything).
+ */
 bool
 redis_parse_owner(const char *value, DlockHolderInfo *info)
 {
-	char	   *copy = pstrdup(value);
-	char	   *field[6];
-	int			i;
+	OwnerValue	v;
 
-	field[0] = copy;
-	for (i = 1; i < 6; i++)
-	{
-		char	   *bar = strchr(field[i - 1], '|');
-
-		if (bar == NULL)
-			return false;
-		*bar = '\0';
-		field[i] = bar + 1;
-	}
-	info->instance = field[1];
-	info->pid = atoi(field[2]);
-	info->database = field[3][0] ? field[3] : NULL;
-	info->since = (TimestampTz) strtoi64(field[4], NULL, 10);
-	info->application_name = field[5];
+	if (!owner_value_parse(value, strlen(value), &v))
+		return false;
+	info->instance = owner_field_text(v.instance);
+	info->database = owner_field_text(v.database);
+	info->application_name = owner_field_text(v.application_name);
+	if (info->instance == NULL || info->database == NULL ||
+		info->application_name == NULL)
+		return false;
+	if (info->database[0] == '\0')
+		info->database = NULL;
+	info->pid = v.pid;
+	info->since = (TimestampTz) v.since;
 	return true;
 }
 

@@ -1,15 +1,20 @@
 #!/bin/bash
-# fuzz.sh - fuzz the Redis node URL parser (src/redis_url.c) with libFuzzer,
-# ASan and UBSan, through test/unit/fuzz_redis_url.c (which also abort()s
-# when one of its properties breaks: see its header comment).
+# fuzz.sh - fuzz lockext's input parsers with libFuzzer, ASan and UBSan:
+# the Redis node URL parser (src/redis_url.c, through
+# test/unit/fuzz_redis_url.c) and the parser of owner values read back
+# from Redis (src/owner_value.c, through test/unit/fuzz_owner_value.c).
+# Both targets also abort() when one of their properties breaks (see their
+# header comments).
 #
-#   bash test/fuzz.sh [SECONDS]     default 20; a longer run: bash test/fuzz.sh 600
+#   bash test/fuzz.sh [SECONDS]     per target, default 20; a longer run:
+#                                   bash test/fuzz.sh 600 (make fuzz)
 #
 # Builds into a scratch directory (mktemp -d, honours $TMPDIR, removed at
-# exit) and fuzzes a scratch copy of the committed seed corpus
-# test/unit/corpus_redis_url, which it reads but never writes.  Prints one TAP
-# line and 1..1; exit 0 only when there was no crash, leak, sanitizer report
-# or broken property.  On failure the input is hex-dumped (first 256 bytes).
+# exit) and fuzzes scratch copies of the committed seed corpora
+# test/unit/corpus_<target>, which it reads but never writes.  Prints one
+# TAP line per target and the plan; exit 0 only when no target crashed,
+# leaked, tripped a sanitizer or broke a property.  On failure the input is
+# hex-dumped (first 256 bytes).
 # Needs clang and libclang-rt-14-dev (the fuzzer and sanitizer runtimes).
 set -uo pipefail
 
@@ -18,30 +23,12 @@ secs=${1:-20}
 case $secs in
 	'' | *[!0-9]* | 0) echo "usage: bash test/fuzz.sh [SECONDS]" >&2; exit 2 ;;
 esac
-name="fuzzing the URL parser for $secs s"
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/lockext-fuzz.XXXXXX") || exit 1
 trap 'rm -rf "$scratch"' EXIT
 
-fail() {		# fail MESSAGE [LOGFILE]
-	echo "not ok 1 - $name: $1"
-	[ -n "${2:-}" ] && sed 's/^/# /' "$2" | tail -n 40
-	echo "1..1"
-	exit 1
-}
-
-if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	-I"$root/src" -o "$scratch/fuzz_redis_url" \
-	"$root/test/unit/fuzz_redis_url.c" "$root/src/redis_url.c" \
-	>"$scratch/build.log" 2>&1; then
-	fail "build failed" "$scratch/build.log"
-fi
-
-mkdir "$scratch/corpus" "$scratch/crash"
-cp "$root"/test/unit/corpus_redis_url/* "$scratch/corpus/" || fail "no seed corpus"
-
-# Tokens of the URL syntax help the mutator reach the deeper branches.
-cat >"$scratch/dict" <<'EOF'
+# Tokens of each input syntax help the mutator reach the deeper branches.
+cat >"$scratch/redis_url.dict" <<'EOF'
 "redis://"
 "rediss://"
 "unix://"
@@ -62,28 +49,67 @@ cat >"$scratch/dict" <<'EOF'
 "/1023"
 ","
 EOF
+cat >"$scratch/owner_value.dict" <<'EOF'
+"|"
+"-"
+"0"
+"2147483647"
+"2147483648"
+"9223372036854775807"
+"-9223372036854775808"
+"\x00"
+EOF
 
-# New inputs go to the first directory only; the seed dir is read-only input.
-"$scratch/fuzz_redis_url" -max_total_time="$secs" -timeout=5 -rss_limit_mb=1024 \
-	-dict="$scratch/dict" -artifact_prefix="$scratch/crash/" -print_final_stats=1 \
-	"$scratch/corpus" "$root/test/unit/corpus_redis_url" >"$scratch/fuzz.log" 2>&1
-rc=$?
+failed=0
+n=0
 
-runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$scratch/fuzz.log" | tail -n 1)
-crash=$(find "$scratch/crash" -type f | head -n 1)
-if [ "$rc" -eq 0 ] && [ -z "$crash" ] && ! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:' "$scratch/fuzz.log"; then
-	echo "ok 1 - $name: ${runs:-?} runs, no crash"
-	echo "1..1"
-	exit 0
-fi
+# fuzz TARGET TITLE: build test/unit/fuzz_TARGET.c with src/TARGET.c, run it
+fuzz() {
+	local target=$1 name="fuzzing the $2 for $secs s" dir="$scratch/$1"
+	local seeds="$root/test/unit/corpus_$1" rc runs crash
 
-echo "not ok 1 - $name: ${runs:-?} runs, exit status $rc"
-grep -m 5 -E 'ERROR:|runtime error:|property broken|SUMMARY:' "$scratch/fuzz.log" | sed 's/^/# /'
-if [ -n "$crash" ]; then
-	echo "# input $(basename "$crash") ($(wc -c <"$crash") bytes), first 256 bytes:"
-	head -c 256 "$crash" | od -A x -t x1z -v | sed 's/^/#   /'
-else
-	sed 's/^/# /' "$scratch/fuzz.log" | tail -n 20
-fi
-echo "1..1"
-exit 1
+	n=$((n + 1))
+	mkdir "$dir" "$dir/corpus" "$dir/crash"
+	if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-I"$root/src" -o "$dir/fuzz" \
+		"$root/test/unit/fuzz_$target.c" "$root/src/$target.c" >"$dir/build.log" 2>&1; then
+		echo "not ok $n - $name: build failed"
+		sed 's/^/# /' "$dir/build.log" | tail -n 40
+		failed=1
+		return
+	fi
+	if ! cp "$seeds"/* "$dir/corpus/"; then
+		echo "not ok $n - $name: no seed corpus in $seeds"
+		failed=1
+		return
+	fi
+
+	# New inputs go to the first directory only; the seeds are read-only input.
+	"$dir/fuzz" -max_total_time="$secs" -timeout=5 -rss_limit_mb=1024 \
+		-dict="$scratch/$target.dict" -artifact_prefix="$dir/crash/" -print_final_stats=1 \
+		"$dir/corpus" "$seeds" >"$dir/fuzz.log" 2>&1
+	rc=$?
+
+	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/fuzz.log" | tail -n 1)
+	crash=$(find "$dir/crash" -type f | head -n 1)
+	if [ "$rc" -eq 0 ] && [ -z "$crash" ] &&
+		! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:' "$dir/fuzz.log"; then
+		echo "ok $n - $name: ${runs:-?} runs, no crash"
+		return
+	fi
+
+	failed=1
+	echo "not ok $n - $name: ${runs:-?} runs, exit status $rc"
+	grep -m 5 -E 'ERROR:|runtime error:|property broken|SUMMARY:' "$dir/fuzz.log" | sed 's/^/# /'
+	if [ -n "$crash" ]; then
+		echo "# input $(basename "$crash") ($(wc -c <"$crash") bytes), first 256 bytes:"
+		head -c 256 "$crash" | od -A x -t x1z -v | sed 's/^/#   /'
+	else
+		sed 's/^/# /' "$dir/fuzz.log" | tail -n 20
+	fi
+}
+
+fuzz redis_url "URL parser"
+fuzz owner_value "owner value parser"
+echo "1..$n"
+exit "$failed"

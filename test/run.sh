@@ -7,7 +7,7 @@
 #
 #   bash test/run.sh                   # everything
 #   LOCKEXT_KEEP=1 bash ...            # keep the scratch directory for inspection
-#   LOCKEXT_FUZZ_SECONDS=60 bash ...   # fuzz longer than the default 30 s
+#   LOCKEXT_FUZZ_SECONDS=60 bash ...   # fuzz each parser longer than the default 20 s
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

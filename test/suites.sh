@@ -42,24 +42,27 @@ count_tap() {
 	tail -n 1 "$out"
 }
 
-echo "== unit: URL parser (ASan, UBSan)"
-if gcc -std=c99 -Wall -Wextra -Werror -O1 -g -fsanitize=address,undefined \
-	-fno-omit-frame-pointer -I"$WORK/src" -o "$WORK/test_redis_url" \
-	"$WORK/test/unit/test_redis_url.c" "$WORK/src/redis_url.c"; then
-	"$WORK/test_redis_url" >"$WORK/unit.log" 2>&1
-	count_tap "$WORK/unit.log"
-else
-	failed=$((failed + 1))
-fi
+# The plain-C parsers: test/unit/test_X.c with src/X.c.
+for unit in redis_url owner_value; do
+	echo "== unit: $unit (ASan, UBSan)"
+	if gcc -std=c99 -Wall -Wextra -Werror -O1 -g -fsanitize=address,undefined \
+		-fno-omit-frame-pointer -I"$WORK/src" -I"$WORK/test/unit" -o "$WORK/test_$unit" \
+		"$WORK/test/unit/test_$unit.c" "$WORK/src/$unit.c"; then
+		"$WORK/test_$unit" >"$WORK/unit_$unit.log" 2>&1
+		count_tap "$WORK/unit_$unit.log"
+	else
+		failed=$((failed + 1))
+	fi
+done
 
 echo "== static checks: gcc and clang -Wall -Wextra, cppcheck"
 bash "$WORK/test/static_checks.sh" "$WORK/src" >"$WORK/static.log" 2>&1
 grep -E '^ok' "$WORK/static.log"
 count_tap "$WORK/static.log"
 
-echo "== fuzzing the URL parser (libFuzzer, ASan, UBSan)"
+echo "== fuzzing the parsers (libFuzzer, ASan, UBSan)"
 mkdir -p "$WORK/tmp"
-TMPDIR="$WORK/tmp" bash "$WORK/test/fuzz.sh" "${LOCKEXT_FUZZ_SECONDS:-30}" >"$WORK/fuzz.log" 2>&1
+TMPDIR="$WORK/tmp" bash "$WORK/test/fuzz.sh" "${LOCKEXT_FUZZ_SECONDS:-20}" >"$WORK/fuzz.log" 2>&1
 grep -E '^ok' "$WORK/fuzz.log"
 count_tap "$WORK/fuzz.log"
 

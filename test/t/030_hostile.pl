@@ -133,6 +133,24 @@ $redis->cli('SCRIPT', 'FLUSH');
 is(outcome("SELECT dlock_release('flushed')"), 'ok: true', 'release after SCRIPT FLUSH');
 ok(!in_redis('flushed'), 'and the key is gone');
 
+# 5b. A lock key overwritten in Redis by someone else: whatever it holds,
+#     dlock_holder() and the 55P03 detail stay sane.
+my %values = (
+	'not lockext' => [ 'just a value', qr/^ok: \(not lockext: just a value\)\|0$/ ],
+	'pid overflow' => [ 'x|i|99999999999999999999|d|5|a', qr/^ok: \(not lockext: x\|i\|9+\|d\|5\|a\)\|0$/ ],
+	'not valid text' => [ "x|\xff\xfe|1|d|5|a", qr/^ok: \(not lockext: not valid text\)\|0$|^ok: \xff\xfe\|1$/ ],    # the latter in SQL_ASCII
+	'well formed' => [ 'u|elsewhere:5432|77|db|0|app|with|bars', qr/^ok: elsewhere:5432\|77$/ ],
+);
+for my $name (sort keys %values)
+{
+	my ($value, $expect) = @{ $values{$name} };
+	$redis->cli('SET', 'lockext:lock:foreign', $value, 'PX', '60000');
+	like(outcome("SELECT (h).instance || '|' || coalesce((h).pid, 0) FROM (SELECT dlock_holder('foreign') h) s"),
+		$expect, "a foreign lock value ($name): dlock_holder copes");
+	like(outcome("SELECT dlock_acquire('foreign', 0)"), qr/^55P03: /, "and the key is busy (55P03)");
+}
+$redis->cli('DEL', 'lockext:lock:foreign');
+
 # 6. Bad arguments on the redis backend, before anything is sent.
 like(outcome("SELECT dlock_acquire('k', 1, 'NaN')"), qr/^22023: /, 'NaN lease: 22023');
 like(outcome("SELECT dlock_acquire('k', 'NaN')"), qr/^22023: /, 'NaN timeout: 22023');

@@ -12,18 +12,7 @@
 #include <string.h>
 
 #include "redis_url.h"
-
-static int	ntests = 0;
-static int	nfailed = 0;
-
-static void
-check(int ok, const char *what, const char *input)
-{
-	ntests++;
-	if (!ok)
-		nfailed++;
-	printf("%sok %d - %s: %s\n", ok ? "" : "not ", ntests, what, input);
-}
+#include "tap.h"
 
 /* Valid lists: count, and the display of the first node. */
 static const struct
@@ -308,8 +297,5 @@ main(void)
 	test_fields();
 	test_password_hidden();
 	test_robustness();
-	printf("1..%d\n", ntests);
-	if (nfailed)
-		printf("# %d of %d failed\n", nfailed, ntests);
-	return nfailed ? 1 : 0;
+	return done_testing();
 }
