@@ -8,9 +8,11 @@ DATA = sql/lockext--1.0.sql
 PGFILEDESC = "lockext - distributed locks for SQL"
 SHLIB_LINK = -lhiredis
 
-# Our own warnings on top of PGXS's; PostgreSQL's headers are not
-# -Wextra-clean for unused parameters (nor is their callback style).
-PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
+# Our own warnings on top of PGXS's.  PostgreSQL's headers are not
+# -Wextra-clean (unused parameters in static inline functions), so they
+# are searched as system headers, whose warnings compilers leave out.
+PG_CFLAGS = -Wall -Wextra -Werror
+PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -66,7 +66,7 @@ static RedisNodeSet *current_set = NULL;
 static uint64 current_generation = 0;
 
 static bool
-check_redis_nodes(char **newval, void **extra, GucSource source)
+check_redis_nodes(char **newval, void **extra, GucSource source pg_attribute_unused())
 {
 	RedisUrl	urls[LOCKEXT_MAX_NODES];
 	char		err[256];
@@ -97,7 +97,7 @@ check_redis_nodes(char **newval, void **extra, GucSource source)
 
 /* Must not fail: the node set is (re)built lazily by lockext_redis_nodes(). */
 static void
-assign_redis_nodes(const char *newval, void *extra)
+assign_redis_nodes(const char *newval pg_attribute_unused(), void *extra pg_attribute_unused())
 {
 	parsed_nodes = (ParsedNodes *) extra;
 	parsed_generation++;
@@ -116,7 +116,7 @@ show_redis_nodes(void)
 }
 
 static bool
-check_namespace(char **newval, void **extra, GucSource source)
+check_namespace(char **newval, void **extra pg_attribute_unused(), GucSource source pg_attribute_unused())
 {
 	const char *p;
 

@@ -45,7 +45,7 @@
 static Oid	fence_seq_oid = InvalidOid;
 
 static void
-fence_seq_invalidate(Datum arg, Oid relid)
+fence_seq_invalidate(Datum arg pg_attribute_unused(), Oid relid)
 {
 	if (relid == InvalidOid || relid == fence_seq_oid)
 		fence_seq_oid = InvalidOid;
@@ -215,21 +215,21 @@ advisory_draw_token(DlockEntry *entry)
 
 static bool
 advisory_acquire(DlockEntry *entry, DlockScope scope, int64 timeout_ms,
-				 int64 lease_ms)
+				 int64 lease_ms pg_attribute_unused())
 {
 	return local_lock_acquire(entry, scope, timeout_ms);
 }
 
 static void
 advisory_release(DlockEntry *entry, DlockScope scope, bool lockmgr_releases,
-				 bool is_abort)
+				 bool is_abort pg_attribute_unused())
 {
 	local_lock_release(entry, scope, lockmgr_releases);
 }
 
 /* A local lock has no lease: held means nothing to renew. */
 static bool
-advisory_extend(DlockEntry *entry, int64 lease_ms)
+advisory_extend(DlockEntry *entry pg_attribute_unused(), int64 lease_ms pg_attribute_unused())
 {
 	return true;
 }

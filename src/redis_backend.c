@@ -242,13 +242,13 @@ redis_acquire(DlockEntry *entry, DlockScope scope, int64 timeout_ms,
 
 /* The token came with the grant. */
 static void
-redis_draw_token(DlockEntry *entry)
+redis_draw_token(DlockEntry *entry pg_attribute_unused())
 {
 }
 
 static void
 redis_release(DlockEntry *entry, DlockScope scope, bool lockmgr_releases,
-			  bool is_abort)
+			  bool is_abort pg_attribute_unused())
 {
 	bool		other_scope_held = scope == DLOCK_SCOPE_SESSION ?
 		entry->xact_holds > 0 : entry->session_holds > 0;
@@ -362,7 +362,8 @@ redis_verify(DlockEntry *entry)
 }
 
 static bool
-redis_holder(const char *key, int keylen, uint64 hash, DlockHolderInfo *info)
+redis_holder(const char *key, int keylen pg_attribute_unused(), uint64 hash pg_attribute_unused(),
+			 DlockHolderInfo *info)
 {
 	RedisNodeSet *set = configured_nodes();
 	char	   *owner;

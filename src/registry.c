@@ -395,7 +395,7 @@ check_leases(void)
  * just this, the first one calls it too.
  */
 static void
-registry_late_xact_callback(XactEvent event, void *arg)
+registry_late_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	if (event == XACT_EVENT_PRE_COMMIT)
 		check_leases();
@@ -457,7 +457,7 @@ registry_xact_callback(XactEvent event, void *arg)
 
 static void
 registry_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						  SubTransactionId parentSubid, void *arg)
+						  SubTransactionId parentSubid, void *arg pg_attribute_unused())
 {
 	dlist_mutable_iter iter;
 
@@ -501,7 +501,7 @@ registry_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
  */
 static void
 registry_resowner_callback(ResourceReleasePhase phase, bool isCommit,
-						   bool isTopLevel, void *arg)
+						   bool isTopLevel, void *arg pg_attribute_unused())
 {
 	dlist_mutable_iter iter;
 
@@ -519,7 +519,7 @@ registry_resowner_callback(ResourceReleasePhase phase, bool isCommit,
 
 /* Session end: best effort, the lock manager and the lease do the rest. */
 static void
-registry_exit_callback(int code, Datum arg)
+registry_exit_callback(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	HASH_SEQ_STATUS status;
 	DlockEntry *entry;

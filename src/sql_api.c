@@ -201,6 +201,7 @@ PG_FUNCTION_INFO_V1(dlock_release_all);
 Datum
 dlock_release_all(PG_FUNCTION_ARGS)
 {
+	(void) fcinfo;				/* no arguments */
 	PG_RETURN_INT32(registry_release_all_session());
 }
 
