@@ -3,9 +3,15 @@
 \echo Use "CREATE EXTENSION lockext" to load this file. \quit
 
 -- Fencing tokens of the advisory backend.  CACHE 1 keeps values strictly
--- increasing across sessions; config_dump makes pg_dump keep its position.
+-- increasing across sessions.  The sequence starts at the clock in
+-- microseconds, so a re-created extension (DROP and CREATE, or a restore,
+-- which is why pg_dump need not keep its position) continues above every
+-- token issued before.  Names are qualified: the extension is trusted, so
+-- this runs as a superuser in a schema the caller may own.
 CREATE SEQUENCE dlock_fence_seq AS bigint NO CYCLE CACHE 1;
-SELECT pg_catalog.pg_extension_config_dump('dlock_fence_seq', '');
+SELECT pg_catalog.setval('dlock_fence_seq',
+       pg_catalog.int8(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())
+                       OPERATOR(pg_catalog.*) 1000000));
 REVOKE ALL ON SEQUENCE dlock_fence_seq FROM PUBLIC;
 
 -- Non-strict on purpose: a NULL key is an error (22004), not a NULL result.

@@ -134,4 +134,15 @@ SELECT dlock_acquire('as-plain-user', 0) IS NOT NULL;
 RESET ROLE;
 DROP ROLE lockext_plain;
 
+-- a re-created extension continues above every token issued before: the
+-- sequence starts at the clock in microseconds
+BEGIN;
+SELECT dlock_acquire('fence') AS before_drop \gset
+COMMIT;
+DROP EXTENSION lockext;
+CREATE EXTENSION lockext;
+BEGIN;
+SELECT dlock_acquire('fence') > :before_drop AS above_after_recreate;
+COMMIT;
+
 DROP EXTENSION lockext;

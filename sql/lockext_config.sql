@@ -8,6 +8,7 @@ SHOW lockext.fallback;
 SHOW lockext.connect_timeout;
 SHOW lockext.command_timeout;
 SHOW lockext.verify_on_commit;
+SHOW lockext.session_locks;
 
 -- malformed node lists are rejected with what is wrong
 SET lockext.redis_nodes = 'redis://';
@@ -27,8 +28,10 @@ SET lockext.redis_nodes = 'redis://127.0.0.1:1, ,redis://127.0.0.1:2';
 SELECT set_config('lockext.redis_nodes',
        string_agg('redis://127.0.0.1:' || (1000 + g), ','), false)
   FROM generate_series(1, 300) g;
-SELECT count(*) AS nodes_still_empty FROM pg_settings
- WHERE name = 'lockext.redis_nodes' AND setting = '';
+SELECT current_setting('lockext.redis_nodes') = '' AS nodes_still_empty;
+-- pg_settings has no row for the nodes, not even for superusers: its
+-- reset_val and boot_val columns would show a password unmasked
+SELECT count(*) AS no_row FROM pg_settings WHERE name = 'lockext.redis_nodes';
 
 -- well-formed ones are accepted (nothing connects until a lock is taken)
 SET lockext.redis_nodes = ' redis://127.0.0.1:6390 , unix:///tmp/x.sock?db=2 ';
@@ -49,6 +52,29 @@ SET lockext.backend = 'redis';
 SELECT dlock_acquire('k');
 SELECT dlock_holder('k');
 RESET lockext.backend;
+BEGIN;
 SELECT dlock_acquire('k') > 0 AS advisory_again;
+COMMIT;
+
+-- lockext.session_locks = off (transaction-pooling poolers): session locks
+-- are refused with 55000, transaction-scoped ones work as before
+SET lockext.session_locks = off;
+SELECT dlock_acquire_session('s');
+\set VERBOSITY sqlstate
+SELECT dlock_try_acquire_session('s');
+\set VERBOSITY default
+BEGIN;
+SELECT dlock_acquire('s') > 0 AS xact_lock_works;
+SELECT dlock_try_acquire('s2') AS xact_try_works;
+COMMIT;
+SELECT count(*) AS nothing_held FROM dlock_held();
+RESET lockext.session_locks;
+SELECT dlock_try_acquire_session('s') AS session_lock_again;
+SELECT dlock_release('s');
+CREATE ROLE lockext_pooled;
+SET ROLE lockext_pooled;
+SET lockext.session_locks = off;
+RESET ROLE;
+DROP ROLE lockext_pooled;
 
 DROP EXTENSION lockext;

@@ -60,8 +60,20 @@ SELECT q, outcome(q) FROM (VALUES
   ($$SELECT dlock_extend('keeper', 'NaN')$$),
   ($$SELECT dlock_acquire('k', 'Infinity')$$),
   ($$SELECT dlock_acquire('k', 1e300)$$),
-  ($$SELECT dlock_acquire('k', 0.0001, 0.0001)$$)
+  ($$SELECT dlock_acquire('k', 0.0001, 0.0001)$$),
+  -- leases under 10 ms cannot outlast the clock-drift allowance
+  ($$SELECT dlock_acquire('k', 0, 0.002)$$),
+  ($$SELECT dlock_try_acquire('k', 0.0099)$$),
+  ($$SELECT dlock_acquire_session('k', 0, 0.001)$$),
+  ($$SELECT dlock_try_acquire_session('k', 0.005)$$),
+  ($$SELECT dlock_extend('keeper', 0.002)$$),
+  ($$SELECT dlock_acquire('k', 0, 0.01)$$),
+  ($$SELECT dlock_extend('keeper', 0.01)$$)
 ) AS t(q);
+SET lockext.lease = '9ms';
+SET lockext.lease = '10ms';
+SHOW lockext.lease;
+RESET lockext.lease;
 
 -- nothing leaked, nothing lost
 SELECT key, scope, holds FROM dlock_held();

@@ -139,4 +139,37 @@ COMMIT PREPARED 'lockext_p4';
 SELECT held();
 SELECT dlock_release_all();
 
+-- outside a transaction block a transaction-scoped lock of the statement
+-- itself ends with it: a WARNING (25P01), as for SET LOCAL
+SELECT dlock_acquire('auto') > 0 AS autocommit;
+SELECT dlock_try_acquire('auto') AS autocommit_try;
+\set VERBOSITY sqlstate
+SELECT dlock_acquire('auto') > 0 AS autocommit;
+\set VERBOSITY default
+-- no warning inside BEGIN, in an implicit block, or inside a function or
+-- procedure called in autocommit mode (the lock covers their work)
+BEGIN;
+SELECT dlock_acquire('auto') > 0 AS in_block;
+COMMIT;
+SELECT 1 AS first \; SELECT dlock_acquire('auto') > 0 AS implicit_block;
+CREATE FUNCTION locked_work() RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE t bigint;
+BEGIN
+  t := dlock_acquire('auto');               -- a simple expression
+  PERFORM dlock_try_acquire('auto2');        -- a query
+  RETURN t > 0 AND (SELECT count(*) FROM dlock_held()) = 2;
+END $$;
+SELECT locked_work();
+CREATE PROCEDURE locked_proc() LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM dlock_acquire('auto');
+  COMMIT;
+  PERFORM dlock_acquire('auto');
+END $$;
+CALL locked_proc();
+DO $$ BEGIN PERFORM dlock_acquire('auto'); END $$;
+SELECT count(*) AS none_left FROM dlock_held();
+DROP PROCEDURE locked_proc();
+DROP FUNCTION locked_work();
+
 DROP EXTENSION lockext;

@@ -19,6 +19,7 @@
 #include "utils/memutils.h"
 
 #include "lockext.h"
+#include "redis.h"
 
 int			lockext_backend_choice = LOCKEXT_BACKEND_AUTO;
 int			lockext_wait_timeout_ms = 30 * 1000;
@@ -28,6 +29,10 @@ int			lockext_fallback = LOCKEXT_FALLBACK_OFF;
 int			lockext_connect_timeout_ms = 1000;
 int			lockext_command_timeout_ms = 1000;
 int			lockext_verify_on_commit = LOCKEXT_VERIFY_AUTO;
+bool		lockext_session_locks = true;
+
+/* Shorter leases cannot outlast the clock-drift allowance (1% + 2 ms). */
+const int	lockext_min_lease_ms = 10;
 
 static char *redis_nodes_string = NULL;
 
@@ -51,10 +56,18 @@ static const struct config_enum_entry verify_options[] = {
 	{NULL, 0, false}
 };
 
-/* The parsed lockext.redis_nodes (GUC "extra", malloc'd by the hook). */
+/*
+ * The parsed lockext.redis_nodes (GUC "extra", malloc'd by the hook).  A
+ * value from the server's configuration that does not parse is kept as
+ * "broken", with the parser's message (which never quotes the input, so
+ * never a password): locking then fails until the value is fixed, rather
+ * than silently falling back to local-only locks.
+ */
 typedef struct ParsedNodes
 {
 	int			n;
+	bool		broken;
+	char		error[256];
 	RedisUrl	urls[FLEXIBLE_ARRAY_MEMBER];
 } ParsedNodes;
 
@@ -65,17 +78,33 @@ static uint64 parsed_generation = 0;
 static RedisNodeSet *current_set = NULL;
 static uint64 current_generation = 0;
 
+/*
+ * May a value from this source that does not parse be kept as "broken"?
+ * Values from the server's configuration (postgresql.conf, the command line,
+ * ALTER DATABASE/ROLE ... SET) cannot be refused: PostgreSQL would log a
+ * WARNING and keep the default, an empty list, which means local-only locks.
+ * Interactive SET, the validation of ALTER DATABASE/ROLE (PGC_S_TEST) and of
+ * ALTER SYSTEM (PGC_S_FILE inside the statement) still refuse it up front.
+ */
 static bool
-check_redis_nodes(char **newval, void **extra, GucSource source pg_attribute_unused())
+keep_broken_value(GucSource source)
+{
+	return source > PGC_S_DEFAULT && source < PGC_S_INTERACTIVE &&
+		!lockext_in_alter_system;
+}
+
+static bool
+check_redis_nodes(char **newval, void **extra, GucSource source)
 {
 	RedisUrl	urls[LOCKEXT_MAX_NODES];
 	char		err[256];
 	int			n;
 	ParsedNodes *parsed;
 
+	memset(urls, 0, sizeof(urls));
 	n = redis_url_parse_list(*newval ? *newval : "", urls, LOCKEXT_MAX_NODES,
 							 err, sizeof(err));
-	if (n < 0)
+	if (n < 0 && !keep_broken_value(source))
 	{
 		GUC_check_errmsg("invalid value for parameter \"lockext.redis_nodes\": %s", err);
 		GUC_check_errhint("Use a comma-separated list of redis://[user[:password]@]host[:port][/db] or unix:///path[?db=N].");
@@ -88,6 +117,19 @@ check_redis_nodes(char **newval, void **extra, GucSource source pg_attribute_unu
 		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
 		GUC_check_errmsg("out of memory");
 		return false;
+	}
+	parsed->broken = (n < 0);
+	parsed->error[0] = '\0';
+	if (parsed->broken)
+	{
+		strlcpy(parsed->error, err, sizeof(parsed->error));
+		n = 0;
+		/* once, from the postmaster, not from every backend at reload */
+		if (!IsUnderPostmaster)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("invalid value for parameter \"lockext.redis_nodes\": %s", err),
+					 errdetail("Every lock on the redis and auto backends fails until the value is fixed and the configuration reloaded.")));
 	}
 	parsed->n = n;
 	memcpy(parsed->urls, urls, n * sizeof(RedisUrl));
@@ -147,17 +189,61 @@ redis_nodeset_release(RedisNodeSet *set)
 	if (set == NULL || --set->refcount > 0)
 		return;
 	for (i = 0; i < set->n; i++)
+	{
 		redis_disconnect(&set->nodes[i]);
+		redis_forget_redo(&set->nodes[i]);
+	}
 	pfree(set);
 }
 
 /*
- * The configured node set, NULL when none.  The caller borrows it; a hold
+ * The node set in use, as it is: never rebuilt and never an ERROR, for
+ * process exit.  NULL when none.
+ */
+RedisNodeSet *
+lockext_redis_nodes_in_use(void)
+{
+	return current_set;
+}
+
+static bool
+same_url(const RedisUrl *a, const RedisUrl *b)
+{
+	return a->kind == b->kind && a->port == b->port && a->db == b->db &&
+		a->has_password == b->has_password &&
+		strcmp(a->host, b->host) == 0 && strcmp(a->path, b->path) == 0 &&
+		strcmp(a->user, b->user) == 0 && strcmp(a->password, b->password) == 0;
+}
+
+/* Does the current node set already reflect these URLs? */
+static bool
+same_nodes(const RedisNodeSet *set, const ParsedNodes *parsed)
+{
+	int			n = parsed ? parsed->n : 0;
+	int			i;
+
+	if ((set ? set->n : 0) != n)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!same_url(&set->nodes[i].url, &parsed->urls[i]))
+			return false;
+	return true;
+}
+
+/*
+ * The configured node set, NULL when none (or when the configured value is
+ * broken: see lockext_current_backend()).  The caller borrows it; a hold
  * that keeps it must take a reference (refcount++).
+ *
+ * Every reload re-assigns the setting; when the nodes did not change, the
+ * set and its open connections are kept.
  */
 RedisNodeSet *
 lockext_redis_nodes(void)
 {
+	if (current_generation != parsed_generation &&
+		same_nodes(current_set, parsed_nodes))
+		current_generation = parsed_generation;
 	if (current_generation != parsed_generation)
 	{
 		RedisNodeSet *set = NULL;
@@ -206,7 +292,8 @@ lockext_define_gucs(void)
 							   &redis_nodes_string,
 							   "",
 							   PGC_SUSET,
-							   GUC_SUPERUSER_ONLY,
+							   /* no pg_settings row: its reset_val is raw */
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
 							   check_redis_nodes, assign_redis_nodes,
 							   show_redis_nodes);
 
@@ -270,18 +357,46 @@ lockext_define_gucs(void)
 							"Default lease of a dlock on a backend with leases.",
 							"A held lock whose lease ran out may be taken by another holder.",
 							&lockext_lease_ms,
-							30 * 1000, 1, INT_MAX,
+							30 * 1000, lockext_min_lease_ms, INT_MAX,
 							PGC_USERSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("lockext.session_locks",
+							 "Allows session-scoped dlocks.",
+							 "Turn off for databases reached through a transaction-pooling "
+							 "connection pooler, where a session lock would pass to other clients.",
+							 &lockext_session_locks,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("lockext");
+}
+
+/*
+ * Refuse to lock while lockext.redis_nodes is broken.  F0000: it is an
+ * error in the server's configuration, which only fixing it and reloading
+ * cures; retrying (what 55P03 or class 08 invite) cannot help.
+ */
+static void
+check_nodes_configured(void)
+{
+	if (parsed_nodes != NULL && parsed_nodes->broken)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("lockext.redis_nodes is invalid: %s", parsed_nodes->error),
+				 errdetail("Locks on the redis and auto backends are refused until the setting is fixed, so that they are never taken on this instance alone."),
+				 errhint("Correct lockext.redis_nodes where it is set (postgresql.conf, ALTER SYSTEM, ALTER DATABASE or ALTER ROLE) and reload the configuration.")));
 }
 
 /* The backend a new lock goes to; a held lock stays with its own. */
 const DlockBackend *
 lockext_current_backend(void)
 {
+	if (lockext_backend_choice != LOCKEXT_BACKEND_ADVISORY)
+		check_nodes_configured();
 	switch (lockext_backend_choice)
 	{
 		case LOCKEXT_BACKEND_ADVISORY:

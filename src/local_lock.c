@@ -30,12 +30,14 @@
 #include "commands/sequence.h"
 #include "miscadmin.h"
 #include "postmaster/postmaster.h"
+#include "storage/lmgr.h"
 #include "utils/backend_status.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "lockext.h"
 
@@ -160,17 +162,22 @@ local_lock_still_held(DlockEntry *entry, DlockScope scope)
 	return LockHeldByMe(&entry->tag, scope_mode(scope));
 }
 
-/* get_extension_schema() is not exported before PostgreSQL 16. */
+/*
+ * The fence sequence's OID, InvalidOid when the extension is gone.
+ * get_extension_schema() is not exported before PostgreSQL 16.
+ */
 static Oid
-lockext_schema(void)
+lookup_fence_seq(void)
 {
-	Oid			extoid = get_extension_oid("lockext", false);
+	Oid			extoid = get_extension_oid("lockext", true);
 	Oid			nspid = InvalidOid;
 	Relation	rel;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tuple;
 
+	if (!OidIsValid(extoid))
+		return InvalidOid;
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(extoid));
@@ -180,7 +187,40 @@ lockext_schema(void)
 		nspid = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	return nspid;
+	if (!OidIsValid(nspid))
+		return InvalidOid;
+	return get_relname_relid(FENCE_SEQ_NAME, nspid);
+}
+
+/*
+ * Lock the fence sequence (as nextval() would) and make sure it still
+ * exists: the lock also brings in the invalidations of a DROP EXTENSION
+ * that committed while we waited for the dlock, which the lock manager's
+ * grant of an advisory lock does not.
+ */
+static Oid
+lock_fence_seq(void)
+{
+	int			attempt;
+
+	for (attempt = 0; attempt < 2; attempt++)
+	{
+		Oid			seq = OidIsValid(fence_seq_oid) ? fence_seq_oid :
+			lookup_fence_seq();
+
+		if (!OidIsValid(seq))
+			break;
+		LockRelationOid(seq, RowExclusiveLock);
+		if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(seq)))
+		{
+			fence_seq_oid = seq;
+			return seq;
+		}
+		/* dropped (maybe re-created): look it up afresh */
+		UnlockRelationOid(seq, RowExclusiveLock);
+		fence_seq_oid = InvalidOid;
+	}
+	return InvalidOid;
 }
 
 /*
@@ -192,24 +232,31 @@ lockext_schema(void)
 static void
 advisory_draw_token(DlockEntry *entry)
 {
+	Oid			seq;
+
 	if (XactReadOnly)
 	{
 		entry->has_token = false;
 		return;
 	}
-	if (!OidIsValid(fence_seq_oid))
+	seq = lock_fence_seq();
+	if (!OidIsValid(seq))
 	{
-		Oid			seq = get_relname_relid(FENCE_SEQ_NAME, lockext_schema());
-
-		if (!OidIsValid(seq))
+		if (!OidIsValid(get_extension_oid("lockext", true)))
 			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("sequence \"%s\" of extension \"lockext\" does not exist",
-							FENCE_SEQ_NAME),
-					 errhint("Reinstall the extension with DROP EXTENSION lockext; CREATE EXTENSION lockext;.")));
-		fence_seq_oid = seq;
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("extension \"lockext\" was dropped while lock \"%s\" was being acquired",
+							entry->key),
+					 errdetail("The lock was given back: it cannot have a fencing token without the extension's sequence."),
+					 errhint("Create the extension again with CREATE EXTENSION lockext.")));
+		/* re-created, the sequence continues above every token issued */
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("sequence \"%s\" of extension \"lockext\" does not exist",
+						FENCE_SEQ_NAME),
+				 errhint("Reinstall the extension with DROP EXTENSION lockext; CREATE EXTENSION lockext;.")));
 	}
-	entry->token = nextval_internal(fence_seq_oid, false);
+	entry->token = nextval_internal(seq, false);
 	entry->has_token = true;
 }
 

@@ -21,7 +21,6 @@
 
 #include "lib/ilist.h"
 #include "lib/stringinfo.h"
-#include "redis_url.h"
 #include "storage/lock.h"
 #include "utils/timestamp.h"
 
@@ -52,6 +51,7 @@ typedef struct DlockSubHold
 } DlockSubHold;
 
 struct DlockBackend;
+struct DlockEnding;
 
 /*
  * One key this backend holds, in either or both scopes.  Lives in
@@ -130,7 +130,24 @@ typedef struct DlockBackend
 
 	/* PRE_COMMIT check of a transaction-scoped hold; may ERROR (40001). */
 	void		(*verify) (DlockEntry *entry);
+
+	/*
+	 * Optional: end many holds at once, as release() would one by one
+	 * (the registry passes only entries of this backend).  Never ERRORs.
+	 */
+	void		(*release_many) (struct DlockEnding *ends, int n,
+								 bool xact_end, bool is_abort);
+
+	/* Optional: process exit, after every hold was released. */
+	void		(*at_exit) (void);
 } DlockBackend;
+
+/* A scope's last hold of an entry ended: for DlockBackend.release_many. */
+typedef struct DlockEnding
+{
+	DlockEntry *entry;
+	DlockScope	scope;
+} DlockEnding;
 
 /* Monotonic clock in microseconds: deadlines and leases. */
 static inline int64
@@ -171,110 +188,14 @@ extern int	lockext_fallback;
 extern int	lockext_connect_timeout_ms;
 extern int	lockext_command_timeout_ms;
 extern int	lockext_verify_on_commit;
+extern bool lockext_session_locks;
+extern const int lockext_min_lease_ms;
 
 extern void lockext_define_gucs(void);
 extern const DlockBackend *lockext_current_backend(void);
 
-/*
- * Redis nodes.  A node set is refcounted: the GUC holds one reference and
- * every Redis hold another, so changing lockext.redis_nodes never strands
- * a held lock on nodes we forgot.
- */
-#define LOCKEXT_MAX_NODES REDIS_URL_MAX_NODES
 
-typedef struct RedisNode
-{
-	RedisUrl	url;
-	char		display[1024];	/* URL with the password masked */
-	struct redisContext *ctx;	/* NULL when not connected */
-	bool		fd_reserved;	/* AcquireExternalFD() taken for ctx */
-	int			handshake_replies;	/* AUTH/SELECT replies still to come */
-	int			abandoned_replies;	/* replies we stopped waiting for */
-	bool		in_flight;		/* a reply is due that nobody accounts for */
-} RedisNode;
-
-typedef struct RedisNodeSet
-{
-	int			refcount;
-	int			n;
-	RedisNode	nodes[FLEXIBLE_ARRAY_MEMBER];
-} RedisNodeSet;
-
-typedef enum RedisOutcome
-{
-	RNODE_PENDING = 0,			/* no answer yet (zeroed results) */
-	RNODE_OK,					/* a reply, not an error reply */
-	RNODE_ERROR_REPLY,			/* an error reply (or failed handshake) */
-	RNODE_TIMED_OUT,
-	RNODE_UNREACHABLE
-} RedisOutcome;
-
-typedef struct RedisResult
-{
-	RedisOutcome outcome;
-	struct redisReply *reply;	/* hiredis-allocated; redis_results_free() */
-	char		detail[256];	/* what went wrong, never a password */
-} RedisResult;
-
-/* One hold of a Redis lock: DlockEntry.backend_data of the redis backend. */
-typedef struct RedisHold
-{
-	RedisNodeSet *set;			/* the nodes it was granted on (a reference) */
-	char		ns[65];			/* lockext.namespace it was taken in */
-	char		owner[640];		/* the lock value: ours alone */
-	int64		token;			/* fencing token the quorum gave */
-	int64		lease_ms;
-	int64		valid_until_us; /* monotonic: lease end minus clock drift */
-	bool		acquire_in_flight;	/* an acquire was sent, answers unread */
-} RedisHold;
-
-typedef enum RedisAcquireStatus
-{
-	REDIS_ACQ_GRANTED,
-	REDIS_ACQ_BUSY,				/* held by another; wait and retry */
-	REDIS_ACQ_OUTAGE,			/* too few nodes answered */
-	REDIS_ACQ_REFUSED			/* nodes refused the command: see refusal */
-} RedisAcquireStatus;
-
-typedef struct RedisAcquireResult
-{
-	RedisAcquireStatus status;
-	int			granted;		/* nodes that granted (then released) */
-	int64		token;			/* largest fence value of the granting nodes */
-	int64		holder_pttl_ms; /* longest remaining lease of a holder, or -1 */
-	char	   *holder;			/* a holder's owner value, or NULL */
-	int			refusal;		/* SQLSTATE of what nodes refused, or 0 */
-	StringInfoData detail;		/* each node's outcome */
-} RedisAcquireResult;
-
-extern RedisNodeSet *lockext_redis_nodes(void);
-extern void redis_nodeset_release(RedisNodeSet *set);
-
-/* redis_conn.c */
-/* Has a call collected enough answers to stop waiting for the rest? */
-typedef bool (*RedisEnoughFn) (const RedisResult *results, int n);
-
-extern void redis_run(RedisNode **nodes, int n, int argc, const char **argv,
-					  const size_t *argvlen, int64 extra_ms, bool quiet,
-					  RedisEnoughFn enough, RedisResult *results);
-extern bool redis_send_nowait(RedisNode *node, int argc, const char **argv,
-							  const size_t *argvlen);
-extern void redis_results_free(RedisResult *results, int n);
-extern void redis_disconnect(RedisNode *node);
-
-/* redis_proto.c */
-extern void redis_proto_acquire(RedisHold *hold, const char *key,
-								int64 lease_ms, RedisAcquireResult *out);
-extern bool redis_proto_release(RedisHold *hold, const char *key,
-								bool wait, StringInfo detail);
-extern bool redis_proto_extend(RedisHold *hold, const char *key,
-							   int64 lease_ms, bool *outage, StringInfo detail);
-extern void redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms);
-extern bool redis_proto_holder(RedisNodeSet *set, const char *key,
-							   char **owner, int64 *pttl_ms);
-extern bool redis_parse_owner(const char *value, DlockHolderInfo *info);
-
-/* redis_backend.c */
+/* redis_backend.c (the Redis layers have their own header, redis.h) */
 extern const DlockBackend redis_backend;
 
 /* registry.c */
@@ -294,6 +215,7 @@ extern void registry_foreach(void (*fn) (DlockEntry *entry, void *arg),
 /* sql_api.c */
 extern char *lockext_busy_detail;
 extern void lockext_report_timeout(const char *key, int64 timeout_ms) pg_attribute_noreturn();
+extern bool lockext_in_alter_system;
 
 /* local_lock.c: the advisory backend, and the local queue others share */
 extern const DlockBackend advisory_backend;

@@ -27,7 +27,13 @@
 #include "utils/wait_event.h"
 #include "utils/timestamp.h"
 
-#include "lockext.h"
+#include "redis.h"
+
+/*
+ * Longest single wait for a wake-up: a lost wake-up or a holder without a
+ * known lease costs at most this before the acquire is tried again.
+ */
+#define MAX_WAKE_WAIT_MS 10000
 
 static RedisNodeSet *
 configured_nodes(void)
@@ -77,7 +83,13 @@ report_refusal(const char *key, RedisAcquireResult *res)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("Redis denied the commands of lock \"%s\"", key),
 				 errdetail("%s.", res->detail.data),
-				 errhint("Allow the Redis user of lockext.redis_nodes EVAL, EVALSHA and BLPOP, and the keys under lockext.namespace.")));
+				 errhint("Allow the Redis user of lockext.redis_nodes EVAL, EVALSHA, BLPOP and INFO, and the keys under lockext.namespace.")));
+	if (res->refusal == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("Redis may evict lock \"%s\"", key),
+				 errdetail("%s.", res->detail.data),
+				 errhint("Set maxmemory-policy to noeviction (or maxmemory to 0) on the Redis server: an evicted lock key would let a second holder in.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_OUT_OF_MEMORY),
 			 errmsg("Redis is out of memory and cannot grant lock \"%s\"", key),
@@ -97,20 +109,31 @@ acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
 {
 	int64		deadline_us = timeout_ms < 0 ? PG_INT64_MAX :
 		start_us + timeout_ms * 1000;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext attempt_cxt;
+	int64		backoff_ms = 10;
+	bool		granted = false;
 
+	/* each attempt's keys, replies and details live only as long as it */
+	attempt_cxt = AllocSetContextCreate(caller, "lockext acquire attempt",
+										ALLOCSET_SMALL_SIZES);
 	for (;;)
 	{
 		RedisAcquireResult res;
 		int64		left_ms;
 		int64		wait_ms;
 
+		MemoryContextReset(attempt_cxt);
+		MemoryContextSwitchTo(attempt_cxt);
 		redis_proto_acquire(hold, entry->key, lease_ms, &res);
+		MemoryContextSwitchTo(caller);
 		switch (res.status)
 		{
 			case REDIS_ACQ_GRANTED:
 				entry->token = res.token;
 				entry->has_token = true;
-				return true;
+				granted = true;
+				break;
 			case REDIS_ACQ_REFUSED:
 				report_refusal(entry->key, &res);
 				break;
@@ -124,7 +147,8 @@ acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
 							 errdetail("%s.", res.detail.data),
 							 errhint("lockext.fallback is \"advisory\": sessions of other instances are not excluded.")));
 					entry->backend = &advisory_backend;
-					return true;
+					granted = true;
+					break;
 				}
 				ereport(ERROR,
 						(errcode(ERRCODE_CONNECTION_FAILURE),
@@ -135,12 +159,14 @@ acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
 			case REDIS_ACQ_BUSY:
 				break;
 		}
+		if (granted)
+			break;
 
 		left_ms = (deadline_us - lockext_now_us()) / 1000;
 		if (timeout_ms == 0 || left_ms <= 0)
 		{
-			lockext_busy_detail = res.detail.data;
-			return false;
+			lockext_busy_detail = MemoryContextStrdup(caller, res.detail.data);
+			break;
 		}
 
 		if (res.granted > 0)
@@ -158,19 +184,39 @@ acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
 			continue;
 		}
 
-		/* Sleep until a release is announced, at most the holder's lease. */
-		wait_ms = left_ms;
+		/*
+		 * Sleep until a release is announced, at most the holder's lease,
+		 * and never longer than MAX_WAKE_WAIT_MS at a time.
+		 */
+		wait_ms = Min(left_ms, MAX_WAKE_WAIT_MS);
 		if (res.holder_pttl_ms >= 0)
 			wait_ms = Min(wait_ms, res.holder_pttl_ms + 1);
-		redis_proto_wait(hold->set, entry->key, wait_ms);
+		MemoryContextSwitchTo(attempt_cxt);
+		if (redis_proto_wait(hold->set, entry->key, wait_ms))
+			backoff_ms = 10;
+		else
+		{
+			/*
+			 * The wait failed at once (BLPOP refused, a wake key of another
+			 * type): back off rather than spin, doubling up to a second.
+			 */
+			MemoryContextSwitchTo(caller);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Min(wait_ms, backoff_ms), PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+			backoff_ms = Min(backoff_ms * 2, 1000);
+		}
+		MemoryContextSwitchTo(caller);
 	}
+	MemoryContextDelete(attempt_cxt);
+	return granted;
 }
 
 /*
- * acquire_remote() with the undo an error needs: interrupted mid-request
- * (cancel), Redis may have granted what we never saw answered, so
- * compare-and-delete it (bounded, quiet); and give back the local lock a
- * session lock would otherwise keep.
+ * acquire_remote() with the undo an error needs: give back the local lock
+ * a session lock would otherwise keep.  (An acquire interrupted in flight
+ * is given back in Redis by the connection layer.)
  */
 static bool
 acquire_remote_guarded(DlockEntry *entry, DlockScope scope, RedisHold *hold,
@@ -185,8 +231,6 @@ acquire_remote_guarded(DlockEntry *entry, DlockScope scope, RedisHold *hold,
 	}
 	PG_CATCH();
 	{
-		if (hold->acquire_in_flight)
-			(void) redis_proto_release(hold, entry->key, true, NULL);
 		local_lock_release(entry, scope, false);
 		redis_nodeset_release(hold->set);
 		pfree(hold);
@@ -246,39 +290,120 @@ redis_draw_token(DlockEntry *entry pg_attribute_unused())
 {
 }
 
+static inline bool
+other_scope_holds(DlockEntry *entry, DlockScope scope)
+{
+	return scope == DLOCK_SCOPE_SESSION ? entry->xact_holds > 0 :
+		entry->session_holds > 0;
+}
+
+/*
+ * End holds: Redis first, in one sweep, so the next local waiter finds
+ * the keys free; then the local locks.  A transaction's end does not wait
+ * for Redis's answers: the commands are on their way before the local
+ * lock lets the next waiter in, Redis runs one connection's commands in
+ * order, and a release that fails is only a WARNING anyway; that saves a
+ * round trip per transaction.  dlock_release(), dlock_release_all() and
+ * session exit wait, to report what happened.  Nothing here may ERROR or
+ * palloc: it runs after the commit record and on the abort path.
+ */
+static void
+redis_release_many(DlockEnding *ends, int n, bool xact_end, bool is_abort)
+{
+	RedisRelease one = {0};
+	RedisRelease *rel = n > 1 ? malloc(n * sizeof(RedisRelease)) : &one;
+	char		detail[512];
+	bool		wait = false;
+	int			m = 0;
+	int			lost = 0;
+	int			i;
+
+	/* a FATAL may have come in the middle of a command */
+	redis_abandon_inflight();
+
+	for (i = 0; i < n; i++)
+	{
+		DlockEntry *entry = ends[i].entry;
+		RedisHold  *hold = (RedisHold *) entry->backend_data;
+
+		if (other_scope_holds(entry, ends[i].scope) || hold == NULL)
+			continue;
+		if (rel == NULL)
+		{
+			/* out of memory: one at a time */
+			one.key = entry->key;
+			one.hold = hold;
+			lost += redis_proto_release_many(&one, 1, true, detail, sizeof(detail));
+			continue;
+		}
+		rel[m].key = entry->key;
+		rel[m].hold = hold;
+		m++;
+		wait |= (ends[i].scope == DLOCK_SCOPE_SESSION);
+	}
+	if (rel != NULL && m > 0)
+		lost += redis_proto_release_many(rel, m, wait, detail, sizeof(detail));
+
+	if (lost > 0 && m == 1 && n == 1)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not release lock \"%s\" in Redis", ends[0].entry->key),
+				 errdetail("The release was not confirmed by %s.", detail),
+				 errhint("The lock comes free when its lease runs out; the release is sent again on the next connection to the node.")));
+	else if (lost > 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not confirm the release of %d of %d locks in Redis",
+						lost, m),
+				 errdetail("The releases were not confirmed by %s.", detail),
+				 errhint("The locks come free when their leases run out; the releases are sent again on the next connection to the nodes.")));
+
+	for (i = 0; i < n; i++)
+	{
+		DlockEntry *entry = ends[i].entry;
+
+		if (!other_scope_holds(entry, ends[i].scope))
+			free_hold(entry);
+		local_lock_release(entry, ends[i].scope, xact_end);
+	}
+	if (rel != &one)
+		free(rel);
+	(void) is_abort;
+}
+
 static void
 redis_release(DlockEntry *entry, DlockScope scope, bool lockmgr_releases,
-			  bool is_abort pg_attribute_unused())
+			  bool is_abort)
 {
-	bool		other_scope_held = scope == DLOCK_SCOPE_SESSION ?
-		entry->xact_holds > 0 : entry->session_holds > 0;
-	RedisHold  *hold = (RedisHold *) entry->backend_data;
+	DlockEnding end;
 
-	/* Redis first, so the next local waiter finds the key free. */
-	if (!other_scope_held && hold != NULL)
-	{
-		StringInfoData detail;
+	end.entry = entry;
+	end.scope = scope;
+	redis_release_many(&end, 1, lockmgr_releases, is_abort);
+}
 
-		/*
-		 * A transaction's end does not wait for Redis's answer: the
-		 * command is on its way before the local lock lets the next
-		 * waiter in, Redis runs one connection's commands in order, and
-		 * a release that fails is only a WARNING anyway.  That saves a
-		 * round trip per transaction.  dlock_release() and session exit
-		 * wait, to report what happened.
-		 */
-		initStringInfo(&detail);
-		if (!redis_proto_release(hold, entry->key,
-								 scope != DLOCK_SCOPE_XACT, &detail))
-			ereport(WARNING,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("could not release lock \"%s\" in Redis", entry->key),
-					 errdetail("%s.", detail.data),
-					 errhint("The lock comes free when its lease runs out.")));
-		pfree(detail.data);
-		free_hold(entry);
-	}
-	local_lock_release(entry, scope, lockmgr_releases);
+/* Process exit: one last try at the releases not yet confirmed. */
+static void
+redis_at_exit(void)
+{
+	RedisNodeSet *set = lockext_redis_nodes_in_use();
+	RedisNode  *nodes[LOCKEXT_MAX_NODES];
+	int			left = 0;
+	int			i;
+
+	redis_abandon_inflight();
+	if (set == NULL)
+		return;
+	for (i = 0; i < set->n; i++)
+		nodes[i] = &set->nodes[i];
+	redis_flush_redo(nodes, set->n);
+	for (i = 0; i < set->n; i++)
+		left += set->nodes[i].redo_keys;
+	if (left > 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not confirm the release of %d locks in Redis at session end", left),
+				 errhint("The locks come free when their leases run out.")));
 }
 
 static bool
@@ -392,4 +517,6 @@ const DlockBackend redis_backend = {
 	.extend = redis_extend,
 	.holder = redis_holder,
 	.verify = redis_verify,
+	.release_many = redis_release_many,
+	.at_exit = redis_at_exit,
 };

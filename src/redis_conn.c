@@ -1,67 +1,51 @@
 /*-------------------------------------------------------------------------
  *
  * redis_conn.c
- *	  Connections to Redis nodes and non-blocking I/O on the latch.
+ *	  Connections to Redis nodes: connect, handshake, command queues and
+ *	  replies.
  *
  * One hiredis context per node per backend, in non-blocking mode, reused
- * across calls.  redis_run() sends one command to a set of nodes at once
- * and waits on the latch and all their sockets together, so a quorum costs
- * one round trip of the slowest answering node, cancel and termination
- * work while waiting, and every wait has a time bound: the connect timeout
- * while connecting, the command timeout (plus what a blocking command may
- * legitimately take) while talking.
+ * across calls; hiredis formats commands and parses replies, lockext owns
+ * the waiting (redis_wait.c).  Every command sent on a connection is
+ * queued (RedisPending) so that each reply finds its owner in order: a
+ * caller waiting for it, a handshake step, a reply nobody waits for any
+ * more, or a give-back (a release) that must be confirmed.  Give-backs on
+ * a connection that is lost before they are confirmed are kept and sent
+ * again, first thing, on the node's next connection.
  *
- * With quiet set (abort path, process exit) nothing here raises an ERROR
- * or looks at interrupts; the time bounds alone end the wait.
+ * At connect, the node's eviction policy is checked (INFO memory): a node
+ * that may evict keys may evict a held lock, and is refused.
  *
- * A connection whose command was interrupted (cancel, or a FATAL that
- * exits without unwinding) still has a reply on its way; such a connection
- * is dropped before its next use rather than misread.
+ * Nothing here raises an ERROR or pallocs: hiredis and the queues use
+ * malloc, and failures are results.  This runs after the commit record,
+ * on the abort path and at process exit.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sys/socket.h>
 
 #include <hiredis/hiredis.h>
 
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
-#include "lockext.h"
+#include "redis_conn_int.h"
 
-typedef enum NodePhase
-{
-	PHASE_CONNECTING,			/* waiting for the TCP/unix connect */
-	PHASE_SENDING,				/* output buffer not yet flushed */
-	PHASE_READING,				/* waiting for replies */
-	PHASE_DONE
-} NodePhase;
+/* Beyond this many give-backs waiting for a node, the oldest are dropped. */
+#define MAX_REDO_COMMANDS 10000
 
-/* Drop a node's connection; safe to call on a closed one. */
+
 void
-redis_disconnect(RedisNode *node)
-{
-	if (node->ctx != NULL)
-	{
-		redisFree(node->ctx);
-		node->ctx = NULL;
-	}
-	node->in_flight = false;
-	if (node->fd_reserved)
-	{
-		ReleaseExternalFD();
-		node->fd_reserved = false;
-	}
-}
-
-static void
-set_failure(RedisResult *res, RedisOutcome outcome, const char *what,
+rconn_set_failure(RedisResult *res, RedisOutcome outcome, const char *what,
 			const char *why)
 {
 	res->outcome = outcome;
@@ -69,19 +53,199 @@ set_failure(RedisResult *res, RedisOutcome outcome, const char *what,
 			 why && why[0] ? ": " : "", why ? why : "");
 }
 
+static RedisPending *
+pending_new(RedisCmdKind kind, const char *cmd, size_t len, int nkeys,
+			int *confirmed)
+{
+	RedisPending *p = malloc(offsetof(RedisPending, cmd) + len);
+
+	if (p == NULL)
+		return NULL;
+	p->next = NULL;
+	p->kind = kind;
+	p->nkeys = nkeys;
+	p->confirmed = confirmed;
+	p->len = len;
+	if (len > 0)
+		memcpy(p->cmd, cmd, len);
+	return p;
+}
+
+static void
+push_sent(RedisNode *node, RedisPending *p)
+{
+	p->next = NULL;
+	if (node->sent_tail)
+		node->sent_tail->next = p;
+	else
+		node->sent_head = p;
+	node->sent_tail = p;
+}
+
+/* Keep a give-back for the node's next connection. */
+static void
+push_redo(RedisNode *node, RedisPending *p)
+{
+	p->next = NULL;
+	p->confirmed = NULL;		/* whoever counted on it has moved on */
+	if (node->redo_count >= MAX_REDO_COMMANDS)
+	{
+		RedisPending *old = node->redo_head;
+
+		node->redo_head = old->next;
+		node->redo_count--;
+		node->redo_keys -= old->nkeys;
+		ereport(LOG,
+				(errmsg("lockext: dropped %d unconfirmed releases for Redis node %s; their leases will free them",
+						old->nkeys, node->display)));
+		free(old);
+		if (node->redo_head == NULL)
+			node->redo_tail = NULL;
+	}
+	if (node->redo_tail)
+		node->redo_tail->next = p;
+	else
+		node->redo_head = p;
+	node->redo_tail = p;
+	node->redo_count++;
+	node->redo_keys += p->nkeys;
+}
+
+/* Keep a give-back that could not be sent for the node's next connection. */
+void
+rconn_keep_for_redo(RedisNode *node, const char *cmd, size_t len, int nkeys)
+{
+	RedisPending *p = pending_new(RCMD_GIVEBACK, cmd, len, nkeys, NULL);
+
+	if (p != NULL)
+		push_redo(node, p);
+}
+
 /*
- * Start a non-blocking connect, and queue the handshake (AUTH, SELECT) in
- * front of whatever command follows; its replies are skipped later.
- * Returns false with res filled when the connect failed at once.
+ * Queue a formatted command on a connected node; a give-back keeps a copy
+ * so it can be sent again.  False when out of memory.
  */
+bool
+rconn_queue(RedisNode *node, RedisCmdKind kind, const char *cmd, size_t len,
+			  int nkeys, int *confirmed)
+{
+	RedisPending *p = pending_new(kind, cmd, kind == RCMD_GIVEBACK ? len : 0,
+								  nkeys, confirmed);
+
+	if (p == NULL)
+		return false;
+	if (redisAppendFormattedCommand(node->ctx, cmd, len) != REDIS_OK)
+	{
+		free(p);
+		return false;
+	}
+	push_sent(node, p);
+	node->out_pending = true;
+	return true;
+}
+
+/*
+ * Drop a node's connection; safe to call on a closed one.  Give-backs it
+ * carried go back to the node's redo list; other replies are forgotten.
+ */
+void
+redis_disconnect(RedisNode *node)
+{
+	RedisPending *p;
+	RedisPending *next;
+
+	if (node->ctx != NULL)
+	{
+		rwait_forget_set();			/* the socket goes: epoll forgets it */
+		redisFree(node->ctx);
+		node->ctx = NULL;
+	}
+	for (p = node->sent_head; p != NULL; p = next)
+	{
+		next = p->next;
+		if (p->kind == RCMD_GIVEBACK)
+			push_redo(node, p);
+		else
+			free(p);
+	}
+	node->sent_head = node->sent_tail = NULL;
+	node->awaiting = NULL;
+	node->connecting = false;
+	node->out_pending = false;
+	if (node->fd_reserved)
+	{
+		ReleaseExternalFD();
+		node->fd_reserved = false;
+	}
+}
+
+/* Forget the give-backs still waiting for a node that is going away. */
+void
+redis_forget_redo(RedisNode *node)
+{
+	RedisPending *p;
+	RedisPending *next;
+
+	if (node->redo_keys > 0)
+		ereport(LOG,
+				(errmsg("lockext: %d unconfirmed releases for Redis node %s are left to their leases",
+						node->redo_keys, node->display)));
+	for (p = node->redo_head; p != NULL; p = next)
+	{
+		next = p->next;
+		free(p);
+	}
+	node->redo_head = node->redo_tail = NULL;
+	node->redo_count = node->redo_keys = 0;
+}
+
+/* Fail the node's awaited reply, if any, and drop the connection. */
+void
+rconn_fail(RedisNode *node, RedisOutcome outcome, const char *what,
+		  const char *why, int refusal)
+{
+	if (node->awaiting != NULL && node->awaiting->outcome == RNODE_PENDING)
+	{
+		rconn_set_failure(node->awaiting, outcome, what, why);
+		node->awaiting->refusal = refusal;
+	}
+	redis_disconnect(node);
+}
+
 static bool
-start_connect(RedisNode *node, RedisResult *res)
+append_handshake(RedisNode *node, RedisCmdKind kind, int argc,
+				 const char **argv)
+{
+	char	   *cmd;
+	int			len = redisFormatCommandArgv(&cmd, argc, argv, NULL);
+	bool		ok;
+
+	if (len < 0)
+		return false;
+	ok = rconn_queue(node, kind, cmd, len, 0, NULL);
+	redisFreeCommand(cmd);
+	return ok;
+}
+
+/*
+ * Start a non-blocking connect, and queue the handshake (AUTH, SELECT, the
+ * eviction check) and the give-backs left from a lost connection in front
+ * of whatever follows.  Returns false with res filled when the connect
+ * failed at once.
+ */
+bool
+rconn_connect(RedisNode *node, RedisResult *res)
 {
 	redisContext *ctx;
+	const char *argv[3];
+	char		db[16];
+	RedisPending *p;
+	RedisPending *next;
+	bool		ok = true;
 
 	if (!AcquireExternalFD())
 	{
-		set_failure(res, RNODE_UNREACHABLE, "cannot connect",
+		rconn_set_failure(res, RNODE_UNREACHABLE, "cannot connect",
 					"too many open files in this backend");
 		return false;
 	}
@@ -94,7 +258,7 @@ start_connect(RedisNode *node, RedisResult *res)
 
 	if (ctx == NULL || ctx->err)
 	{
-		set_failure(res, RNODE_UNREACHABLE, "cannot connect",
+		rconn_set_failure(res, RNODE_UNREACHABLE, "cannot connect",
 					ctx ? ctx->errstr : "out of memory");
 		if (ctx)
 			redisFree(ctx);
@@ -102,30 +266,64 @@ start_connect(RedisNode *node, RedisResult *res)
 		node->fd_reserved = false;
 		return false;
 	}
+	/* programs run by COPY ... TO PROGRAM must not inherit the socket */
+	(void) fcntl(ctx->fd, F_SETFD, FD_CLOEXEC);
 	node->ctx = ctx;
-	node->handshake_replies = 0;
-	node->abandoned_replies = 0;
+	node->connecting = true;
 
 	if (node->url.has_password)
 	{
+		argv[0] = "AUTH";
 		if (node->url.user[0] != '\0')
-			redisAppendCommand(ctx, "AUTH %s %s", node->url.user,
-							   node->url.password);
+		{
+			argv[1] = node->url.user;
+			argv[2] = node->url.password;
+			ok &= append_handshake(node, RCMD_HANDSHAKE, 3, argv);
+		}
 		else
-			redisAppendCommand(ctx, "AUTH %s", node->url.password);
-		node->handshake_replies++;
+		{
+			argv[1] = node->url.password;
+			ok &= append_handshake(node, RCMD_HANDSHAKE, 2, argv);
+		}
 	}
 	if (node->url.db != 0)
 	{
-		redisAppendCommand(ctx, "SELECT %d", node->url.db);
-		node->handshake_replies++;
+		snprintf(db, sizeof(db), "%d", node->url.db);
+		argv[0] = "SELECT";
+		argv[1] = db;
+		ok &= append_handshake(node, RCMD_HANDSHAKE, 2, argv);
+	}
+	argv[0] = "INFO";
+	argv[1] = "memory";
+	ok &= append_handshake(node, RCMD_INFO, 2, argv);
+
+	for (p = node->redo_head; ok && p != NULL; p = next)
+	{
+		next = p->next;
+		if (redisAppendFormattedCommand(ctx, p->cmd, p->len) != REDIS_OK)
+		{
+			ok = false;
+			break;
+		}
+		node->redo_head = next;
+		node->redo_count--;
+		node->redo_keys -= p->nkeys;
+		push_sent(node, p);
+	}
+	if (node->redo_head == NULL)
+		node->redo_tail = NULL;
+	if (!ok)
+	{
+		rconn_set_failure(res, RNODE_UNREACHABLE, "cannot connect", "out of memory");
+		redis_disconnect(node);
+		return false;
 	}
 	return true;
 }
 
 /* Has a non-blocking connect completed without error? */
-static bool
-connect_finished(RedisNode *node, RedisResult *res)
+bool
+rconn_connect_finished(RedisNode *node)
 {
 	int			err = 0;
 	socklen_t	len = sizeof(err);
@@ -134,331 +332,183 @@ connect_finished(RedisNode *node, RedisResult *res)
 		err = errno;
 	if (err != 0)
 	{
-		set_failure(res, RNODE_UNREACHABLE, "cannot connect", strerror(err));
+		rconn_fail(node, RNODE_UNREACHABLE, "cannot connect", strerror(err), 0);
 		return false;
 	}
 	node->ctx->flags |= REDIS_CONNECTED;
+	node->connecting = false;
 	return true;
 }
 
-/* Flush what we can; false on a socket error. */
-static bool
-flush_output(RedisNode *node, NodePhase *phase, RedisResult *res)
+/* Write what the socket takes; false (connection dropped) on an error. */
+bool
+rconn_flush(RedisNode *node)
 {
 	int			done = 0;
 
 	if (redisBufferWrite(node->ctx, &done) != REDIS_OK)
 	{
-		set_failure(res, RNODE_UNREACHABLE, "cannot send", node->ctx->errstr);
+		rconn_fail(node, RNODE_UNREACHABLE, "cannot send", node->ctx->errstr, 0);
 		return false;
 	}
 	if (done)
-		*phase = PHASE_READING;
+		node->out_pending = false;
 	return true;
 }
 
 /*
- * Skip r if it answers a command nobody waits for any more (a quorum had
- * answered, or a release was sent without waiting).  Nobody will see an
- * error in it otherwise, so it goes to the server log.
+ * A node that may evict keys may evict a held lock.  maxmemory 0 means no
+ * limit, hence no eviction whatever the policy.  False, with why filled,
+ * when the node must not be used.
  */
 static bool
-skip_abandoned(RedisNode *node, redisReply *r)
+eviction_ok(redisReply *r, char *why, size_t whylen)
 {
-	if (node->abandoned_replies == 0 || node->handshake_replies > 0)
+	const char *mm;
+	const char *pol;
+	char		policy[32];
+	int			i;
+
+	if (r->type != REDIS_REPLY_STRING)
+	{
+		snprintf(why, whylen, "INFO memory was refused: %s",
+				 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 		return false;
-	node->abandoned_replies--;
-	if (r->type == REDIS_REPLY_ERROR)
-		ereport(LOG,
-				(errmsg("lockext: Redis node %s refused a command whose answer was not awaited: %s",
-						node->display, r->str)));
+	}
+	mm = strstr(r->str, "\nmaxmemory:");
+	pol = strstr(r->str, "\nmaxmemory_policy:");
+	if (mm == NULL || pol == NULL)
+		return true;			/* not a Redis that evicts */
+	pol += strlen("\nmaxmemory_policy:");
+	for (i = 0; i < (int) sizeof(policy) - 1 && pol[i] > ' '; i++)
+		policy[i] = pol[i];
+	policy[i] = '\0';
+	if (strtoll(mm + strlen("\nmaxmemory:"), NULL, 10) == 0 ||
+		strcmp(policy, "noeviction") == 0)
+		return true;
+	snprintf(why, whylen, "maxmemory-policy is %s with maxmemory set, so the node may evict held locks",
+			 policy);
+	return false;
+}
+
+/*
+ * Give one reply to whoever it belongs to.  False, with the connection
+ * dropped, when the connection cannot be used.
+ */
+static bool
+take_reply(RedisNode *node, redisReply *r)
+{
+	RedisPending *p = node->sent_head;
+	char		why[256];
+
+	if (p == NULL)
+	{
+		freeReplyObject(r);
+		rconn_fail(node, RNODE_UNREACHABLE, "protocol error",
+				  "a reply to no command", 0);
+		return false;
+	}
+	node->sent_head = p->next;
+	if (node->sent_head == NULL)
+		node->sent_tail = NULL;
+
+	switch (p->kind)
+	{
+		case RCMD_HANDSHAKE:
+			if (r->type == REDIS_REPLY_ERROR)
+			{
+				/* Redis's own text never contains the password */
+				strlcpy(why, r->str, sizeof(why));
+				freeReplyObject(r);
+				free(p);
+				rconn_fail(node, RNODE_ERROR_REPLY,
+						  "authentication or database selection failed", why, 0);
+				return false;
+			}
+			break;
+		case RCMD_INFO:
+			if (!eviction_ok(r, why, sizeof(why)))
+			{
+				freeReplyObject(r);
+				free(p);
+				rconn_fail(node, RNODE_ERROR_REPLY, "node refused by lockext", why,
+						  ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+				return false;
+			}
+			break;
+		case RCMD_AWAITED:
+			if (node->awaiting != NULL)
+			{
+				RedisResult *res = node->awaiting;
+
+				res->reply = r;
+				res->outcome = RNODE_OK;
+				if (r->type == REDIS_REPLY_ERROR)
+					rconn_set_failure(res, RNODE_ERROR_REPLY, "error", r->str);
+				node->awaiting = NULL;
+				free(p);
+				return true;	/* the reply is the caller's now */
+			}
+			break;
+		case RCMD_SKIP:
+		case RCMD_GIVEBACK:
+			if (r->type == REDIS_REPLY_ERROR)
+				ereport(LOG,
+						(errmsg("lockext: Redis node %s refused a command whose answer was not awaited: %s",
+								node->display, r->str)));
+			else if (p->kind == RCMD_GIVEBACK && p->confirmed != NULL)
+				(*p->confirmed)++;
+			break;
+	}
 	freeReplyObject(r);
+	free(p);
 	return true;
 }
 
-/* Read what arrived; collects the command's reply after the handshake's. */
-static bool
-read_input(RedisNode *node, NodePhase *phase, RedisResult *res)
+/* Read what arrived and hand out the complete replies. */
+bool
+rconn_read(RedisNode *node)
 {
 	void	   *reply;
 
 	if (redisBufferRead(node->ctx) != REDIS_OK)
 	{
-		set_failure(res, RNODE_UNREACHABLE, "connection lost",
-					node->ctx->errstr);
+		rconn_fail(node, RNODE_UNREACHABLE, "connection lost",
+				  node->ctx->errstr, 0);
 		return false;
 	}
 	for (;;)
 	{
-		redisReply *r;
-
 		if (redisGetReplyFromReader(node->ctx, &reply) != REDIS_OK)
 		{
-			set_failure(res, RNODE_UNREACHABLE, "protocol error",
-						node->ctx->errstr);
+			rconn_fail(node, RNODE_UNREACHABLE, "protocol error",
+					  node->ctx->errstr, 0);
 			return false;
 		}
 		if (reply == NULL)
 			return true;		/* need more input */
-		r = (redisReply *) reply;
-		if (skip_abandoned(node, r))
-			continue;
-		if (node->handshake_replies > 0)
-		{
-			node->handshake_replies--;
-			if (r->type == REDIS_REPLY_ERROR)
-			{
-				/* Redis's own text never contains the password */
-				set_failure(res, RNODE_ERROR_REPLY,
-							"authentication or database selection failed",
-							r->str);
-				freeReplyObject(r);
-				return false;
-			}
-			freeReplyObject(r);
-			continue;
-		}
-		res->reply = r;
-		res->outcome = r->type == REDIS_REPLY_ERROR ? RNODE_ERROR_REPLY : RNODE_OK;
-		if (r->type == REDIS_REPLY_ERROR)
-			set_failure(res, RNODE_ERROR_REPLY, "error", r->str);
-		*phase = PHASE_DONE;
+		if (!take_reply(node, (redisReply *) reply))
+			return false;
+	}
+}
+
+/*
+ * Read what an idle connection has (answers we did not wait for), without
+ * waiting: a connection the server closed is noticed here rather than
+ * taken for a working one.  Then make sure the node is connected.
+ */
+bool
+rconn_ready(RedisNode *node, RedisResult *res, bool *fresh)
+{
+	*fresh = false;
+	if (node->ctx != NULL && !node->connecting && !node->out_pending)
+		(void) rconn_read(node);
+	if (node->ctx != NULL)
 		return true;
-	}
-}
-
-/* Milliseconds until a monotonic deadline (in us), rounded up, >= 0. */
-static long
-ms_left(int64 deadline_us)
-{
-	int64		left = deadline_us - lockext_now_us();
-
-	return left <= 0 ? 0 : (long) ((left + 999) / 1000);
-}
-
-/*
- * One pass: send argv to every node and collect the replies.  fresh[i]
- * tells whether node i's connection was opened by this pass.
- */
-static void
-run_once(RedisNode **nodes, int n, int argc, const char **argv,
-		 const size_t *argvlen, int64 extra_ms, bool quiet,
-		 RedisEnoughFn enough, RedisResult *results, bool *fresh)
-{
-	NodePhase  *phase = palloc(n * sizeof(NodePhase));
-	int64		connect_deadline;
-	int64		deadline;
-	bool		any_connecting = false;
-	WaitEventSet *volatile set = NULL;
-	int			pending = 0;
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		RedisResult *res = &results[i];
-
-		memset(res, 0, sizeof(*res));
-		fresh[i] = false;
-		phase[i] = PHASE_DONE;
-		if (nodes[i]->ctx != NULL && nodes[i]->in_flight)
-			redis_disconnect(nodes[i]);
-		if (nodes[i]->ctx == NULL)
-		{
-			if (!start_connect(nodes[i], res))
-				continue;
-			fresh[i] = true;
-		}
-		if (redisAppendCommandArgv(nodes[i]->ctx, argc, argv, argvlen) != REDIS_OK)
-		{
-			set_failure(res, RNODE_UNREACHABLE, "cannot send", "out of memory");
-			redis_disconnect(nodes[i]);
-			continue;
-		}
-		phase[i] = fresh[i] ? PHASE_CONNECTING : PHASE_SENDING;
-		nodes[i]->in_flight = true;
-		any_connecting |= fresh[i];
-
-		/* An open socket is nearly always writable: send at once. */
-		if (phase[i] == PHASE_SENDING &&
-			!flush_output(nodes[i], &phase[i], res))
-		{
-			redis_disconnect(nodes[i]);
-			phase[i] = PHASE_DONE;
-			continue;
-		}
-		pending++;
-	}
-
-	connect_deadline = lockext_now_us() + lockext_connect_timeout_ms * INT64CONST(1000);
-	deadline = lockext_now_us() +
-		(lockext_command_timeout_ms + extra_ms +
-		 (any_connecting ? lockext_connect_timeout_ms : 0)) * INT64CONST(1000);
-
-	PG_TRY();
-	{
-		while (pending > 0)
-		{
-			WaitEvent	events[LOCKEXT_MAX_NODES + 1];
-			long		timeout = ms_left(deadline);
-			int			nev;
-			int			e;
-
-			for (i = 0; i < n && any_connecting; i++)
-				if (phase[i] == PHASE_CONNECTING)
-					timeout = Min(timeout, ms_left(connect_deadline));
-
-			set = CreateWaitEventSet(CurrentMemoryContext, n + 2);
-			AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-			/* on the exit path, postmaster death must not re-enter proc_exit */
-			AddWaitEventToSet(set, quiet ? WL_POSTMASTER_DEATH : WL_EXIT_ON_PM_DEATH,
-							  PGINVALID_SOCKET, NULL, NULL);
-			for (i = 0; i < n; i++)
-			{
-				if (phase[i] == PHASE_DONE)
-					continue;
-				AddWaitEventToSet(set,
-								  phase[i] == PHASE_READING ? WL_SOCKET_READABLE :
-								  WL_SOCKET_WRITEABLE,
-								  nodes[i]->ctx->fd, NULL, (void *) (intptr_t) i);
-			}
-			nev = WaitEventSetWait(set, timeout, events, lengthof(events),
-								   PG_WAIT_EXTENSION);
-			FreeWaitEventSet(set);
-			set = NULL;
-
-			for (e = 0; e < nev; e++)
-			{
-				bool		ok = true;
-
-				if (events[e].events & WL_LATCH_SET)
-				{
-					ResetLatch(MyLatch);
-					if (!quiet)
-						CHECK_FOR_INTERRUPTS();
-					continue;
-				}
-				if (events[e].events & WL_POSTMASTER_DEATH)
-				{
-					deadline = 0;	/* give up on everything still pending */
-					continue;
-				}
-				i = (int) (intptr_t) events[e].user_data;
-				if (phase[i] == PHASE_CONNECTING)
-				{
-					ok = connect_finished(nodes[i], &results[i]);
-					if (ok)
-						phase[i] = PHASE_SENDING;
-				}
-				if (ok && phase[i] == PHASE_SENDING)
-					ok = flush_output(nodes[i], &phase[i], &results[i]);
-				else if (ok && phase[i] == PHASE_READING)
-					ok = read_input(nodes[i], &phase[i], &results[i]);
-				if (!ok)
-				{
-					redis_disconnect(nodes[i]);
-					phase[i] = PHASE_DONE;
-				}
-				if (phase[i] == PHASE_DONE)
-				{
-					if (ok)
-						nodes[i]->in_flight = false;
-					pending--;
-				}
-			}
-
-			/*
-			 * A quorum answered: stop waiting for the rest.  Their replies
-			 * will be skipped when they come, so the connections stay.
-			 */
-			if (pending > 0 && enough != NULL && enough(results, n))
-			{
-				for (i = 0; i < n; i++)
-				{
-					if (phase[i] == PHASE_DONE)
-						continue;
-					set_failure(&results[i], RNODE_TIMED_OUT,
-								"not waited for (a quorum had answered)", NULL);
-					if (phase[i] == PHASE_CONNECTING)
-						redis_disconnect(nodes[i]);
-					else
-					{
-						nodes[i]->abandoned_replies++;
-						nodes[i]->in_flight = false;
-					}
-					phase[i] = PHASE_DONE;
-				}
-				break;
-			}
-
-			/* Out of time: whatever is still in flight has timed out. */
-			for (i = 0; i < n; i++)
-			{
-				bool		connecting = phase[i] == PHASE_CONNECTING;
-
-				if (phase[i] == PHASE_DONE)
-					continue;
-				if (ms_left(deadline) > 0 &&
-					!(connecting && ms_left(connect_deadline) == 0))
-					continue;
-				set_failure(&results[i], RNODE_TIMED_OUT,
-							connecting ? "connect timed out" : "command timed out",
-							NULL);
-				redis_disconnect(nodes[i]);
-				phase[i] = PHASE_DONE;
-				pending--;
-			}
-		}
-	}
-	PG_CATCH();
-	{
-		/* Interrupted: connections in the middle of a command are useless. */
-		if (set != NULL)
-			FreeWaitEventSet(set);
-		for (i = 0; i < n; i++)
-			if (phase[i] != PHASE_DONE)
-				redis_disconnect(nodes[i]);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	pfree(phase);
-}
-
-/*
- * Send one command to all nodes and wait for every answer, or the time
- * bounds, or until enough() says a quorum has answered (NULL: all).  A
- * connection that was idle and turns out dead (the server
- * restarted) is reopened and the command sent once more: nothing reached
- * the new server through the old socket.  Callers free replies with
- * redis_results_free().
- */
-void
-redis_run(RedisNode **nodes, int n, int argc, const char **argv,
-		  const size_t *argvlen, int64 extra_ms, bool quiet,
-		  RedisEnoughFn enough, RedisResult *results)
-{
-	bool		fresh[LOCKEXT_MAX_NODES];
-	RedisNode  *retry[LOCKEXT_MAX_NODES];
-	int			retry_at[LOCKEXT_MAX_NODES];
-	int			nretry = 0;
-	int			i;
-
-	Assert(n <= LOCKEXT_MAX_NODES);
-	run_once(nodes, n, argc, argv, argvlen, extra_ms, quiet, enough, results, fresh);
-
-	for (i = 0; i < n; i++)
-		if (!fresh[i] && results[i].outcome == RNODE_UNREACHABLE)
-		{
-			retry_at[nretry] = i;
-			retry[nretry++] = nodes[i];
-		}
-	if (nretry > 0)
-	{
-		RedisResult again[LOCKEXT_MAX_NODES];
-
-		run_once(retry, nretry, argc, argv, argvlen, extra_ms, quiet, NULL, again, fresh);
-		for (i = 0; i < nretry; i++)
-			results[retry_at[i]] = again[i];
-	}
+	if (!rconn_connect(node, res))
+		return false;
+	*fresh = true;
+	return true;
 }
 
 void
@@ -472,49 +522,4 @@ redis_results_free(RedisResult *results, int n)
 			freeReplyObject(results[i].reply);
 			results[i].reply = NULL;
 		}
-}
-
-/*
- * Send a command to an open, idle connection without waiting for its
- * answer, which is skipped when it arrives.  What already arrived is read
- * first (without waiting), so a connection the server closed is noticed
- * here rather than taken for a sent command.  Returns false, with the
- * connection dropped when it was unusable, when the caller must send the
- * command the ordinary way: no connection, a command in flight, a dead
- * connection, or a socket that would not take the whole command at once.
- * Never ERRORs and never looks at interrupts.
- */
-bool
-redis_send_nowait(RedisNode *node, int argc, const char **argv,
-				  const size_t *argvlen)
-{
-	void	   *reply;
-	int			done = 0;
-
-	if (node->ctx == NULL || node->in_flight || node->handshake_replies > 0)
-		return false;
-	if (redisBufferRead(node->ctx) != REDIS_OK)
-		goto unusable;
-	for (;;)
-	{
-		if (redisGetReplyFromReader(node->ctx, &reply) != REDIS_OK)
-			goto unusable;
-		if (reply == NULL)
-			break;
-		if (!skip_abandoned(node, (redisReply *) reply))
-		{
-			/* an answer nobody asked for: we lost track of this connection */
-			freeReplyObject(reply);
-			goto unusable;
-		}
-	}
-	if (redisAppendCommandArgv(node->ctx, argc, argv, argvlen) != REDIS_OK ||
-		redisBufferWrite(node->ctx, &done) != REDIS_OK || !done)
-		goto unusable;
-	node->abandoned_replies++;
-	return true;
-
-unusable:
-	redis_disconnect(node);
-	return false;
 }

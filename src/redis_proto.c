@@ -1,18 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * redis_proto.c
- *	  The Redis lock protocol: Lua scripts, owner values, and acquire,
- *	  release, extend and holder over a set of N nodes.
+ *	  The Redis lock protocol: owner values, and acquire, release, extend,
+ *	  wait and holder over a set of N nodes.
  *
  * A lock is held when a majority (N/2+1) of the nodes granted it within
  * its validity: lease - elapsed - drift (1% of the lease + 2 ms); a single
  * node is a quorum of one.  Every step goes to all nodes at once
  * (redis_run).  The lock value is an owner string unique to this hold, so
- * release, extend and verification are compare-and-act scripts.  Keys:
- *   <ns>:lock:<key>  the lock (string, PX lease)
- *   <ns>:fence       fencing counter (INCR in the acquire script)
- *   <ns>:wake:<key>  wake-up list; release pushes, waiters BLPOP
- *   <ns>:waiting:<key>  set while someone waits (expires by itself)
+ * release, extend and verification are compare-and-act scripts
+ * (redis_scripts.c, which also lists the keys).
  *
  *-------------------------------------------------------------------------
  */
@@ -21,7 +18,6 @@
 #include <hiredis/hiredis.h>
 
 #include "commands/dbcommands.h"
-#include "common/cryptohash.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -30,69 +26,14 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "lockext.h"
 #include "owner_value.h"
+#include "redis.h"
 
-enum
-{
-	SCRIPT_ACQUIRE,
-	SCRIPT_RELEASE,
-	SCRIPT_EXTEND,
-	SCRIPT_HOLDER,
-	NSCRIPTS
-};
+/* Locks per RELEASE command of a sweep. */
+#define RELEASE_BATCH 1000
 
-/*
- * ACQUIRE (keys: lock, fence, waiting): a free key is taken with SET NX; a
- * key that is already ours (a retried call) is renewed; either way the
- * fence counter gives the new token.  A key held by another returns its
- * owner and remaining lease, and flags that someone waits, in the same
- * atomic step, so the holder's release cannot miss the waiter.
- *
- * RELEASE (keys: lock, wake, fence, waiting): compare-and-delete; pushes a
- * wake-up only when a waiter flagged itself, so an uncontended release is
- * three cheap calls.  With a quorum (token > 0) it also raises each node's
- * fence counter to the token the quorum gave, so counters of nodes that
- * missed grants catch up and the next holder's largest value is larger.
- */
-static const char *const script_src[NSCRIPTS] = {
-	"if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
-	"  return {1, redis.call('INCR', KEYS[2])}\n"
-	"end\n"
-	"local v = redis.call('GET', KEYS[1])\n"
-	"if v == ARGV[1] then\n"
-	"  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-	"  return {1, redis.call('INCR', KEYS[2])}\n"
-	"end\n"
-	"local ttl = redis.call('PTTL', KEYS[1])\n"
-	"redis.call('SET', KEYS[3], '1', 'PX', math.max(ttl, 0) + 1000)\n"
-	"return {0, v, ttl}\n",
-
-	"if redis.call('GET', KEYS[1]) ~= ARGV[1] then\n"
-	"  return 0\n"
-	"end\n"
-	"redis.call('DEL', KEYS[1])\n"
-	"if redis.call('EXISTS', KEYS[4]) == 1 then\n"
-	"  redis.call('LPUSH', KEYS[2], '1')\n"
-	"  redis.call('LTRIM', KEYS[2], 0, 0)\n"
-	"  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
-	"end\n"
-	"if ARGV[3] ~= '0' and tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[3]) then\n"
-	"  redis.call('SET', KEYS[3], ARGV[3])\n"
-	"end\n"
-	"return 1\n",
-
-	"if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-	"  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-	"end\n"
-	"return 0\n",
-
-	"local v = redis.call('GET', KEYS[1])\n"
-	"if not v then return {} end\n"
-	"return {v, redis.call('PTTL', KEYS[1])}\n",
-};
-
-static char script_sha[NSCRIPTS][41];
+/* The random part of owner values that only this backend writes. */
+#define OWNER_PREFIX_LEN 24
 
 static inline int
 quorum_of(int n)
@@ -150,31 +91,6 @@ enough_answered(const RedisResult *results, int n)
 	return ok >= quorum_of(n);
 }
 
-/* SHA-1 of each script, as EVALSHA wants it; computed once per backend. */
-static void
-compute_script_shas(void)
-{
-	int			i;
-
-	if (script_sha[0][0] != '\0')
-		return;
-	for (i = 0; i < NSCRIPTS; i++)
-	{
-		pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA1);
-		uint8		digest[20];
-		int			j;
-
-		if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
-			pg_cryptohash_update(ctx, (const uint8 *) script_src[i],
-								 strlen(script_src[i])) < 0 ||
-			pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
-			elog(ERROR, "could not compute SHA-1 of a lockext script");
-		pg_cryptohash_free(ctx);
-		for (j = 0; j < 20; j++)
-			sprintf(&script_sha[i][j * 2], "%02x", digest[j]);
-	}
-}
-
 /* Clock drift allowed for between nodes and us: 1% of the lease + 2 ms. */
 static inline int64
 drift_us(int64 lease_ms)
@@ -188,69 +104,6 @@ redis_key(const char *ns, const char *kind, const char *key)
 	return psprintf("%s:%s:%s", ns, kind, key);
 }
 
-
-static inline bool
-is_noscript(RedisResult *r)
-{
-	return r->outcome == RNODE_ERROR_REPLY && r->reply != NULL &&
-		r->reply->type == REDIS_REPLY_ERROR &&
-		strncmp(r->reply->str, "NOSCRIPT", 8) == 0;
-}
-
-/* The caller's predicate, for enough_or_noscript(). */
-static RedisEnoughFn script_enough = NULL;
-
-/*
- * The EVALSHA round may also stop once a majority answered and some of
- * them need the script again (after a restart or SCRIPT FLUSH): waiting
- * for a paused node would only delay the EVAL to the nodes that are there.
- */
-static bool
-enough_or_noscript(const RedisResult *results, int n)
-{
-	int			answered = 0;
-	int			noscript = 0;
-	int			i;
-
-	if (script_enough && script_enough(results, n))
-		return true;
-	for (i = 0; i < n; i++)
-	{
-		if (results[i].outcome == RNODE_OK)
-			answered++;
-		else if (is_noscript((RedisResult *) &results[i]))
-		{
-			answered++;
-			noscript++;
-		}
-	}
-	return noscript > 0 && answered >= quorum_of(n);
-}
-
-/* The arguments of EVALSHA (by_sha) or EVAL of a script; returns argc. */
-static int
-script_argv(int script, bool by_sha, int nkeys, const char **keys,
-			int nargs, const char **args, char *nkeys_str,
-			const char **argv, size_t *argvlen)
-{
-	int			argc = 0;
-	int			i;
-
-	Assert(nkeys + nargs <= 7);
-	compute_script_shas();
-	sprintf(nkeys_str, "%d", nkeys);
-	argv[argc++] = by_sha ? "EVALSHA" : "EVAL";
-	argv[argc++] = by_sha ? script_sha[script] : script_src[script];
-	argv[argc++] = nkeys_str;
-	for (i = 0; i < nkeys; i++)
-		argv[argc++] = keys[i];
-	for (i = 0; i < nargs; i++)
-		argv[argc++] = args[i];
-	for (i = 0; i < argc; i++)
-		argvlen[i] = strlen(argv[i]);
-	return argc;
-}
-
 static int
 set_nodes(RedisNodeSet *set, RedisNode **nodes)
 {
@@ -261,51 +114,8 @@ set_nodes(RedisNodeSet *set, RedisNode **nodes)
 	return set->n;
 }
 
-/*
- * Run a script on the given nodes: EVALSHA, and EVAL (which caches it
- * again) on the nodes that answer NOSCRIPT after a SCRIPT FLUSH or a
- * restart.
- */
-static void
-run_script(RedisNode **nodes, int n, int script, int nkeys, const char **keys,
-		   int nargs, const char **args, int64 extra_ms, bool quiet,
-		   RedisEnoughFn enough, RedisResult *results)
-{
-	const char *argv[3 + 7];
-	size_t		argvlen[3 + 7];
-	char		nkeys_str[8];
-	RedisNode  *again[LOCKEXT_MAX_NODES];
-	int			again_at[LOCKEXT_MAX_NODES];
-	int			nagain = 0;
-	int			argc;
-	int			i;
+static char *format_undo(RedisHold *hold, const char *key, size_t *len);
 
-	argc = script_argv(script, true, nkeys, keys, nargs, args, nkeys_str,
-					   argv, argvlen);
-	script_enough = enough;
-	redis_run(nodes, n, argc, argv, argvlen, extra_ms, quiet,
-			  enough ? enough_or_noscript : NULL, results);
-
-	for (i = 0; i < n; i++)
-		if (is_noscript(&results[i]))
-		{
-			redis_results_free(&results[i], 1);
-			again_at[nagain] = i;
-			again[nagain++] = nodes[i];
-		}
-	if (nagain > 0)
-	{
-		RedisResult res2[LOCKEXT_MAX_NODES];
-
-		argv[0] = "EVAL";
-		argv[1] = script_src[script];
-		argvlen[0] = 4;
-		argvlen[1] = strlen(script_src[script]);
-		redis_run(again, nagain, argc, argv, argvlen, extra_ms, quiet, NULL, res2);
-		for (i = 0; i < nagain; i++)
-			results[again_at[i]] = res2[i];
-	}
-}
 
 /*
  * The owner value, unique per hold and readable by dlock_holder():
@@ -440,15 +250,53 @@ refusal_errcode(const char *msg)
 	return 0;
 }
 
+/* What a node refused, as a SQLSTATE, or 0. */
+static int
+refusal_of(const RedisResult *r)
+{
+	if (r->refusal != 0)
+		return r->refusal;
+	if (r->outcome == RNODE_ERROR_REPLY && r->reply != NULL)
+		return refusal_errcode(r->reply->str);
+	return 0;
+}
+
+/*
+ * Send the acquire script.  If we never learn a node's answer (time-out,
+ * cancel, termination), the compare-and-delete of our value follows the
+ * acquire on the same connection, and again on the next one: no ghost.
+ */
+static void
+run_acquire(RedisNodeSet *set, const char **keys, const char **args,
+			RedisHold *hold, const char *key, RedisResult *results)
+{
+	size_t		undo_len;
+	char	   *undo = format_undo(hold, key, &undo_len);
+
+	PG_TRY();
+	{
+		RedisNode  *nodes[LOCKEXT_MAX_NODES];
+
+		redis_run_script(nodes, set_nodes(set, nodes), SCRIPT_ACQUIRE, 3, keys,
+						 3, args, undo, undo_len, 0, false, enough_granted,
+						 results);
+	}
+	PG_FINALLY();
+	{
+		if (undo)
+			redisFreeCommand(undo);
+	}
+	PG_END_TRY();
+}
+
 void
 redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 					RedisAcquireResult *out)
 {
 	RedisNodeSet *set = hold->set;
 	RedisResult results[LOCKEXT_MAX_NODES];
-	RedisNode  *nodes[LOCKEXT_MAX_NODES];
 	const char *keys[3];
-	const char *args[2];
+	const char *args[3];
 	int			quorum = quorum_of(set->n);
 	int			granted = 0;
 	int			held = 0;
@@ -468,10 +316,9 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 	keys[2] = redis_key(hold->ns, "waiting", key);
 	args[0] = hold->owner;
 	args[1] = psprintf(INT64_FORMAT, lease_ms);
+	args[2] = pnstrdup(hold->owner, OWNER_PREFIX_LEN);
 
-	hold->acquire_in_flight = true;
-	run_script(nodes, set_nodes(set, nodes), SCRIPT_ACQUIRE, 3, keys, 2, args, 0, false, enough_granted, results);
-	hold->acquire_in_flight = false;
+	run_acquire(set, keys, args, hold, key, results);
 
 	for (i = 0; i < set->n; i++)
 	{
@@ -499,14 +346,14 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 											 describe_owner(rep->element[1]->str)));
 			}
 		}
-		else if (r->outcome == RNODE_ERROR_REPLY && rep != NULL &&
-				 (refusal = refusal_errcode(rep->str)) != 0)
+		else if ((refusal = refusal_of(r)) != 0)
 		{
 			/* the first kind of refusal seen names the error */
 			if (out->refusal == 0)
 				out->refusal = refusal;
 			append_node_outcome(&out->detail, &set->nodes[i],
-								psprintf("refused (%s)", rep->str));
+								psprintf("refused (%s)",
+										 rep != NULL ? rep->str : r->detail));
 		}
 		else
 			append_node_outcome(&out->detail, &set->nodes[i], failure_text(r));
@@ -526,7 +373,14 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 	/* Not held: give back what was granted, so nobody waits for it. */
 	out->granted = granted;
 	if (granted > 0)
-		redis_proto_release(hold, key, true, NULL);
+	{
+		RedisRelease rel;
+		char		ignored[8];
+
+		rel.key = key;
+		rel.hold = hold;
+		(void) redis_proto_release_many(&rel, 1, true, ignored, sizeof(ignored));
+	}
 
 	/*
 	 * Busy when the answers leave room for another holder's majority (or
@@ -541,86 +395,200 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 }
 
 /*
- * Compare-and-delete on every node, and wake the waiters.  Never ERRORs
- * and never looks at interrupts: it runs on the abort path and at exit.
- * Returns false (with what happened in detail) unless a majority confirmed,
- * or, without wait, was sent the command over a working connection.
+ * The formatted RELEASE command for rel[0..m-1], all of one node set and
+ * namespace, or NULL when out of memory.  malloc only: this runs where a
+ * palloc failure would be a PANIC.
  */
-bool
-redis_proto_release(RedisHold *hold, const char *key, bool wait,
-					StringInfo detail)
+static char *
+format_release(const RedisRelease *rel, int m, size_t *len)
 {
-	RedisNodeSet *set = hold->set;
-	RedisResult results[LOCKEXT_MAX_NODES];
-	RedisNode  *nodes[LOCKEXT_MAX_NODES];
-	int			n = 0;
-	const char *argv[3 + 7];
-	size_t		argvlen[3 + 7];
-	/* cppcheck-suppress variableScope ; argv points into it after the if */
-	char		nkeys_str[8];
-	int			argc = 0;
-	const char *keys[4];
-	const char *args[3];
-	char		lockkey[LOCKEXT_MAX_KEY_BYTES + 160];
-	char		wakekey[LOCKEXT_MAX_KEY_BYTES + 160];
-	char		waitingkey[LOCKEXT_MAX_KEY_BYTES + 160];
-	char		fencekey[160];
-	char		wake_ttl[32];
-	char		token[32];
-	int			ok = 0;
+	const RedisHold *first = rel[0].hold;
+	int			nkeys = 1 + 3 * m;
+	int			nargs = 3 * m;
+	const char **keys = malloc((nkeys + nargs) * sizeof(char *));
+	size_t	   *lens = malloc((nkeys + nargs) * sizeof(size_t));
+	const char **argv = malloc((3 + nkeys + nargs) * sizeof(char *));
+	size_t	   *argvlen = malloc((3 + nkeys + nargs) * sizeof(size_t));
+	size_t		room = 64 + strlen(first->ns);
+	char	   *buf;
+	char	   *p;
+	char	   *cmd = NULL;
+	char		nkeys_str[16];
+	RedisCommand rc;
+	int			i;
+	int			flen;
+
+	for (i = 0; i < m; i++)
+		room += 3 * (strlen(first->ns) + strlen(rel[i].key) + 16) + 64;
+	buf = malloc(room);
+	if (keys == NULL || lens == NULL || argv == NULL || argvlen == NULL ||
+		buf == NULL)
+		goto done;
+
+#define PUT(idx, ...) \
+	do { \
+		int w = snprintf(p, room - (p - buf), __VA_ARGS__); \
+		keys[idx] = p; lens[idx] = w; p += w + 1; \
+	} while (0)
+
+	p = buf;
+	PUT(0, "%s:fence", first->ns);
+	for (i = 0; i < m; i++)
+	{
+		const RedisHold *h = rel[i].hold;
+
+		PUT(1 + 3 * i, "%s:lock:%s", h->ns, rel[i].key);
+		PUT(2 + 3 * i, "%s:wake:%s", h->ns, rel[i].key);
+		PUT(3 + 3 * i, "%s:waiting:%s", h->ns, rel[i].key);
+		keys[nkeys + 3 * i] = h->owner;
+		lens[nkeys + 3 * i] = strlen(h->owner);
+		PUT(nkeys + 3 * i + 1, INT64_FORMAT, Max(h->lease_ms, 1000));
+		/* one node's counter is already monotonic: no raise needed */
+		PUT(nkeys + 3 * i + 2, INT64_FORMAT, h->set->n > 1 ? h->token : 0);
+	}
+#undef PUT
+
+	/* EVAL, not EVALSHA: nobody may be there to resend after NOSCRIPT */
+	redis_script_eval_argv(SCRIPT_RELEASE, nkeys, keys, lens, nargs,
+						   keys + nkeys, lens + nkeys, nkeys_str, &rc,
+						   argv, argvlen);
+	flen = redisFormatCommandArgv(&cmd, rc.argc, rc.argv, rc.argvlen);
+	if (flen < 0)
+		cmd = NULL;
+	*len = flen < 0 ? 0 : flen;
+
+done:
+	free(keys);
+	free(lens);
+	free(argv);
+	free(argvlen);
+	free(buf);
+	return cmd;
+}
+
+static void
+append_nodes(char *detail, size_t size, RedisNodeSet *set)
+{
 	int			i;
 
-	/* no palloc: this may run where an out-of-memory ERROR is fatal */
-	snprintf(lockkey, sizeof(lockkey), "%s:lock:%s", hold->ns, key);
-	snprintf(wakekey, sizeof(wakekey), "%s:wake:%s", hold->ns, key);
-	snprintf(waitingkey, sizeof(waitingkey), "%s:waiting:%s", hold->ns, key);
-	snprintf(fencekey, sizeof(fencekey), "%s:fence", hold->ns);
-	snprintf(wake_ttl, sizeof(wake_ttl), INT64_FORMAT, Max(hold->lease_ms, 1000));
-	/* one node's counter is already monotonic: no raise needed */
-	snprintf(token, sizeof(token), INT64_FORMAT, set->n > 1 ? hold->token : 0);
-	keys[0] = lockkey;
-	keys[1] = wakekey;
-	keys[2] = fencekey;
-	keys[3] = waitingkey;
-	args[0] = hold->owner;
-	args[1] = wake_ttl;
-	args[2] = token;
-
-	/*
-	 * Without waiting, where a connection is open: EVAL, not EVALSHA, as
-	 * nobody reads the answer to send the script again after a NOSCRIPT.
-	 * The rest (and everything when waiting) goes the ordinary way.
-	 */
-	if (!wait)
-		argc = script_argv(SCRIPT_RELEASE, false, 4, keys, 3, args,
-						   nkeys_str, argv, argvlen);
 	for (i = 0; i < set->n; i++)
 	{
-		if (!wait && redis_send_nowait(&set->nodes[i], argc, argv, argvlen))
-			ok++;
-		else
-			nodes[n++] = &set->nodes[i];
-	}
-	if (n == 0)
-		return true;
+		size_t		used = strlen(detail);
 
-	run_script(nodes, n, SCRIPT_RELEASE, 4, keys, 3, args, 0, true,
-			   enough_answered, results);
+		snprintf(detail + used, size - used, "%s%s", used > 0 ? ", " : "",
+				 set->nodes[i].display);
+	}
+}
+
+/*
+ * Release m holds of one node set and namespace: RELEASE_BATCH locks per
+ * command, all commands pipelined to every node.  Returns how many
+ * releases a majority did not confirm.
+ */
+static int
+release_group(RedisNodeSet *set, const RedisRelease *group, int m, bool wait)
+{
+	int			ncmds = (m + RELEASE_BATCH - 1) / RELEASE_BATCH;
+	char	  **cmds = calloc(ncmds, sizeof(char *));
+	size_t	   *lens = calloc(ncmds, sizeof(size_t));
+	int		   *nkeys = calloc(ncmds, sizeof(int));
+	int		   *confirmed = calloc(ncmds, sizeof(int));
+	int			lost = 0;
+
+	if (cmds == NULL || lens == NULL || nkeys == NULL || confirmed == NULL)
+		lost = m;				/* out of memory: the leases will do it */
+	else
+	{
+		RedisNode  *nodes[LOCKEXT_MAX_NODES];
+		int			nsent = 0;
+		int			c;
+
+		for (c = 0; c < ncmds; c++)
+		{
+			int			k = Min(RELEASE_BATCH, m - c * RELEASE_BATCH);
+
+			cmds[nsent] = format_release(group + c * RELEASE_BATCH, k,
+										 &lens[nsent]);
+			if (cmds[nsent] == NULL)
+				lost += k;		/* could not even be formatted */
+			else
+				nkeys[nsent++] = k;
+		}
+		redis_send_givebacks(nodes, set_nodes(set, nodes), cmds, lens, nkeys,
+							 nsent, wait, confirmed);
+		for (c = 0; c < nsent; c++)
+		{
+			if (confirmed[c] < quorum_of(set->n))
+				lost += nkeys[c];
+			redisFreeCommand(cmds[c]);
+		}
+	}
+	free(cmds);
+	free(lens);
+	free(nkeys);
+	free(confirmed);
+	return lost;
+}
+
+/*
+ * Compare-and-delete many holds, and wake their waiters: for each node set
+ * one pipelined sweep carrying up to RELEASE_BATCH locks per command,
+ * under one deadline.  With wait, a release counts as confirmed when a
+ * majority of its nodes answered; without, when it was written to a
+ * majority's working connections (the answers are read later).  Returns
+ * how many releases could not be confirmed, with the nodes in detail;
+ * those stay queued for the nodes' next connections, and their leases are
+ * the backstop.  Never ERRORs, never pallocs and never looks at
+ * interrupts: it runs after the commit record, on the abort path and at
+ * exit.  Clears rel[i].hold of the holds it handled.
+ */
+int
+redis_proto_release_many(RedisRelease *rel, int n, bool wait, char *detail,
+						 size_t detail_size)
+{
+	RedisRelease *group = malloc(n * sizeof(RedisRelease));
+	int			unconfirmed = 0;
+	int			i;
+
+	if (detail_size > 0)
+		detail[0] = '\0';
 	for (i = 0; i < n; i++)
 	{
-		if (results[i].outcome == RNODE_OK)
-		{
-			ok++;
-			if (detail)
-				append_node_outcome(detail, nodes[i],
-									results[i].reply->integer == 1 ? "released" :
-									"not held");
-		}
-		else if (detail)
-			append_node_outcome(detail, nodes[i], results[i].detail);
+		RedisHold  *head = rel[i].hold;
+		int			m = 0;
+		int			lost;
+		int			j;
+
+		if (head == NULL)
+			continue;
+		/* gather the holds of the same node set and namespace */
+		for (j = i; j < n; j++)
+			if (rel[j].hold != NULL && rel[j].hold->set == head->set &&
+				strcmp(rel[j].hold->ns, head->ns) == 0)
+			{
+				if (group != NULL)
+					group[m] = rel[j];
+				m++;
+				rel[j].hold = NULL;
+			}
+		lost = group == NULL ? m : release_group(head->set, group, m, wait);
+		if (lost > 0 && detail_size > 0 && detail[0] == '\0')
+			append_nodes(detail, detail_size, head->set);
+		unconfirmed += lost;
 	}
-	redis_results_free(results, n);
-	return ok >= quorum_of(set->n);
+	free(group);
+	return unconfirmed;
+}
+
+/* The undo of an acquire: release of the owner value it tried to set. */
+static char *
+format_undo(RedisHold *hold, const char *key, size_t *len)
+{
+	RedisRelease rel;
+
+	rel.key = key;
+	rel.hold = hold;
+	return format_release(&rel, 1, len);
 }
 
 /*
@@ -647,7 +615,8 @@ redis_proto_extend(RedisHold *hold, const char *key, int64 lease_ms,
 	args[0] = hold->owner;
 	args[1] = psprintf(INT64_FORMAT, lease_ms);
 
-	run_script(nodes, set_nodes(set, nodes), SCRIPT_EXTEND, 1, keys, 2, args, 0, false, enough_confirmed, results);
+	redis_run_script(nodes, set_nodes(set, nodes), SCRIPT_EXTEND, 1, keys, 2, args,
+					 NULL, 0, 0, false, enough_confirmed, results);
 	for (i = 0; i < set->n; i++)
 	{
 		RedisResult *r = &results[i];
@@ -681,19 +650,36 @@ redis_proto_extend(RedisHold *hold, const char *key, int64 lease_ms,
 	return false;
 }
 
+/* Stop waiting once any node announced a release. */
+static bool
+enough_woken(const RedisResult *results, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (results[i].outcome == RNODE_OK &&
+			results[i].reply->type == REDIS_REPLY_ARRAY)
+			return true;
+	return false;
+}
+
 /*
- * Wait up to wait_ms for a release to be announced on the key's wake list.
- * Returns early on a wake-up; errors and time-outs just end the wait (the
- * caller retries the acquire, which reports outages properly).
+ * Wait up to wait_ms for a release to be announced on the key's wake list,
+ * on every node at once; the first node that announces one ends the wait.
+ * Returns false when the wait failed at once (BLPOP refused, nodes
+ * unreachable), so the caller does not retry at full speed; errors are
+ * otherwise left to the next acquire, which reports them properly.
  */
-void
+bool
 redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms)
 {
 	RedisNode  *nodes[LOCKEXT_MAX_NODES];
 	RedisResult results[LOCKEXT_MAX_NODES];
 	const char *argv[3];
 	size_t		argvlen[3];
+	RedisCommand cmd;
 	char		secs[32];
+	bool		waited = false;
 	int			i;
 
 	wait_ms = Max(wait_ms, 1);
@@ -703,11 +689,21 @@ redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms)
 	argv[2] = secs;
 	for (i = 0; i < 3; i++)
 		argvlen[i] = strlen(argv[i]);
+	cmd.argc = 3;
+	cmd.argv = argv;
+	cmd.argvlen = argvlen;
+	redis_run(nodes, set_nodes(set, nodes), &cmd, NULL, 0, wait_ms, false,
+			  enough_woken, results);
 	for (i = 0; i < set->n; i++)
-		nodes[i] = &set->nodes[i];
-	/* all of them: a BLPOP left blocked would stall the next command */
-	redis_run(nodes, set->n, 3, argv, argvlen, wait_ms, false, NULL, results);
+	{
+		if (results[i].outcome == RNODE_OK)
+			waited = true;
+		/* a BLPOP still blocked there would stall the next command */
+		else if (results[i].outcome == RNODE_TIMED_OUT)
+			redis_disconnect(&set->nodes[i]);
+	}
 	redis_results_free(results, set->n);
+	return waited;
 }
 
 /*
@@ -730,7 +726,8 @@ redis_proto_holder(RedisNodeSet *set, const char *key, char **owner,
 
 	initStringInfo(&detail);
 	keys[0] = redis_key(lockext_namespace, "lock", key);
-	run_script(nodes, set_nodes(set, nodes), SCRIPT_HOLDER, 1, keys, 0, NULL, 0, false, enough_answered, results);
+	redis_run_script(nodes, set_nodes(set, nodes), SCRIPT_HOLDER, 1, keys, 0, NULL,
+					 NULL, 0, 0, false, enough_answered, results);
 
 	*owner = NULL;
 	*pttl_ms = -1;

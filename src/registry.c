@@ -32,6 +32,7 @@ static HTAB *registry = NULL;
 
 /* Entries with transaction-scoped holds, so transaction end is O(those). */
 static dlist_head xact_entries = DLIST_STATIC_INIT(xact_entries);
+static int	xact_entry_count = 0;
 
 static void registry_xact_callback(XactEvent event, void *arg);
 static void registry_subxact_callback(SubXactEvent event,
@@ -202,19 +203,71 @@ add_hold(DlockEntry *entry, DlockScope scope)
 			entry->nsubs++;
 		}
 		if (entry->xact_holds++ == 0)
+		{
 			dlist_push_tail(&xact_entries, &entry->xact_node);
+			xact_entry_count++;
+		}
 	}
 }
 
 /* The last transaction-scoped hold of entry is gone. */
 static void
-end_xact_holds(DlockEntry *entry, bool lockmgr_releases, bool is_abort)
+unlink_xact_entry(DlockEntry *entry)
 {
 	entry->xact_holds = 0;
 	entry->nsubs = 0;
 	dlist_delete(&entry->xact_node);
+	xact_entry_count--;
+}
+
+static void
+end_xact_holds(DlockEntry *entry, bool lockmgr_releases, bool is_abort)
+{
+	unlink_xact_entry(entry);
 	entry->backend->release(entry, DLOCK_SCOPE_XACT, lockmgr_releases, is_abort);
 	forget_if_unheld(entry);
+}
+
+/*
+ * End the holds in ends[] (each entry's scope has no hold left): in one
+ * call for a backend that can release many at once, so a large release is
+ * one sweep rather than a round trip per key; then forget the entries that
+ * hold nothing.  Runs after the commit record and on the abort path:
+ * nothing here may ERROR.
+ */
+static void
+end_holds(DlockEnding *ends, int n, bool lockmgr_releases, bool is_abort)
+{
+	int			nmany = 0;
+	int			i;
+
+	/* the ones whose backend takes many at once go first (one backend does) */
+	for (i = 0; i < n; i++)
+		if (ends[i].entry->backend->release_many != NULL)
+		{
+			DlockEnding tmp = ends[nmany];
+
+			ends[nmany++] = ends[i];
+			ends[i] = tmp;
+		}
+	if (nmany > 0)
+		ends[0].entry->backend->release_many(ends, nmany, lockmgr_releases,
+											 is_abort);
+	for (i = nmany; i < n; i++)
+		ends[i].entry->backend->release(ends[i].entry, ends[i].scope,
+										lockmgr_releases, is_abort);
+	for (i = 0; i < n; i++)
+		forget_if_unheld(ends[i].entry);
+}
+
+/*
+ * Room for n endings, malloc'd: palloc may ERROR where we must not.  NULL
+ * when out of memory; callers then end holds one at a time.
+ */
+static DlockEnding *
+alloc_endings(int n)
+{
+	return malloc(Max(n, 1) * sizeof(DlockEnding));
 }
 
 DlockEntry *
@@ -325,7 +378,10 @@ registry_release_all_session(void)
 	DlockEntry *entry;
 	int			released = 0;
 
+	DlockEnding *ends;
+
 	registry_init();
+	ends = palloc(Max(registry_count(), 1) * sizeof(DlockEnding));
 	hash_seq_init(&status, registry);
 	while ((entry = hash_seq_search(&status)) != NULL)
 	{
@@ -333,12 +389,13 @@ registry_release_all_session(void)
 		if (entry->session_holds > 0)
 		{
 			entry->session_holds = 0;
-			entry->backend->release(entry, DLOCK_SCOPE_SESSION, false, false);
-			released++;
+			ends[released].entry = entry;
+			ends[released++].scope = DLOCK_SCOPE_SESSION;
 		}
-		/* deleting the entry just returned is allowed during a scan */
-		forget_if_unheld(entry);
 	}
+	/* one sweep for all of them; then the entries holding nothing go */
+	end_holds(ends, released, false, false);
+	pfree(ends);
 	return released;
 }
 
@@ -461,8 +518,13 @@ registry_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	dlist_mutable_iter iter;
 
+	DlockEnding *ends = NULL;
+	int			nends = 0;
+
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		ends = alloc_endings(xact_entry_count);
 
 	dlist_foreach_modify(iter, &xact_entries)
 	{
@@ -487,9 +549,20 @@ registry_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		{
 			entry->xact_holds -= top->count;
 			entry->nsubs--;
-			if (entry->xact_holds == 0)
+			if (entry->xact_holds == 0 && ends == NULL)
 				end_xact_holds(entry, true, true);
+			else if (entry->xact_holds == 0)
+			{
+				unlink_xact_entry(entry);
+				ends[nends].entry = entry;
+				ends[nends++].scope = DLOCK_SCOPE_XACT;
+			}
 		}
+	}
+	if (ends != NULL)
+	{
+		end_holds(ends, nends, true, true);
+		free(ends);
 	}
 }
 
@@ -504,33 +577,75 @@ registry_resowner_callback(ResourceReleasePhase phase, bool isCommit,
 						   bool isTopLevel, void *arg pg_attribute_unused())
 {
 	dlist_mutable_iter iter;
+	DlockEnding *ends;
+	int			nends = 0;
 
 	if (phase != RESOURCE_RELEASE_BEFORE_LOCKS || !isTopLevel ||
 		CurrentResourceOwner != TopTransactionResourceOwner)
 		return;
 
+	ends = alloc_endings(xact_entry_count);
 	dlist_foreach_modify(iter, &xact_entries)
 	{
 		DlockEntry *entry = dlist_container(DlockEntry, xact_node, iter.cur);
 
-		end_xact_holds(entry, true, !isCommit);
+		if (ends == NULL)
+		{
+			end_xact_holds(entry, true, !isCommit);
+			continue;
+		}
+		unlink_xact_entry(entry);
+		ends[nends].entry = entry;
+		ends[nends++].scope = DLOCK_SCOPE_XACT;
+	}
+	if (ends != NULL)
+	{
+		end_holds(ends, nends, true, !isCommit);
+		free(ends);
 	}
 }
 
-/* Session end: best effort, the lock manager and the lease do the rest. */
+/*
+ * Session end: best effort, the lock manager and the lease do the rest.
+ * This runs before the open transaction (if any) is aborted, so it ends
+ * the holds of both scopes itself, in one sweep: a key held in both must
+ * not be left to an abort that believes the session scope still holds it.
+ */
 static void
 registry_exit_callback(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	HASH_SEQ_STATUS status;
 	DlockEntry *entry;
+	DlockEnding *ends;
+	int			nends = 0;
 
 	if (registry == NULL)
 		return;
+	ends = alloc_endings(registry_count());
 	hash_seq_init(&status, registry);
 	while ((entry = hash_seq_search(&status)) != NULL)
 	{
-		/* transaction-scoped holds end with the abort that follows */
-		if (entry->session_holds > 0)
-			entry->backend->release(entry, DLOCK_SCOPE_SESSION, true, true);
+		DlockScope	scope = entry->session_holds > 0 ?
+			DLOCK_SCOPE_SESSION : DLOCK_SCOPE_XACT;
+
+		if (entry->session_holds == 0 && entry->xact_holds == 0)
+			continue;
+		entry->session_holds = 0;
+		if (entry->xact_holds > 0)
+			unlink_xact_entry(entry);
+		if (ends == NULL)
+		{
+			entry->backend->release(entry, scope, true, true);
+			continue;
+		}
+		ends[nends].entry = entry;
+		ends[nends++].scope = scope;
 	}
+	if (ends != NULL)
+	{
+		end_holds(ends, nends, true, true);
+		free(ends);
+	}
+	if (redis_backend.at_exit)
+		redis_backend.at_exit();
 }

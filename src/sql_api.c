@@ -15,9 +15,14 @@
 #include <limits.h>
 #include <math.h>
 
+#include "access/xact.h"
+#include "executor/executor.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "storage/lock.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -28,6 +33,102 @@ PG_MODULE_MAGIC;
 void		_PG_init(void);
 
 /*
+ * Nesting of statements and executor runs in this backend, as
+ * pg_stat_statements counts it, and the query context of the outermost
+ * executor run: a function whose call expression lives there was called by
+ * the top-level statement itself (not by a function or procedure it runs).
+ */
+static int	exec_nested_level = 0;
+static MemoryContext toplevel_query_cxt = NULL;
+
+/* Is this backend running ALTER SYSTEM?  (guc.c's check hook asks.) */
+bool		lockext_in_alter_system = false;
+
+static ExecutorRun_hook_type prev_executor_run = NULL;
+static ExecutorFinish_hook_type prev_executor_finish = NULL;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+static void
+lockext_executor_run(QueryDesc *queryDesc, ScanDirection direction,
+					 uint64 count, bool execute_once)
+{
+	MemoryContext saved_cxt = toplevel_query_cxt;
+
+	if (exec_nested_level == 0)
+		toplevel_query_cxt = queryDesc->estate->es_query_cxt;
+	exec_nested_level++;
+	PG_TRY();
+	{
+		if (prev_executor_run)
+			prev_executor_run(queryDesc, direction, count, execute_once);
+		else
+			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		exec_nested_level--;
+		toplevel_query_cxt = saved_cxt;
+	}
+	PG_END_TRY();
+}
+
+static void
+lockext_executor_finish(QueryDesc *queryDesc)
+{
+	MemoryContext saved_cxt = toplevel_query_cxt;
+
+	if (exec_nested_level == 0)
+		toplevel_query_cxt = queryDesc->estate->es_query_cxt;
+	exec_nested_level++;
+	PG_TRY();
+	{
+		if (prev_executor_finish)
+			prev_executor_finish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		exec_nested_level--;
+		toplevel_query_cxt = saved_cxt;
+	}
+	PG_END_TRY();
+}
+
+/* Utility statements nest too: CALL, DO, EXPLAIN ANALYZE run queries. */
+static void
+lockext_process_utility(PlannedStmt *pstmt, const char *queryString,
+						bool readOnlyTree, ProcessUtilityContext context,
+						ParamListInfo params, QueryEnvironment *queryEnv,
+						DestReceiver *dest, QueryCompletion *qc)
+{
+	MemoryContext saved_cxt = toplevel_query_cxt;
+	bool		saved_alter_system = lockext_in_alter_system;
+
+	if (exec_nested_level == 0)
+		toplevel_query_cxt = NULL;
+	if (IsA(pstmt->utilityStmt, AlterSystemStmt))
+		lockext_in_alter_system = true;
+	exec_nested_level++;
+	PG_TRY();
+	{
+		if (prev_process_utility)
+			prev_process_utility(pstmt, queryString, readOnlyTree, context,
+								 params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		exec_nested_level--;
+		toplevel_query_cxt = saved_cxt;
+		lockext_in_alter_system = saved_alter_system;
+	}
+	PG_END_TRY();
+}
+
+/*
  * Only GUCs and hooks here: this may run in the postmaster (preloading),
  * whose hook variables its children inherit.
  */
@@ -36,26 +137,88 @@ _PG_init(void)
 {
 	lockext_define_gucs();
 	registry_install_hooks();
+
+	prev_executor_run = ExecutorRun_hook;
+	ExecutorRun_hook = lockext_executor_run;
+	prev_executor_finish = ExecutorFinish_hook;
+	ExecutorFinish_hook = lockext_executor_finish;
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = lockext_process_utility;
 }
 
 /* What a backend saw of the holder when it gave up; NULL when nothing. */
 char	   *lockext_busy_detail = NULL;
 
+/*
+ * The pid of another backend that holds key's local lock, or 0: what
+ * pg_locks would show.  GetLockStatusData() takes every partition lock, so
+ * only error paths call this.
+ */
+static int
+local_holder_pid(const char *key)
+{
+	LOCKTAG		tag;
+	LockData   *data;
+	int			i;
+
+	local_lock_set_tag(&tag, registry_hash_key(key, strlen(key)));
+	data = GetLockStatusData();
+	for (i = 0; i < data->nelements; i++)
+	{
+		LockInstanceData *inst = &data->locks[i];
+
+		if (inst->holdMask != 0 && inst->pid != MyProcPid &&
+			memcmp(&inst->locktag, &tag, sizeof(LOCKTAG)) == 0)
+			return inst->pid;
+	}
+	return 0;
+}
+
+/*
+ * 55P03 for a lock not acquired: "within N seconds" after a wait, without
+ * it for a try-once call (timeout 0).  The detail names the holder: what
+ * Redis told, else the local holder's pid.
+ */
 void
 lockext_report_timeout(const char *key, int64 timeout_ms)
 {
+	char	   *msg;
+	char	   *detail;
+
+	if (timeout_ms == 0)
+		msg = psprintf("could not acquire lock \"%s\"", key);
+	else
+	{
+		double		secs = timeout_ms / 1000.0;
+
+		/* like errmsg_plural, but for non-integers: 1 second, 0.3 seconds */
+		msg = psprintf(secs == 1.0 ?
+					   "could not acquire lock \"%s\" within %g second" :
+					   "could not acquire lock \"%s\" within %g seconds",
+					   key, secs);
+	}
+
 	if (lockext_busy_detail != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("could not acquire lock \"%s\" within %g seconds",
-						key, timeout_ms / 1000.0),
-				 errdetail("Another session held the lock for the whole timeout: %s.",
-						   lockext_busy_detail)));
+		detail = psprintf(timeout_ms == 0 ?
+						  "Another session holds the lock: %s." :
+						  "Another session held the lock for the whole timeout: %s.",
+						  lockext_busy_detail);
+	else
+	{
+		int			pid = local_holder_pid(key);
+
+		if (pid != 0)
+			detail = psprintf("Lock \"%s\" is held by process %d.", key, pid);
+		else
+			detail = pstrdup(timeout_ms == 0 ?
+							 "Another session holds the lock." :
+							 "Another session held the lock for the whole timeout.");
+	}
+
 	ereport(ERROR,
 			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-			 errmsg("could not acquire lock \"%s\" within %g seconds",
-					key, timeout_ms / 1000.0),
-			 errdetail("Another session held the lock for the whole timeout.")));
+			 errmsg_internal("%s", msg),
+			 errdetail_internal("%s", detail)));
 }
 
 /* Argument 0 as a validated key; *keylen receives its length. */
@@ -119,6 +282,13 @@ get_lease_arg(FunctionCallInfo fcinfo, int argno)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid lock lease: %g", secs),
 				 errdetail("The lease must be a positive number of seconds.")));
+	/* a shorter lease would end within the clock-drift allowance */
+	if (secs * 1000.0 < lockext_min_lease_ms)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid lock lease: %g", secs),
+				 errdetail("The lease must be at least %g seconds.",
+						   lockext_min_lease_ms / 1000.0)));
 	ms = ceil(secs * 1000.0);
 	if (ms > INT_MAX)
 		ereport(ERROR,
@@ -126,6 +296,26 @@ get_lease_arg(FunctionCallInfo fcinfo, int argno)
 				 errmsg("invalid lock lease: %g", secs),
 				 errdetail("The lease must not exceed %d seconds.", INT_MAX / 1000)));
 	return (int64) ms;
+}
+
+/*
+ * A transaction-scoped lock taken by the top-level statement outside a
+ * transaction block ends with that statement: warn, as SET LOCAL does.
+ * Called from a function or procedure the lock covers the rest of its
+ * work, so those calls (their expressions live elsewhere) stay quiet.
+ */
+static void
+warn_if_released_at_once(FunctionCallInfo fcinfo, const char *funcname)
+{
+	if (toplevel_query_cxt == NULL || fcinfo->flinfo == NULL ||
+		fcinfo->flinfo->fn_mcxt != toplevel_query_cxt || IsTransactionBlock())
+		return;
+	/* 25P01, as WarnNoTransactionBlock() for SET LOCAL */
+	ereport(WARNING,
+			(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
+			 errmsg("%s can only be used in transaction blocks", funcname),
+			 errdetail("The lock was released at once, at the end of the statement."),
+			 errhint("Call it inside BEGIN ... COMMIT, or use the session-scoped variant.")));
 }
 
 static Datum
@@ -137,8 +327,22 @@ acquire_common(FunctionCallInfo fcinfo, DlockScope scope, bool try_only)
 	int64		lease_ms = get_lease_arg(fcinfo, try_only ? 1 : 2);
 	DlockEntry *entry;
 
+	/*
+	 * 55000, as PostgreSQL uses for a feature its configuration turned off
+	 * (e.g. track_commit_timestamp): nothing is wrong with the call.
+	 */
+	if (scope == DLOCK_SCOPE_SESSION && !lockext_session_locks)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("session-scoped locks are disabled"),
+				 errdetail("lockext.session_locks is off, as it should be where a connection pooler in transaction mode shares server sessions among clients."),
+				 errhint("Use dlock_acquire() or dlock_try_acquire() inside a transaction: transaction-scoped locks end with the transaction.")));
+
 	lockext_busy_detail = NULL;
 	entry = registry_acquire(key, keylen, scope, timeout_ms, lease_ms);
+	if (entry != NULL && scope == DLOCK_SCOPE_XACT)
+		warn_if_released_at_once(fcinfo, try_only ?
+								 "dlock_try_acquire()" : "dlock_acquire()");
 	if (try_only)
 		PG_RETURN_BOOL(entry != NULL);
 	if (entry == NULL)

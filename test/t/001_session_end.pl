@@ -17,7 +17,7 @@ $node->safe_psql('postgres', 'CREATE EXTENSION lockext');
 sub key_free
 {
 	my ($key) = @_;
-	return $node->safe_psql('postgres', "SELECT dlock_try_acquire('$key')") eq 't';
+	return $node->safe_psql('postgres', "BEGIN; SELECT dlock_try_acquire('$key'); COMMIT") eq 't';
 }
 
 # Wait until some session queues for one of our locks.
@@ -34,7 +34,7 @@ my $s = $node->background_psql('postgres');
 $s->query_safe("SELECT dlock_acquire_session('s1')");
 ok(!key_free('s1'), 'a session lock excludes other sessions');
 $s->quit;
-ok($node->poll_query_until('postgres', "SELECT dlock_try_acquire('s1')"),
+ok($node->poll_query_until('postgres', "SELECT dlock_try_acquire_session('s1') AND dlock_release('s1')"),
 	'a session lock is released when its session ends');
 
 # 2. pg_terminate_backend frees session and transaction locks at once and

@@ -173,7 +173,7 @@ $victim->query_safe("SELECT dlock_acquire_session('term', 5, 60)");
 ok(!free_on($b, 'term'), 'session lock held with a 60 s lease');
 $a->safe_psql('postgres', "SELECT pg_terminate_backend($vpid)");
 $t0 = time;
-ok($b->poll_query_until('postgres', "SELECT dlock_try_acquire('term')"),
+ok($b->poll_query_until('postgres', "SELECT dlock_try_acquire_session('term') AND dlock_release('term')"),
 	'terminated backend\'s lock comes free');
 cmp_ok(time - $t0, '<', 5, 'at once rather than after the 60 s lease');
 
@@ -208,7 +208,7 @@ $sa->{stderr} = '';
 ($ret, $out, $err) = $a->psql('postgres', "\\set VERBOSITY verbose\nSELECT dlock_acquire('down', 5)");
 like($err, qr/ERROR:  08006/, 'SQLSTATE 08006');
 $redis->start;
-is($sa->query_safe("SELECT dlock_acquire('down', 5) > 0"), 't',
+is($sa->query_safe("BEGIN; SELECT dlock_acquire('down', 5) > 0; COMMIT"), 't',
 	'after a restart the same session reconnects by itself');
 
 # 10b. Redis gone at COMMIT: the release is a WARNING, never an error.
@@ -220,7 +220,7 @@ like($sa->{stderr}, qr/WARNING:  could not release lock "gone" in Redis/, 'faile
 unlike($sa->{stderr}, qr/ERROR/, 'and the COMMIT succeeds');
 $sa->{stderr} = '';
 $redis->start;
-$sa->query_safe("SELECT dlock_acquire('gone', 5) > 0");
+$sa->query_safe("BEGIN; SELECT dlock_acquire('gone', 5) > 0; COMMIT");
 
 # 10c. SCRIPT FLUSH: NOSCRIPT makes lockext send the script again.
 $redis->cli('SCRIPT', 'FLUSH');

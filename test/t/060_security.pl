@@ -44,8 +44,8 @@ is($a->safe_psql('postgres', q{
 SELECT string_agg(name || '=' || context, ',' ORDER BY name) FROM pg_settings WHERE name LIKE 'lockext.%'}),
 	'lockext.backend=superuser,lockext.command_timeout=superuser,lockext.connect_timeout=superuser,'
 	  . 'lockext.fallback=superuser,lockext.lease=user,lockext.namespace=superuser,'
-	  . 'lockext.redis_nodes=superuser,lockext.verify_on_commit=user,lockext.wait_timeout=user',
-	'the settings and who may set them');
+	  . 'lockext.session_locks=superuser,lockext.verify_on_commit=user,lockext.wait_timeout=user',
+	'the settings and who may set them (lockext.redis_nodes has no row: see 080)');
 for my $set ("SET lockext.namespace = 'other'", "SET lockext.fallback = 'advisory'",
 	"SET lockext.backend = 'advisory'", "SET lockext.redis_nodes = 'redis://127.0.0.1:1'",
 	"SET lockext.command_timeout = '1h'", "ALTER DATABASE db1 SET lockext.namespace = 'mine'",

@@ -11,12 +11,13 @@ use PostgreSQL::Test::Cluster;
 
 our @EXPORT = qw(start_lockext_cluster free_on link_tables);
 
-# A started cluster with lockext preloaded and using $nodes (URL list).
+# A started cluster with lockext preloaded and using $nodes (URL list);
+# %init goes to init() (allows_streaming => 1, ...).
 sub start_lockext_cluster
 {
-	my ($name, $nodes, $timeout) = @_;
+	my ($name, $nodes, $timeout, %init) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%init);
 	$node->append_conf('postgresql.conf', qq{
 cluster_name = '$name'
 shared_preload_libraries = 'lockext'
@@ -34,7 +35,7 @@ max_connections = 40
 sub free_on
 {
 	my ($node, $key) = @_;
-	return $node->safe_psql('postgres', "SELECT dlock_try_acquire('$key')") eq 't';
+	return $node->safe_psql('postgres', "BEGIN; SELECT dlock_try_acquire('$key'); COMMIT") eq 't';
 }
 
 # Make $owner's tables (name => column list) foreign tables in $user.

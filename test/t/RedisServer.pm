@@ -14,7 +14,7 @@ use Time::HiRes qw(usleep);
 
 my @servers;
 
-# RedisServer->new($name, appendonly => 1, requirepass => 'secret')
+# RedisServer->new($name, appendonly => 1, requirepass => 'secret', conf => [...])
 sub new
 {
 	my ($class, $name, %opts) = @_;
@@ -55,6 +55,8 @@ sub start
 	}
 	print $fh "requirepass $self->{opts}{requirepass}\n"
 	  if defined $self->{opts}{requirepass};
+	# more settings, e.g. conf => ['maxmemory 100mb', 'maxmemory-policy allkeys-lru']
+	print $fh "$_\n" for @{ $self->{opts}{conf} // [] };
 	close $fh;
 
 	$self->{handle} = IPC::Run::start([ 'redis-server', $conf ],

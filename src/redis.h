@@ -1,0 +1,177 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis.h
+ *	  The Redis layers of lockext: node sets, connections and non-blocking
+ *	  I/O (redis_conn.c), and the lock protocol over N nodes (redis_proto.c).
+ *
+ * Nothing here calls into the SQL layer or the registry: errors travel up
+ * as results, so the same layers can serve a background worker.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOCKEXT_REDIS_H
+#define LOCKEXT_REDIS_H
+
+#include "lockext.h"
+#include "redis_url.h"
+
+/*
+ * Redis nodes.  A node set is refcounted: the GUC holds one reference and
+ * every Redis hold another, so changing lockext.redis_nodes never strands
+ * a held lock on nodes we forgot.
+ */
+#define LOCKEXT_MAX_NODES REDIS_URL_MAX_NODES
+
+struct RedisPending;
+struct RedisResult;
+
+typedef struct RedisNode
+{
+	RedisUrl	url;
+	char		display[1024];	/* URL with the password masked */
+	struct redisContext *ctx;	/* NULL when not connected */
+	bool		fd_reserved;	/* AcquireExternalFD() taken for ctx */
+	bool		connecting;		/* the non-blocking connect is under way */
+	bool		out_pending;	/* commands not yet written to the socket */
+
+	/* Commands sent (or queued) whose replies are due, oldest first. */
+	struct RedisPending *sent_head;
+	struct RedisPending *sent_tail;
+	struct RedisResult *awaiting;	/* where the awaited reply goes */
+
+	/*
+	 * Releases whose connection was lost before they were confirmed: sent
+	 * again, first thing, on the next connection.  Compare-and-delete of a
+	 * value unique to one hold is idempotent, so a second copy is harmless.
+	 */
+	struct RedisPending *redo_head;
+	struct RedisPending *redo_tail;
+	int			redo_count;
+	int			redo_keys;
+} RedisNode;
+
+typedef struct RedisNodeSet
+{
+	int			refcount;
+	int			n;
+	RedisNode	nodes[FLEXIBLE_ARRAY_MEMBER];
+} RedisNodeSet;
+
+typedef enum RedisOutcome
+{
+	RNODE_PENDING = 0,			/* no answer yet (zeroed results) */
+	RNODE_OK,					/* a reply, not an error reply */
+	RNODE_ERROR_REPLY,			/* an error reply (or failed handshake) */
+	RNODE_TIMED_OUT,
+	RNODE_UNREACHABLE
+} RedisOutcome;
+
+typedef struct RedisResult
+{
+	RedisOutcome outcome;
+	struct redisReply *reply;	/* hiredis-allocated; redis_results_free() */
+	int			refusal;		/* SQLSTATE of a refused connection, or 0 */
+	char		detail[256];	/* what went wrong, never a password */
+} RedisResult;
+
+/* One hold of a Redis lock: DlockEntry.backend_data of the redis backend. */
+typedef struct RedisHold
+{
+	RedisNodeSet *set;			/* the nodes it was granted on (a reference) */
+	char		ns[65];			/* lockext.namespace it was taken in */
+	char		owner[640];		/* the lock value: ours alone */
+	int64		token;			/* fencing token the quorum gave */
+	int64		lease_ms;
+	int64		valid_until_us; /* monotonic: lease end minus clock drift */
+} RedisHold;
+
+typedef enum RedisAcquireStatus
+{
+	REDIS_ACQ_GRANTED,
+	REDIS_ACQ_BUSY,				/* held by another; wait and retry */
+	REDIS_ACQ_OUTAGE,			/* too few nodes answered */
+	REDIS_ACQ_REFUSED			/* nodes refused the command: see refusal */
+} RedisAcquireStatus;
+
+typedef struct RedisAcquireResult
+{
+	RedisAcquireStatus status;
+	int			granted;		/* nodes that granted (then released) */
+	int64		token;			/* largest fence value of the granting nodes */
+	int64		holder_pttl_ms; /* longest remaining lease of a holder, or -1 */
+	char	   *holder;			/* a holder's owner value, or NULL */
+	int			refusal;		/* SQLSTATE of what nodes refused, or 0 */
+	StringInfoData detail;		/* each node's outcome */
+} RedisAcquireResult;
+
+/* One hold to release, for redis_proto_release_many(). */
+typedef struct RedisRelease
+{
+	const char *key;
+	RedisHold  *hold;
+} RedisRelease;
+
+/* guc.c keeps the configured node set */
+extern RedisNodeSet *lockext_redis_nodes(void);
+extern RedisNodeSet *lockext_redis_nodes_in_use(void);
+extern void redis_nodeset_release(RedisNodeSet *set);
+
+/* redis_conn.c */
+/* Has a call collected enough answers to stop waiting for the rest? */
+typedef bool (*RedisEnoughFn) (const RedisResult *results, int n);
+
+/* A command as argument vectors. */
+typedef struct RedisCommand
+{
+	int			argc;
+	const char **argv;
+	const size_t *argvlen;
+} RedisCommand;
+
+extern void redis_run(RedisNode **nodes, int n, const RedisCommand *cmd,
+					  const char *undo, size_t undo_len, int64 extra_ms,
+					  bool quiet, RedisEnoughFn enough, RedisResult *results);
+extern void redis_send_givebacks(RedisNode **nodes, int n, char **cmds,
+								 const size_t *lens, const int *nkeys,
+								 int ncmds, bool wait, int *confirmed);
+extern void redis_results_free(RedisResult *results, int n);
+extern void redis_disconnect(RedisNode *node);
+extern void redis_forget_redo(RedisNode *node);
+extern void redis_abandon_inflight(void);
+extern void redis_flush_redo(RedisNode **nodes, int n);
+
+/* redis_scripts.c */
+enum
+{
+	SCRIPT_ACQUIRE,
+	SCRIPT_RELEASE,
+	SCRIPT_EXTEND,
+	SCRIPT_HOLDER,
+	NSCRIPTS
+};
+
+extern const char *redis_script_source(int script);
+extern void redis_run_script(RedisNode **nodes, int n, int script, int nkeys,
+							 const char **keys, int nargs, const char **args,
+							 const char *undo, size_t undo_len, int64 extra_ms,
+							 bool quiet, RedisEnoughFn enough,
+							 RedisResult *results);
+extern void redis_script_eval_argv(int script, int nkeys, const char **keys,
+								   const size_t *keylens, int nargs,
+								   const char **args, const size_t *arglens,
+								   char *nkeys_str, RedisCommand *cmd,
+								   const char **argv, size_t *argvlen);
+
+/* redis_proto.c */
+extern void redis_proto_acquire(RedisHold *hold, const char *key,
+								int64 lease_ms, RedisAcquireResult *out);
+extern int	redis_proto_release_many(RedisRelease *rel, int n, bool wait,
+									 char *detail, size_t detail_size);
+extern bool redis_proto_extend(RedisHold *hold, const char *key,
+							   int64 lease_ms, bool *outage, StringInfo detail);
+extern bool redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms);
+extern bool redis_proto_holder(RedisNodeSet *set, const char *key,
+							   char **owner, int64 *pttl_ms);
+extern bool redis_parse_owner(const char *value, DlockHolderInfo *info);
+
+#endif							/* LOCKEXT_REDIS_H */

@@ -1,0 +1,51 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_conn_int.h
+ *	  What the two halves of the Redis connection layer share: connections
+ *	  and their command queues (redis_conn.c), and waiting on them
+ *	  (redis_wait.c).  Not for other layers: they use redis.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOCKEXT_REDIS_CONN_INT_H
+#define LOCKEXT_REDIS_CONN_INT_H
+
+#include "redis.h"
+
+typedef enum RedisCmdKind
+{
+	RCMD_HANDSHAKE,				/* AUTH, SELECT: an error fails the connection */
+	RCMD_INFO,					/* INFO memory: the eviction check */
+	RCMD_AWAITED,				/* node->awaiting receives the reply */
+	RCMD_SKIP,					/* nobody waits; an error reply is logged */
+	RCMD_GIVEBACK				/* a release that must be confirmed */
+} RedisCmdKind;
+
+typedef struct RedisPending
+{
+	struct RedisPending *next;
+	RedisCmdKind kind;
+	int			nkeys;			/* give-back: releases it carries */
+	int		   *confirmed;		/* give-back: bumped on its reply, or NULL */
+	size_t		len;			/* give-back: the command, to send it again */
+	char		cmd[FLEXIBLE_ARRAY_MEMBER];
+} RedisPending;
+
+extern void rconn_set_failure(RedisResult *res, RedisOutcome outcome,
+							  const char *what, const char *why);
+extern bool rconn_queue(RedisNode *node, RedisCmdKind kind, const char *cmd,
+						size_t len, int nkeys, int *confirmed);
+extern void rconn_keep_for_redo(RedisNode *node, const char *cmd, size_t len,
+								int nkeys);
+extern bool rconn_connect(RedisNode *node, RedisResult *res);
+extern bool rconn_connect_finished(RedisNode *node);
+extern bool rconn_flush(RedisNode *node);
+extern bool rconn_read(RedisNode *node);
+extern void rconn_fail(RedisNode *node, RedisOutcome outcome, const char *what,
+					   const char *why, int refusal);
+extern bool rconn_ready(RedisNode *node, RedisResult *res, bool *fresh);
+
+/* redis_wait.c: the socket set changed */
+extern void rwait_forget_set(void);
+
+#endif							/* LOCKEXT_REDIS_CONN_INT_H */

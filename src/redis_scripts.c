@@ -1,0 +1,284 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_scripts.c
+ *	  The Lua scripts of the Redis lock protocol, and running them by SHA.
+ *
+ * Keys of a lock (see redis_proto.c):
+ *   <ns>:lock:<key>     the lock (string, PX lease), value = owner
+ *   <ns>:fence          fencing counter, a hybrid clock (see ACQUIRE)
+ *   <ns>:wake:<key>     wake-up list; release pushes, waiters BLPOP
+ *   <ns>:waiting:<key>  set while someone waits (expires by itself)
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <hiredis/hiredis.h>
+
+#include "common/cryptohash.h"
+
+#include "redis.h"
+
+/*
+ * ACQUIRE (keys: lock, fence, waiting; args: owner, lease ms, the
+ * backend's owner prefix): a free key is taken with SET NX.  A key already
+ * held by a value of this backend (ARGV[3] is the prefix only this backend
+ * writes) is a leftover of an acquire whose answer we never saw, or of a
+ * release not yet confirmed: the backend holds nothing there (the registry
+ * asks only then), so it takes the key over rather than wait for itself.
+ * A key held by another returns its owner and remaining lease, and flags
+ * that someone waits, in the same atomic step, so the holder's release
+ * cannot miss the waiter.
+ *
+ * The token is max(counter + 1, Redis TIME in microseconds): a hybrid
+ * clock.  A counter lost to FLUSHALL, eviction, a restart without data or
+ * the promotion of a lagging replica restarts from the clock, above every
+ * token handed out before, as long as the servers' clocks do not go back
+ * and fewer than a million grants a second are made on average.
+ *
+ * RELEASE (keys: fence, then lock, wake, waiting per lock; args: owner,
+ * wake ttl, token per lock): compare-and-delete of many locks at once.
+ * Pushes a wake-up only when a waiter flagged itself.  With a quorum
+ * (token > 0) it raises the node's counter to the token the quorum gave,
+ * so counters of nodes that missed grants catch up.  Returns how many
+ * locks were still ours.
+ *
+ * EXTEND (keys: lock; args: owner, lease ms): compare-and-PEXPIRE.
+ * HOLDER (keys: lock): the owner and remaining lease, or nothing.
+ */
+static const char *const script_src[NSCRIPTS] = {
+	"if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
+	"  local v = redis.call('GET', KEYS[1])\n"
+	"  if v ~= ARGV[1] and string.sub(v, 1, #ARGV[3]) ~= ARGV[3] then\n"
+	"    local ttl = redis.call('PTTL', KEYS[1])\n"
+	"    redis.call('SET', KEYS[3], '1', 'PX', math.max(ttl, 0) + 1000)\n"
+	"    return {0, v, ttl}\n"
+	"  end\n"
+	"  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+	"end\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+	"local c = tonumber(redis.call('GET', KEYS[2]) or '0') + 1\n"
+	"if c < now then c = now end\n"
+	"redis.call('SET', KEYS[2], string.format('%.0f', c))\n"
+	"return {1, c}\n",
+
+	"local released = 0\n"
+	"local top, topstr = 0, nil\n"
+	"for i = 1, #ARGV / 3 do\n"
+	"  local k, a = 3 * i - 1, 3 * i - 2\n"
+	"  if redis.call('GET', KEYS[k]) == ARGV[a] then\n"
+	"    redis.call('DEL', KEYS[k])\n"
+	"    released = released + 1\n"
+	"    if redis.call('EXISTS', KEYS[k + 2]) == 1 then\n"
+	"      redis.pcall('LPUSH', KEYS[k + 1], '1')\n"
+	"      redis.pcall('LTRIM', KEYS[k + 1], 0, 0)\n"
+	"      redis.pcall('PEXPIRE', KEYS[k + 1], ARGV[a + 1])\n"
+	"    end\n"
+	"  end\n"
+	"  local tok = tonumber(ARGV[a + 2])\n"
+	"  if tok > top then top, topstr = tok, ARGV[a + 2] end\n"
+	"end\n"
+	"if top > 0 and tonumber(redis.call('GET', KEYS[1]) or '0') < top then\n"
+	"  redis.call('SET', KEYS[1], topstr)\n"
+	"end\n"
+	"return released\n",
+
+	"if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+	"  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+	"end\n"
+	"return 0\n",
+
+	"local v = redis.call('GET', KEYS[1])\n"
+	"if not v then return {} end\n"
+	"return {v, redis.call('PTTL', KEYS[1])}\n",
+};
+
+static char script_sha[NSCRIPTS][41];
+
+const char *
+redis_script_source(int script)
+{
+	return script_src[script];
+}
+
+/* SHA-1 of each script, as EVALSHA wants it; computed once per backend. */
+static void
+compute_script_shas(void)
+{
+	int			i;
+
+	if (script_sha[0][0] != '\0')
+		return;
+	for (i = 0; i < NSCRIPTS; i++)
+	{
+		pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA1);
+		uint8		digest[20];
+		int			j;
+
+		if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+			pg_cryptohash_update(ctx, (const uint8 *) script_src[i],
+								 strlen(script_src[i])) < 0 ||
+			pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+			elog(ERROR, "could not compute SHA-1 of a lockext script");
+		pg_cryptohash_free(ctx);
+		for (j = 0; j < 20; j++)
+			sprintf(&script_sha[i][j * 2], "%02x", digest[j]);
+	}
+}
+
+static inline int
+quorum_of(int n)
+{
+	return n / 2 + 1;
+}
+
+static inline bool
+is_noscript(const RedisResult *r)
+{
+	return r->outcome == RNODE_ERROR_REPLY && r->reply != NULL &&
+		r->reply->type == REDIS_REPLY_ERROR &&
+		strncmp(r->reply->str, "NOSCRIPT", 8) == 0;
+}
+
+/* The caller's predicate, for enough_or_noscript(). */
+static RedisEnoughFn script_enough = NULL;
+
+/*
+ * The EVALSHA round may also stop once a majority answered and some of
+ * them need the script again (after a restart or SCRIPT FLUSH): waiting
+ * for a paused node would only delay the EVAL to the nodes that are there.
+ */
+static bool
+enough_or_noscript(const RedisResult *results, int n)
+{
+	int			answered = 0;
+	int			noscript = 0;
+	int			i;
+
+	if (script_enough && script_enough(results, n))
+		return true;
+	for (i = 0; i < n; i++)
+	{
+		if (results[i].outcome == RNODE_OK)
+			answered++;
+		else if (is_noscript(&results[i]))
+		{
+			answered++;
+			noscript++;
+		}
+	}
+	return noscript > 0 && answered >= quorum_of(n);
+}
+
+/* The arguments of EVALSHA (by_sha) or EVAL of a script; returns argc. */
+static int
+script_argv(int script, bool by_sha, int nkeys, const char **keys,
+			int nargs, const char **args, char *nkeys_str,
+			const char **argv, size_t *argvlen)
+{
+	int			argc = 0;
+	int			i;
+
+	Assert(nkeys + nargs <= 7);
+	compute_script_shas();
+	sprintf(nkeys_str, "%d", nkeys);
+	argv[argc++] = by_sha ? "EVALSHA" : "EVAL";
+	argv[argc++] = by_sha ? script_sha[script] : script_src[script];
+	argv[argc++] = nkeys_str;
+	for (i = 0; i < nkeys; i++)
+		argv[argc++] = keys[i];
+	for (i = 0; i < nargs; i++)
+		argv[argc++] = args[i];
+	for (i = 0; i < argc; i++)
+		argvlen[i] = strlen(argv[i]);
+	return argc;
+}
+
+/*
+ * Run a script on the given nodes: EVALSHA, and EVAL (which caches it
+ * again) on the nodes that answer NOSCRIPT after a SCRIPT FLUSH or a
+ * restart.  undo, when given, is sent behind it where its answer is not
+ * learned (see redis_run).
+ */
+void
+redis_run_script(RedisNode **nodes, int n, int script, int nkeys,
+				 const char **keys, int nargs, const char **args,
+				 const char *undo, size_t undo_len, int64 extra_ms, bool quiet,
+				 RedisEnoughFn enough, RedisResult *results)
+{
+	const char *argv[3 + 7];
+	size_t		argvlen[3 + 7];
+	char		nkeys_str[8];
+	RedisCommand cmd;
+	RedisNode  *again[LOCKEXT_MAX_NODES];
+	int			again_at[LOCKEXT_MAX_NODES];
+	int			nagain = 0;
+	int			i;
+
+	cmd.argc = script_argv(script, true, nkeys, keys, nargs, args, nkeys_str,
+						   argv, argvlen);
+	cmd.argv = argv;
+	cmd.argvlen = argvlen;
+	script_enough = enough;
+	redis_run(nodes, n, &cmd, undo, undo_len, extra_ms, quiet,
+			  enough ? enough_or_noscript : NULL, results);
+
+	for (i = 0; i < n; i++)
+		if (is_noscript(&results[i]))
+		{
+			redis_results_free(&results[i], 1);
+			again_at[nagain] = i;
+			again[nagain++] = nodes[i];
+		}
+	if (nagain > 0)
+	{
+		RedisResult res2[LOCKEXT_MAX_NODES];
+
+		argv[0] = "EVAL";
+		argv[1] = script_src[script];
+		argvlen[0] = 4;
+		argvlen[1] = strlen(script_src[script]);
+		cmd.argv = argv;
+		cmd.argvlen = argvlen;
+		redis_run(again, nagain, &cmd, undo, undo_len, extra_ms, quiet, NULL, res2);
+		for (i = 0; i < nagain; i++)
+			results[again_at[i]] = res2[i];
+	}
+}
+
+/*
+ * The command of a script by EVAL (never needs NOSCRIPT handling), for
+ * commands nobody waits for.  argv/argvlen must have room for 3 + nkeys +
+ * nargs; keys and args are copied as pointers.
+ */
+void
+redis_script_eval_argv(int script, int nkeys, const char **keys,
+					   const size_t *keylens, int nargs, const char **args,
+					   const size_t *arglens, char *nkeys_str,
+					   RedisCommand *cmd, const char **argv, size_t *argvlen)
+{
+	int			argc = 0;
+	int			i;
+
+	sprintf(nkeys_str, "%d", nkeys);
+	argv[argc] = "EVAL";
+	argvlen[argc++] = 4;
+	argv[argc] = script_src[script];
+	argvlen[argc++] = strlen(script_src[script]);
+	argv[argc] = nkeys_str;
+	argvlen[argc++] = strlen(nkeys_str);
+	for (i = 0; i < nkeys; i++)
+	{
+		argv[argc] = keys[i];
+		argvlen[argc++] = keylens[i];
+	}
+	for (i = 0; i < nargs; i++)
+	{
+		argv[argc] = args[i];
+		argvlen[argc++] = arglens[i];
+	}
+	cmd->argc = argc;
+	cmd->argv = argv;
+	cmd->argvlen = argvlen;
+}
