@@ -169,12 +169,14 @@ acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
 			break;
 		}
 
-		if (res.granted > 0)
+		if (res.granted > 0 && res.holder == NULL)
 		{
 			/*
 			 * A split vote (or too slow a majority): every contender gave
 			 * back its grants.  Retry after a random delay so they do not
-			 * collide again in lock-step.
+			 * collide again in lock-step.  (With a holder in sight, wait
+			 * for its release instead: some node may just have missed its
+			 * grant.)
 			 */
 			wait_ms = Min(left_ms, 1 + (int64) pg_prng_uint64_range(&pg_global_prng_state, 0, 50));
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
