@@ -139,6 +139,7 @@ cmp_ok($calls, '<', 40, "in $calls Redis commands over 1.5 s, not a busy loop");
 $s->query_safe("SELECT dlock_release('wt')");
 $redis->cli('DEL', 'lockext:wake:wt');
 
+my $got;
 # 5. An infinite wait on a holder without a known lease (a foreign value
 #    without TTL): no overflow, no reconnect loop; statement_timeout ends it.
 $redis->cli('SET', 'lockext:lock:inf', 'not lockext');
@@ -152,7 +153,20 @@ $stats = $redis->cli('INFO', 'commandstats');
 $calls = 0;
 $calls += $1 while $stats =~ /cmdstat_(?:evalsha|eval|blpop):calls=(\d+)/g;
 cmp_ok($calls, '<', 10, "and $calls lock commands");
+# The holder vanishes without a wake-up (its key deleted): an infinite wait
+# rechecks within 10 s rather than sleeping on forever.
+my $inf = $b->background_psql('postgres', on_error_stop => 0);
+$inf->query_safe("SET statement_timeout = '30s'");
+$inf->query_until(qr/queued/, "\\echo queued\nBEGIN; SELECT dlock_acquire('inf', 'Infinity') > 0;\n");
+usleep(500_000);
 $redis->cli('DEL', 'lockext:lock:inf');
+$t0 = time;
+$got = $inf->query("SELECT 'got it'");
+my $took = time - $t0;
+like($got, qr/^t\ngot it$/m, 'an infinite wait whose holder vanished without a wake-up gets the lock');
+cmp_ok($took, '<', 12, "within the 10 s wake-up cap (${took}s)");
+$inf->query_safe('COMMIT');
+$inf->quit;
 
 # 6. A quorum waiter wakes on the first node that signals: a paused
 #    minority member must not hold every handoff up for the holder's lease.
@@ -171,7 +185,7 @@ usleep(20_000) while $q[0]->cli('INFO', 'clients') !~ /blocked_clients:1/ && tim
 like($q[0]->cli('INFO', 'clients'), qr/blocked_clients:1/, 'the quorum waiter waits for a wake-up');
 $t0 = time;
 $qa->query_safe("SELECT dlock_release('qk')");
-my $got = $qb->query("SELECT 'woken'");
+$got = $qb->query("SELECT 'woken'");
 my $handoff = time - $t0;
 like($got, qr/^t\nwoken$/m, 'the quorum waiter got the lock');
 cmp_ok($handoff, '<', 2, "${handoff}s after the release, with a paused member (lease 20 s)");
