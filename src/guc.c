@@ -29,6 +29,7 @@ int			lockext_fallback = LOCKEXT_FALLBACK_OFF;
 int			lockext_connect_timeout_ms = 1000;
 int			lockext_command_timeout_ms = 1000;
 int			lockext_verify_on_commit = LOCKEXT_VERIFY_AUTO;
+bool		lockext_preloaded = false;
 bool		lockext_session_locks = true;
 
 /* Shorter leases cannot outlast the clock-drift allowance (1% + 2 ms). */
@@ -72,11 +73,6 @@ typedef struct ParsedNodes
 } ParsedNodes;
 
 static ParsedNodes *parsed_nodes = NULL;
-static uint64 parsed_generation = 0;
-
-/* The node set built from parsed_nodes, and the generation it reflects. */
-static RedisNodeSet *current_set = NULL;
-static uint64 current_generation = 0;
 
 /*
  * May a value from this source that does not parse be kept as "broken"?
@@ -139,10 +135,11 @@ check_redis_nodes(char **newval, void **extra, GucSource source)
 
 /* Must not fail: the node set is (re)built lazily by lockext_redis_nodes(). */
 static void
-assign_redis_nodes(const char *newval pg_attribute_unused(), void *extra pg_attribute_unused())
+assign_redis_nodes(const char *newval pg_attribute_unused(), void *extra)
 {
 	parsed_nodes = (ParsedNodes *) extra;
-	parsed_generation++;
+	redis_nodes_configure(parsed_nodes ? parsed_nodes->urls : NULL,
+						  parsed_nodes ? parsed_nodes->n : 0);
 }
 
 /* Non-superusers see the list with passwords masked. */
@@ -182,99 +179,11 @@ check_namespace(char **newval, void **extra pg_attribute_unused(), GucSource sou
 }
 
 void
-redis_nodeset_release(RedisNodeSet *set)
-{
-	int			i;
-
-	if (set == NULL || --set->refcount > 0)
-		return;
-	for (i = 0; i < set->n; i++)
-	{
-		redis_disconnect(&set->nodes[i]);
-		redis_forget_redo(&set->nodes[i]);
-	}
-	pfree(set);
-}
-
-/*
- * The node set in use, as it is: never rebuilt and never an ERROR, for
- * process exit.  NULL when none.
- */
-RedisNodeSet *
-lockext_redis_nodes_in_use(void)
-{
-	return current_set;
-}
-
-static bool
-same_url(const RedisUrl *a, const RedisUrl *b)
-{
-	return a->kind == b->kind && a->port == b->port && a->db == b->db &&
-		a->has_password == b->has_password &&
-		strcmp(a->host, b->host) == 0 && strcmp(a->path, b->path) == 0 &&
-		strcmp(a->user, b->user) == 0 && strcmp(a->password, b->password) == 0;
-}
-
-/* Does the current node set already reflect these URLs? */
-static bool
-same_nodes(const RedisNodeSet *set, const ParsedNodes *parsed)
-{
-	int			n = parsed ? parsed->n : 0;
-	int			i;
-
-	if ((set ? set->n : 0) != n)
-		return false;
-	for (i = 0; i < n; i++)
-		if (!same_url(&set->nodes[i].url, &parsed->urls[i]))
-			return false;
-	return true;
-}
-
-/*
- * The configured node set, NULL when none (or when the configured value is
- * broken: see lockext_current_backend()).  The caller borrows it; a hold
- * that keeps it must take a reference (refcount++).
- *
- * Every reload re-assigns the setting; when the nodes did not change, the
- * set and its open connections are kept.
- */
-RedisNodeSet *
-lockext_redis_nodes(void)
-{
-	if (current_generation != parsed_generation &&
-		same_nodes(current_set, parsed_nodes))
-		current_generation = parsed_generation;
-	if (current_generation != parsed_generation)
-	{
-		RedisNodeSet *set = NULL;
-		int			n = parsed_nodes ? parsed_nodes->n : 0;
-
-		if (n > 0)
-		{
-			int			i;
-
-			set = MemoryContextAllocZero(TopMemoryContext,
-										 offsetof(RedisNodeSet, nodes) +
-										 n * sizeof(RedisNode));
-			set->refcount = 1;
-			set->n = n;
-			for (i = 0; i < n; i++)
-			{
-				set->nodes[i].url = parsed_nodes->urls[i];
-				redis_url_display(&set->nodes[i].url, set->nodes[i].display,
-								  sizeof(set->nodes[i].display));
-			}
-		}
-		redis_nodeset_release(current_set);
-		current_set = set;
-		current_generation = parsed_generation;
-	}
-	return current_set;
-}
-
-void
 lockext_define_gucs(void)
 {
+	/* children of the postmaster inherit this */
+	lockext_preloaded = process_shared_preload_libraries_in_progress;
+
 	DefineCustomEnumVariable("lockext.backend",
 							 "Where dlocks live.",
 							 "auto chooses redis when lockext.redis_nodes is set, "

@@ -74,6 +74,80 @@ scope_mode(DlockScope scope)
 }
 
 /*
+ * The pid of another backend that holds key's local lock, or 0: what
+ * pg_locks would show.  GetLockStatusData() takes every partition lock, so
+ * only error paths call this.
+ */
+static int
+local_holder_pid(uint64 hash)
+{
+	LOCKTAG		tag;
+	LockData   *data;
+	int			i;
+
+	local_lock_set_tag(&tag, hash);
+	data = GetLockStatusData();
+	for (i = 0; i < data->nelements; i++)
+	{
+		LockInstanceData *inst = &data->locks[i];
+
+		if (inst->holdMask != 0 && inst->pid != MyProcPid &&
+			memcmp(&inst->locktag, &tag, sizeof(LOCKTAG)) == 0)
+			return inst->pid;
+	}
+	return 0;
+}
+
+/*
+ * 55P03 for a lock not acquired: "within N seconds" after a wait, without
+ * it for a try-once call (timeout 0).  The detail names the holder: what
+ * the backend saw (busy_detail: Redis's answer), else the local holder's
+ * pid.  Shared by the SQL layer and the local queue's own timed-out wait.
+ */
+void
+lockext_report_busy(const char *key, uint64 hash, int64 timeout_ms,
+					const char *busy_detail)
+{
+	char	   *msg;
+	char	   *detail;
+
+	if (timeout_ms == 0)
+		msg = psprintf("could not acquire lock \"%s\"", key);
+	else
+	{
+		double		secs = timeout_ms / 1000.0;
+
+		/* like errmsg_plural, but for non-integers: 1 second, 0.3 seconds */
+		msg = psprintf(secs == 1.0 ?
+					   "could not acquire lock \"%s\" within %g second" :
+					   "could not acquire lock \"%s\" within %g seconds",
+					   key, secs);
+	}
+
+	if (busy_detail != NULL)
+		detail = psprintf(timeout_ms == 0 ?
+						  "Another session holds the lock: %s." :
+						  "Another session held the lock for the whole timeout: %s.",
+						  busy_detail);
+	else
+	{
+		int			pid = local_holder_pid(hash);
+
+		if (pid != 0)
+			detail = psprintf("Lock \"%s\" is held by process %d.", key, pid);
+		else
+			detail = pstrdup(timeout_ms == 0 ?
+							 "Another session holds the lock." :
+							 "Another session held the lock for the whole timeout.");
+	}
+
+	ereport(ERROR,
+			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+			 errmsg_internal("%s", msg),
+			 errdetail_internal("%s", detail)));
+}
+
+/*
  * Wait in the lock manager for at most timeout_ms (-1: forever).  The bound
  * is lock_timeout at a GUC nest level of our own, as ri_triggers.c does;
  * its error becomes our 55P03.  Cancel, statement_timeout, termination
@@ -104,7 +178,7 @@ local_lock_wait(DlockEntry *entry, LOCKMODE mode, bool session,
 		if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
 		{
 			FlushErrorState();
-			lockext_report_timeout(entry->key, timeout_ms);
+			lockext_report_busy(entry->key, entry->hash, timeout_ms, NULL);
 		}
 		FreeErrorData(edata);
 		PG_RE_THROW();
@@ -262,7 +336,8 @@ advisory_draw_token(DlockEntry *entry)
 
 static bool
 advisory_acquire(DlockEntry *entry, DlockScope scope, int64 timeout_ms,
-				 int64 lease_ms pg_attribute_unused())
+				 int64 lease_ms pg_attribute_unused(),
+				 char **busy_detail pg_attribute_unused())
 {
 	return local_lock_acquire(entry, scope, timeout_ms);
 }

@@ -101,11 +101,13 @@ typedef struct DlockBackend
 
 	/*
 	 * Take the lock.  timeout_ms: 0 try once, -1 wait forever.  Returns
-	 * false when the lock is busy after the timeout; may ERROR (55P03 on a
+	 * false when the lock is busy after the timeout, with what the backend
+	 * saw of the holder in *busy_detail (or NULL); may ERROR (55P03 on a
 	 * timed-out wait, 57014 on cancel, 40P01 on deadlock).
 	 */
 	bool		(*acquire) (DlockEntry *entry, DlockScope scope,
-							int64 timeout_ms, int64 lease_ms);
+							int64 timeout_ms, int64 lease_ms,
+							char **busy_detail);
 
 	/*
 	 * The last hold of a scope ended.  xact_end: at transaction or
@@ -188,6 +190,7 @@ extern int	lockext_fallback;
 extern int	lockext_connect_timeout_ms;
 extern int	lockext_command_timeout_ms;
 extern int	lockext_verify_on_commit;
+extern bool lockext_preloaded;	/* loaded by shared_preload_libraries */
 extern bool lockext_session_locks;
 extern const int lockext_min_lease_ms;
 
@@ -205,7 +208,7 @@ extern uint64 registry_hash_key(const char *key, int keylen);
 extern DlockEntry *registry_lookup(const char *key, int keylen);
 extern DlockEntry *registry_acquire(const char *key, int keylen,
 									DlockScope scope, int64 timeout_ms,
-									int64 lease_ms);
+									int64 lease_ms, char **busy_detail);
 extern bool registry_release_session(DlockEntry *entry);
 extern int	registry_release_all_session(void);
 extern int	registry_count(void);
@@ -213,14 +216,15 @@ extern void registry_foreach(void (*fn) (DlockEntry *entry, void *arg),
 							 void *arg);
 
 /* sql_api.c */
-extern char *lockext_busy_detail;
-extern void lockext_report_timeout(const char *key, int64 timeout_ms) pg_attribute_noreturn();
+
 extern bool lockext_in_alter_system;
 
 /* local_lock.c: the advisory backend, and the local queue others share */
 extern const DlockBackend advisory_backend;
 extern void local_lock_init(void);
 extern void local_lock_set_tag(LOCKTAG *tag, uint64 hash);
+extern void lockext_report_busy(const char *key, uint64 hash, int64 timeout_ms,
+								const char *busy_detail) pg_attribute_noreturn();
 extern bool local_lock_acquire(DlockEntry *entry, DlockScope scope,
 							   int64 timeout_ms);
 extern void local_lock_release(DlockEntry *entry, DlockScope scope,

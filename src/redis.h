@@ -111,7 +111,8 @@ typedef struct RedisRelease
 	RedisHold  *hold;
 } RedisRelease;
 
-/* guc.c keeps the configured node set */
+/* redis_nodes.c: the configured node set */
+extern void redis_nodes_configure(const RedisUrl *urls, int n);
 extern RedisNodeSet *lockext_redis_nodes(void);
 extern RedisNodeSet *lockext_redis_nodes_in_use(void);
 extern void redis_nodeset_release(RedisNodeSet *set);

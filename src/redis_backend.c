@@ -105,7 +105,7 @@ report_refusal(const char *key, RedisAcquireResult *res)
  */
 static bool
 acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
-			   int64 timeout_ms, int64 lease_ms)
+			   int64 timeout_ms, int64 lease_ms, char **busy_detail)
 {
 	int64		deadline_us = timeout_ms < 0 ? PG_INT64_MAX :
 		start_us + timeout_ms * 1000;
@@ -165,7 +165,7 @@ acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
 		left_ms = (deadline_us - lockext_now_us()) / 1000;
 		if (timeout_ms == 0 || left_ms <= 0)
 		{
-			lockext_busy_detail = MemoryContextStrdup(caller, res.detail.data);
+			*busy_detail = MemoryContextStrdup(caller, res.detail.data);
 			break;
 		}
 
@@ -222,14 +222,14 @@ acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
  */
 static bool
 acquire_remote_guarded(DlockEntry *entry, DlockScope scope, RedisHold *hold,
-					   int64 timeout_ms, int64 lease_ms)
+					   int64 timeout_ms, int64 lease_ms, char **busy_detail)
 {
 	volatile bool granted = false;
 
 	PG_TRY();
 	{
 		granted = acquire_remote(entry, hold, lockext_now_us(), timeout_ms,
-								 lease_ms);
+								 lease_ms, busy_detail);
 	}
 	PG_CATCH();
 	{
@@ -244,7 +244,7 @@ acquire_remote_guarded(DlockEntry *entry, DlockScope scope, RedisHold *hold,
 
 static bool
 redis_acquire(DlockEntry *entry, DlockScope scope, int64 timeout_ms,
-			  int64 lease_ms)
+			  int64 lease_ms, char **busy_detail)
 {
 	bool		other_scope_held = scope == DLOCK_SCOPE_SESSION ?
 		entry->xact_holds > 0 : entry->session_holds > 0;
@@ -259,6 +259,18 @@ redis_acquire(DlockEntry *entry, DlockScope scope, int64 timeout_ms,
 		return local_lock_acquire(entry, scope, timeout_ms);
 
 	set = configured_nodes();
+
+	/*
+	 * Preloading is required: before the library loads in a session, its
+	 * settings are placeholders anyone can read or set, and shared state
+	 * (the lease keeper's) can only be set up at server start.
+	 */
+	if (!lockext_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the redis backend of lockext requires the library to be preloaded"),
+				 errdetail("lockext was loaded into this session only, not at server start."),
+				 errhint("Add lockext to shared_preload_libraries and restart the server, or set lockext.backend to \"advisory\".")));
 	if (!local_lock_acquire(entry, scope, timeout_ms))
 		return false;
 
@@ -270,7 +282,8 @@ redis_acquire(DlockEntry *entry, DlockScope scope, int64 timeout_ms,
 	hold = MemoryContextAllocZero(TopMemoryContext, sizeof(RedisHold));
 	hold->set = set;
 	set->refcount++;
-	granted = acquire_remote_guarded(entry, scope, hold, left_ms, lease_ms);
+	granted = acquire_remote_guarded(entry, scope, hold, left_ms, lease_ms,
+									 busy_detail);
 
 	if (!granted || entry->backend != &redis_backend)
 	{

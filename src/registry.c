@@ -272,7 +272,7 @@ alloc_endings(int n)
 
 DlockEntry *
 registry_acquire(const char *key, int keylen, DlockScope scope,
-				 int64 timeout_ms, int64 lease_ms)
+				 int64 timeout_ms, int64 lease_ms, char **busy_detail)
 {
 	uint64		hash = registry_hash_key(key, keylen);
 	DlockEntry *entry;
@@ -313,7 +313,8 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 
 	PG_TRY();
 	{
-		granted = entry->backend->acquire(entry, scope, timeout_ms, lease_ms);
+		granted = entry->backend->acquire(entry, scope, timeout_ms, lease_ms,
+										   busy_detail);
 	}
 	PG_CATCH();
 	{

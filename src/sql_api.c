@@ -146,81 +146,6 @@ _PG_init(void)
 	ProcessUtility_hook = lockext_process_utility;
 }
 
-/* What a backend saw of the holder when it gave up; NULL when nothing. */
-char	   *lockext_busy_detail = NULL;
-
-/*
- * The pid of another backend that holds key's local lock, or 0: what
- * pg_locks would show.  GetLockStatusData() takes every partition lock, so
- * only error paths call this.
- */
-static int
-local_holder_pid(const char *key)
-{
-	LOCKTAG		tag;
-	LockData   *data;
-	int			i;
-
-	local_lock_set_tag(&tag, registry_hash_key(key, strlen(key)));
-	data = GetLockStatusData();
-	for (i = 0; i < data->nelements; i++)
-	{
-		LockInstanceData *inst = &data->locks[i];
-
-		if (inst->holdMask != 0 && inst->pid != MyProcPid &&
-			memcmp(&inst->locktag, &tag, sizeof(LOCKTAG)) == 0)
-			return inst->pid;
-	}
-	return 0;
-}
-
-/*
- * 55P03 for a lock not acquired: "within N seconds" after a wait, without
- * it for a try-once call (timeout 0).  The detail names the holder: what
- * Redis told, else the local holder's pid.
- */
-void
-lockext_report_timeout(const char *key, int64 timeout_ms)
-{
-	char	   *msg;
-	char	   *detail;
-
-	if (timeout_ms == 0)
-		msg = psprintf("could not acquire lock \"%s\"", key);
-	else
-	{
-		double		secs = timeout_ms / 1000.0;
-
-		/* like errmsg_plural, but for non-integers: 1 second, 0.3 seconds */
-		msg = psprintf(secs == 1.0 ?
-					   "could not acquire lock \"%s\" within %g second" :
-					   "could not acquire lock \"%s\" within %g seconds",
-					   key, secs);
-	}
-
-	if (lockext_busy_detail != NULL)
-		detail = psprintf(timeout_ms == 0 ?
-						  "Another session holds the lock: %s." :
-						  "Another session held the lock for the whole timeout: %s.",
-						  lockext_busy_detail);
-	else
-	{
-		int			pid = local_holder_pid(key);
-
-		if (pid != 0)
-			detail = psprintf("Lock \"%s\" is held by process %d.", key, pid);
-		else
-			detail = pstrdup(timeout_ms == 0 ?
-							 "Another session holds the lock." :
-							 "Another session held the lock for the whole timeout.");
-	}
-
-	ereport(ERROR,
-			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-			 errmsg_internal("%s", msg),
-			 errdetail_internal("%s", detail)));
-}
-
 /* Argument 0 as a validated key; *keylen receives its length. */
 static char *
 get_key_arg(FunctionCallInfo fcinfo, int *keylen)
@@ -326,6 +251,7 @@ acquire_common(FunctionCallInfo fcinfo, DlockScope scope, bool try_only)
 	int64		timeout_ms = try_only ? 0 : get_timeout_arg(fcinfo, 1);
 	int64		lease_ms = get_lease_arg(fcinfo, try_only ? 1 : 2);
 	DlockEntry *entry;
+	char	   *busy = NULL;
 
 	/*
 	 * 55000, as PostgreSQL uses for a feature its configuration turned off
@@ -338,15 +264,15 @@ acquire_common(FunctionCallInfo fcinfo, DlockScope scope, bool try_only)
 				 errdetail("lockext.session_locks is off, as it should be where a connection pooler in transaction mode shares server sessions among clients."),
 				 errhint("Use dlock_acquire() or dlock_try_acquire() inside a transaction: transaction-scoped locks end with the transaction.")));
 
-	lockext_busy_detail = NULL;
-	entry = registry_acquire(key, keylen, scope, timeout_ms, lease_ms);
+	entry = registry_acquire(key, keylen, scope, timeout_ms, lease_ms, &busy);
 	if (entry != NULL && scope == DLOCK_SCOPE_XACT)
 		warn_if_released_at_once(fcinfo, try_only ?
 								 "dlock_try_acquire()" : "dlock_acquire()");
 	if (try_only)
 		PG_RETURN_BOOL(entry != NULL);
 	if (entry == NULL)
-		lockext_report_timeout(key, timeout_ms);
+		lockext_report_busy(key, registry_hash_key(key, keylen), timeout_ms,
+							busy);
 	if (!entry->has_token)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(entry->token);

@@ -7,7 +7,8 @@
 # of spinning; a quorum waiter wakes on the first node that signals; an
 # infinite wait with an unknown holder lease neither overflows nor spins;
 # the wait loop frees its memory per attempt; the sockets are close-on-exec
-# and waited on with one WaitEventSet per backend.
+# and waited on with one WaitEventSet per backend; the redis backend needs
+# the library preloaded.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -267,6 +268,23 @@ $c->query_safe("COPY (SELECT 1) TO PROGRAM 'ls -l /proc/self/fd/ > $dir/fds.txt'
 my $fds = slurp_file("$dir/fds.txt");
 unlike($fds, qr/socket:\[$ri[0]\]/, 'a program run by COPY TO PROGRAM does not inherit the Redis socket');
 $c->quit;
+
+# 9. Without shared_preload_libraries the redis backend refuses (55000);
+#    the advisory backend works with zero setup.
+my $np = PostgreSQL::Test::Cluster->new('nopreload');
+$np->init;
+$np->start;
+$np->safe_psql('postgres', 'CREATE EXTENSION lockext');
+my $url = $redis->url;
+like(outcome($np, "SET lockext.redis_nodes = '$url'; BEGIN; SELECT dlock_acquire('np'); COMMIT"),
+	qr/^55000: the redis backend of lockext requires the library to be preloaded/,
+	'not preloaded: an acquire on Redis fails with 55000');
+my ($ret, $out, $err) = $np->psql('postgres', "SET lockext.redis_nodes = '$url'; BEGIN; SELECT dlock_acquire('np'); COMMIT");
+like($err, qr/HINT:  Add lockext to shared_preload_libraries/, 'with a hint naming shared_preload_libraries');
+is(exists_key('np'), '0', 'and nothing was taken in Redis');
+like(outcome($np, "BEGIN; SELECT dlock_acquire('np') > 0; COMMIT"), qr/^ok: t/,
+	'the advisory backend works without preloading');
+$np->stop;
 
 $s->quit;
 $sg->quit;
