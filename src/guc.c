@@ -281,6 +281,15 @@ lockext_define_gucs(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomIntVariable("lockext.max_tracked_locks",
+							"Most holds and waits dlock_locks tracks in shared memory.",
+							"Beyond it locking goes on, and dlock_locks warns that rows are missing.",
+							&lockext_max_tracked_locks,
+							1000000, 0, INT_MAX,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("lockext");
 }
 

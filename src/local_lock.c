@@ -165,6 +165,8 @@ local_lock_wait(DlockEntry *entry, LOCKMODE mode, bool session,
 			 (timeout_ms < 0 || timeout_ms > INT_MAX) ? 0 : (int) timeout_ms);
 	(void) set_config_option("lock_timeout", buf, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	/* dlock_locks shows the wait; the registry ends it */
+	shared_locks_wait_start(entry, NULL, 0);
 	PG_TRY();
 	{
 		(void) LockAcquire(&entry->tag, mode, session, false);

@@ -76,6 +76,8 @@ typedef struct DlockEntry
 	int64		token;
 	TimestampTz acquired_at;
 	TimestampTz lease_expires_at;	/* 0 when the backend has no lease */
+	bool		session_untracked;	/* no dlock_locks row: cap reached */
+	bool		xact_untracked;
 	void	   *backend_data;	/* the backend's own state of this hold */
 } DlockEntry;
 
@@ -198,6 +200,52 @@ extern void lockext_define_gucs(void);
 extern const DlockBackend *lockext_current_backend(void);
 
 
+/*
+ * shared_locks.c: every hold and wait on this instance, in shared memory,
+ * for the dlock_locks view.  One row per (backend, kind, key).
+ */
+#define LOCKEXT_ROW_XACT	0
+#define LOCKEXT_ROW_SESSION	1
+#define LOCKEXT_ROW_WAIT	2
+
+typedef struct SharedLockKey
+{
+	int32		pid;
+	int32		kind;			/* LOCKEXT_ROW_* */
+	uint64		hash;
+} SharedLockKey;
+
+typedef struct SharedLockRow
+{
+	SharedLockKey key;
+	Oid			dboid;
+	Oid			userid;
+	char		state;			/* 'h' held, 'w' waiting */
+	char		backend[12];
+	bool		has_token;
+	int64		token;
+	TimestampTz since;			/* acquired_at, or the wait's start */
+	TimestampTz lease_expires_at;	/* 0: no lease */
+	char		blocker_instance[64];	/* a remote holder, for a wait */
+	int32		blocker_pid;
+	int32		keylen;
+	uint64		keytext;		/* dsa_pointer of the key text */
+} SharedLockRow;
+
+extern int	lockext_max_tracked_locks;
+extern void shared_locks_install_hooks(void);
+extern bool shared_locks_available(void);
+extern void shared_locks_publish(DlockEntry *entry, DlockScope scope);
+extern void shared_locks_unpublish(DlockEntry *entry, DlockScope scope);
+extern void shared_locks_wait_start(DlockEntry *entry,
+									const char *blocker_instance,
+									int blocker_pid);
+extern void shared_locks_wait_end(void);
+extern void shared_locks_forget_backend(void);
+extern uint64 shared_locks_scan(void (*fn) (const SharedLockRow *row,
+											const char *key, int kind,
+											void *arg), void *arg);
+
 /* redis_backend.c (the Redis layers have their own header, redis.h) */
 extern const DlockBackend redis_backend;
 
@@ -210,6 +258,7 @@ extern DlockEntry *registry_acquire(const char *key, int keylen,
 									DlockScope scope, int64 timeout_ms,
 									int64 lease_ms, char **busy_detail);
 extern bool registry_release_session(DlockEntry *entry);
+extern void registry_republish(DlockEntry *entry);
 extern int	registry_release_all_session(void);
 extern int	registry_count(void);
 extern void registry_foreach(void (*fn) (DlockEntry *entry, void *arg),

@@ -68,6 +68,19 @@ note_lease(DlockEntry *entry, RedisHold *hold)
 		(hold->valid_until_us - lockext_now_us());
 }
 
+/* dlock_locks shows the wait and, when Redis named it, the holder. */
+static void
+publish_wait(DlockEntry *entry, const char *holder)
+{
+	DlockHolderInfo info;
+
+	memset(&info, 0, sizeof(info));
+	if (holder != NULL && redis_parse_owner(holder, &info))
+		shared_locks_wait_start(entry, info.instance, info.pid);
+	else
+		shared_locks_wait_start(entry, NULL, 0);
+}
+
 /* Nodes refused the acquire outright: no fallback, the setup is wrong. */
 static void
 report_refusal(const char *key, RedisAcquireResult *res)
@@ -193,6 +206,7 @@ acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
 		wait_ms = Min(left_ms, MAX_WAKE_WAIT_MS);
 		if (res.holder_pttl_ms >= 0)
 			wait_ms = Min(wait_ms, res.holder_pttl_ms + 1);
+		publish_wait(entry, res.holder);
 		MemoryContextSwitchTo(attempt_cxt);
 		if (redis_proto_wait(hold->set, entry->key, wait_ms))
 			backoff_ms = 10;

@@ -125,6 +125,18 @@ check_same_key(DlockEntry *entry, const char *key, int keylen)
 }
 
 /*
+ * The last hold of a scope of entry ended: its dlock_locks row goes, and
+ * the backend releases the lock.  Never ERRORs.
+ */
+static void
+release_scope(DlockEntry *entry, DlockScope scope, bool lockmgr_releases,
+			  bool is_abort)
+{
+	shared_locks_unpublish(entry, scope);
+	entry->backend->release(entry, scope, lockmgr_releases, is_abort);
+}
+
+/*
  * Session holds can vanish behind our back: pg_advisory_unlock_all() and
  * DISCARD ALL release every session lock of the user lock method.
  */
@@ -136,7 +148,7 @@ sync_entry(DlockEntry *entry)
 	{
 		entry->session_holds = 0;
 		/* the local lock is gone; let the backend drop the rest */
-		entry->backend->release(entry, DLOCK_SCOPE_SESSION, true, false);
+		release_scope(entry, DLOCK_SCOPE_SESSION, true, false);
 	}
 }
 
@@ -224,7 +236,7 @@ static void
 end_xact_holds(DlockEntry *entry, bool lockmgr_releases, bool is_abort)
 {
 	unlink_xact_entry(entry);
-	entry->backend->release(entry, DLOCK_SCOPE_XACT, lockmgr_releases, is_abort);
+	release_scope(entry, DLOCK_SCOPE_XACT, lockmgr_releases, is_abort);
 	forget_if_unheld(entry);
 }
 
@@ -250,12 +262,14 @@ end_holds(DlockEnding *ends, int n, bool lockmgr_releases, bool is_abort)
 			ends[nmany++] = ends[i];
 			ends[i] = tmp;
 		}
+	for (i = 0; i < nmany; i++)
+		shared_locks_unpublish(ends[i].entry, ends[i].scope);
 	if (nmany > 0)
 		ends[0].entry->backend->release_many(ends, nmany, lockmgr_releases,
 											 is_abort);
 	for (i = nmany; i < n; i++)
-		ends[i].entry->backend->release(ends[i].entry, ends[i].scope,
-										lockmgr_releases, is_abort);
+		release_scope(ends[i].entry, ends[i].scope, lockmgr_releases,
+					  is_abort);
 	for (i = 0; i < n; i++)
 		forget_if_unheld(ends[i].entry);
 }
@@ -318,10 +332,12 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 	}
 	PG_CATCH();
 	{
+		shared_locks_wait_end();
 		forget_if_unheld(entry);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	shared_locks_wait_end();
 
 	if (!granted)
 	{
@@ -344,7 +360,7 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 			if (scope == DLOCK_SCOPE_SESSION)
 			{
 				entry->session_holds = 0;
-				entry->backend->release(entry, scope, false, false);
+				release_scope(entry, scope, false, false);
 				forget_if_unheld(entry);
 			}
 			else
@@ -356,7 +372,18 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 	else
 		add_hold(entry, scope);
 
+	shared_locks_publish(entry, scope);
 	return entry;
+}
+
+/* entry's token or lease changed (dlock_extend): update its rows. */
+void
+registry_republish(DlockEntry *entry)
+{
+	if (entry->session_holds > 0)
+		shared_locks_publish(entry, DLOCK_SCOPE_SESSION);
+	if (entry->xact_holds > 0)
+		shared_locks_publish(entry, DLOCK_SCOPE_XACT);
 }
 
 bool
@@ -366,7 +393,7 @@ registry_release_session(DlockEntry *entry)
 		return false;
 	if (--entry->session_holds == 0)
 	{
-		entry->backend->release(entry, DLOCK_SCOPE_SESSION, false, false);
+		release_scope(entry, DLOCK_SCOPE_SESSION, false, false);
 		forget_if_unheld(entry);
 	}
 	return true;
@@ -631,12 +658,14 @@ registry_exit_callback(int code pg_attribute_unused(), Datum arg pg_attribute_un
 
 		if (entry->session_holds == 0 && entry->xact_holds == 0)
 			continue;
+		if (entry->session_holds > 0 && entry->xact_holds > 0)
+			shared_locks_unpublish(entry, DLOCK_SCOPE_XACT);
 		entry->session_holds = 0;
 		if (entry->xact_holds > 0)
 			unlink_xact_entry(entry);
 		if (ends == NULL)
 		{
-			entry->backend->release(entry, scope, true, true);
+			release_scope(entry, scope, true, true);
 			continue;
 		}
 		ends[nends].entry = entry;
@@ -649,4 +678,5 @@ registry_exit_callback(int code pg_attribute_unused(), Datum arg pg_attribute_un
 	}
 	if (redis_backend.at_exit)
 		redis_backend.at_exit();
+	shared_locks_forget_backend();
 }

@@ -137,6 +137,9 @@ _PG_init(void)
 {
 	lockext_define_gucs();
 	registry_install_hooks();
+	/* shared state (dlock_locks) only when loaded at server start */
+	if (process_shared_preload_libraries_in_progress)
+		shared_locks_install_hooks();
 
 	prev_executor_run = ExecutorRun_hook;
 	ExecutorRun_hook = lockext_executor_run;
@@ -350,7 +353,10 @@ dlock_extend(PG_FUNCTION_ARGS)
 				(errmsg("lock \"%s\" is not held", key)));
 		PG_RETURN_BOOL(false);
 	}
-	PG_RETURN_BOOL(entry->backend->extend(entry, lease_ms));
+	if (!entry->backend->extend(entry, lease_ms))
+		PG_RETURN_BOOL(false);
+	registry_republish(entry);	/* the new lease end */
+	PG_RETURN_BOOL(true);
 }
 
 PG_FUNCTION_INFO_V1(dlock_token);

@@ -29,9 +29,9 @@ SELECT string_agg(p.proname || '=' || has_function_privilege('plain', p.oid, 'EX
  WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'lockext')
    AND d.classid = 'pg_proc'::regclass}),
 	join(',', map { "$_=t" } qw(dlock_acquire dlock_acquire_session dlock_extend dlock_held
-		dlock_holder dlock_release dlock_release_all dlock_token dlock_try_acquire
-		dlock_try_acquire_session)),
-	'PUBLIC may execute the ten dlock_* functions');
+		dlock_holder dlock_locks_internal dlock_release dlock_release_all dlock_token
+		dlock_try_acquire dlock_try_acquire_session)),
+	'PUBLIC may execute the eleven dlock_* functions (dlock_locks_internal filters by role)');
 is($a->safe_psql('postgres',
 	"SELECT has_sequence_privilege('plain', 'dlock_fence_seq', 'USAGE,UPDATE,SELECT')"),
 	'f', 'but not touch the fence sequence (tokens only come with a lock)');
@@ -43,8 +43,8 @@ is($a->safe_psql('postgres', "SET ROLE plain; SELECT dlock_acquire('as-plain') >
 is($a->safe_psql('postgres', q{
 SELECT string_agg(name || '=' || context, ',' ORDER BY name) FROM pg_settings WHERE name LIKE 'lockext.%'}),
 	'lockext.backend=superuser,lockext.command_timeout=superuser,lockext.connect_timeout=superuser,'
-	  . 'lockext.fallback=superuser,lockext.lease=user,lockext.namespace=superuser,'
-	  . 'lockext.session_locks=superuser,lockext.verify_on_commit=user,lockext.wait_timeout=user',
+	  . 'lockext.fallback=superuser,lockext.lease=user,lockext.max_tracked_locks=sighup,'
+	  . 'lockext.namespace=superuser,lockext.session_locks=superuser,lockext.verify_on_commit=user,lockext.wait_timeout=user',
 	'the settings and who may set them (lockext.redis_nodes has no row: see 080)');
 for my $set ("SET lockext.namespace = 'other'", "SET lockext.fallback = 'advisory'",
 	"SET lockext.backend = 'advisory'", "SET lockext.redis_nodes = 'redis://127.0.0.1:1'",

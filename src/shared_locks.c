@@ -1,0 +1,394 @@
+/*-------------------------------------------------------------------------
+ *
+ * shared_locks.c
+ *	  The shared-memory table of every dlock hold and wait on this instance,
+ *	  by key text: what the dlock_locks view shows (and the lease keeper
+ *	  will read).
+ *
+ * Needs shared_preload_libraries: the control struct is reserved at server
+ * start (shmem_request_hook / shmem_startup_hook, as pg_stat_statements
+ * does).  The rows live in a dshash table in a DSA area created by the
+ * first backend that publishes, so the table grows with use rather than
+ * being sized up front; keys are up to 1 kB and a backend's holds are
+ * unbounded.  lockext.max_tracked_locks caps the rows: beyond it locking
+ * goes on and the rows are counted as missing, which the view reports.
+ *
+ * A backend publishes a row when a scope of a key is first granted, and
+ * when it starts to wait; it removes it when the scope's last hold ends,
+ * or the wait ends, and all of its rows at exit.  Removing never ERRORs
+ * (it runs after the commit record): dshash deletion takes a partition
+ * lock and frees, nothing more.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "lib/dshash.h"
+#include "nodes/pg_list.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/dsa.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "lockext.h"
+
+typedef struct SharedLocksCtl
+{
+	LWLock		lock;			/* protects the handles below */
+	int			tranche;
+	dsa_handle	area;			/* DSM_HANDLE_INVALID until first use */
+	dshash_table_handle table;
+	pg_atomic_uint64 rows;		/* rows in the table */
+	pg_atomic_uint64 missing;	/* holds and waits not in it (cap reached) */
+} SharedLocksCtl;
+
+int			lockext_max_tracked_locks = 1000000;
+
+static SharedLocksCtl *ctl = NULL;
+static dsa_area *area = NULL;
+static dshash_table *table = NULL;
+static shmem_request_hook_type prev_shmem_request = NULL;
+static shmem_startup_hook_type prev_shmem_startup = NULL;
+
+/* The wait this backend has published, if any. */
+static SharedLockKey my_wait;
+static TimestampTz wait_since;
+static bool my_wait_published = false;
+static bool my_wait_missing = false;
+
+static dshash_parameters table_params = {
+	sizeof(SharedLockKey),
+	sizeof(SharedLockRow),
+	dshash_memcmp,
+	dshash_memhash,
+	0							/* tranche, set at attach */
+};
+
+static void
+shared_locks_shmem_request(void)
+{
+	if (prev_shmem_request)
+		prev_shmem_request();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SharedLocksCtl)));
+}
+
+static void
+shared_locks_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup)
+		prev_shmem_startup();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	ctl = ShmemInitStruct("lockext shared locks", sizeof(SharedLocksCtl), &found);
+	if (!found)
+	{
+		ctl->tranche = LWLockNewTrancheId();
+		LWLockInitialize(&ctl->lock, ctl->tranche);
+		ctl->area = DSM_HANDLE_INVALID;
+		ctl->table = InvalidDsaPointer;
+		pg_atomic_init_u64(&ctl->rows, 0);
+		pg_atomic_init_u64(&ctl->missing, 0);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* From _PG_init while preloading: reserve the control struct. */
+void
+shared_locks_install_hooks(void)
+{
+	prev_shmem_request = shmem_request_hook;
+	shmem_request_hook = shared_locks_shmem_request;
+	prev_shmem_startup = shmem_startup_hook;
+	shmem_startup_hook = shared_locks_shmem_startup;
+}
+
+bool
+shared_locks_available(void)
+{
+	return ctl != NULL;
+}
+
+/*
+ * Attach to (or create) the table; false without preloading.  May ERROR
+ * (out of memory): call it only where that is allowed.
+ */
+static bool
+attach(void)
+{
+	MemoryContext oldcxt;
+
+	if (table != NULL)
+		return true;
+	if (ctl == NULL)
+		return false;
+	LWLockRegisterTranche(ctl->tranche, "lockext");
+	table_params.tranche_id = ctl->tranche;
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	LWLockAcquire(&ctl->lock, LW_EXCLUSIVE);
+	if (ctl->area == DSM_HANDLE_INVALID)
+	{
+		area = dsa_create(ctl->tranche);
+		dsa_pin(area);
+		dsa_pin_mapping(area);
+		table = dshash_create(area, &table_params, NULL);
+		ctl->area = dsa_get_handle(area);
+		ctl->table = dshash_get_hash_table_handle(table);
+	}
+	else
+	{
+		area = dsa_attach(ctl->area);
+		dsa_pin_mapping(area);
+		table = dshash_attach(area, &table_params, ctl->table, NULL);
+	}
+	LWLockRelease(&ctl->lock);
+	MemoryContextSwitchTo(oldcxt);
+	return true;
+}
+
+/*
+ * Insert or update a row; false (and counted as missing) when the cap is
+ * reached.  May ERROR.
+ */
+static bool
+put_row(const SharedLockKey *key, const char *keytext, int keylen,
+		const SharedLockRow *values)
+{
+	SharedLockRow *row;
+	bool		found;
+	dsa_pointer text;
+
+	if (!attach())
+		return false;
+
+	/* an update keeps its key text */
+	row = dshash_find(table, key, true);
+	if (row != NULL)
+	{
+		text = row->keytext;
+		memcpy(row, values, sizeof(SharedLockRow));
+		row->keytext = text;
+		row->keylen = keylen;
+		dshash_release_lock(table, row);
+		return true;
+	}
+
+	if (pg_atomic_fetch_add_u64(&ctl->rows, 1) >= (uint64) lockext_max_tracked_locks)
+	{
+		pg_atomic_fetch_sub_u64(&ctl->rows, 1);
+		pg_atomic_fetch_add_u64(&ctl->missing, 1);
+		return false;
+	}
+	/* allocate before taking the partition lock: an ERROR then is clean */
+	text = dsa_allocate(area, keylen + 1);
+	memcpy(dsa_get_address(area, text), keytext, keylen);
+	((char *) dsa_get_address(area, text))[keylen] = '\0';
+
+	row = dshash_find_or_insert(table, key, &found);
+	Assert(!found);				/* only this backend writes its rows */
+	memcpy(row, values, sizeof(SharedLockRow));
+	row->keytext = text;
+	row->keylen = keylen;
+	dshash_release_lock(table, row);
+	return true;
+}
+
+/* Remove a row if it is there.  Never ERRORs. */
+static void
+drop_row(const SharedLockKey *key)
+{
+	SharedLockRow *row;
+
+	if (table == NULL)
+		return;
+	row = dshash_find(table, key, true);
+	if (row == NULL)
+		return;
+	dsa_free(area, row->keytext);
+	dshash_delete_entry(table, row);	/* releases the lock */
+	pg_atomic_fetch_sub_u64(&ctl->rows, 1);
+}
+
+static void
+hold_key(SharedLockKey *key, DlockEntry *entry, DlockScope scope)
+{
+	memset(key, 0, sizeof(*key));
+	key->pid = MyProcPid;
+	key->kind = scope == DLOCK_SCOPE_SESSION ? LOCKEXT_ROW_SESSION : LOCKEXT_ROW_XACT;
+	key->hash = entry->hash;
+}
+
+/*
+ * A scope of entry was granted (or its token or lease changed): publish
+ * it.  May ERROR (out of memory), like the acquire it belongs to.
+ */
+void
+shared_locks_publish(DlockEntry *entry, DlockScope scope)
+{
+	SharedLockRow row;
+	bool	   *missing = scope == DLOCK_SCOPE_SESSION ?
+		&entry->session_untracked : &entry->xact_untracked;
+
+	if (ctl == NULL)
+		return;
+	memset(&row, 0, sizeof(row));
+	hold_key(&row.key, entry, scope);
+	row.dboid = MyDatabaseId;
+	row.userid = GetUserId();
+	row.state = 'h';
+	strlcpy(row.backend, entry->backend->name, sizeof(row.backend));
+	row.has_token = entry->has_token;
+	row.token = entry->token;
+	row.since = entry->acquired_at;
+	row.lease_expires_at = entry->lease_expires_at;
+	if (put_row(&row.key, entry->key, entry->keylen, &row))
+	{
+		if (*missing)
+			pg_atomic_fetch_sub_u64(&ctl->missing, 1);
+		*missing = false;
+	}
+	else if (!*missing)
+		*missing = true;
+	else
+		pg_atomic_fetch_sub_u64(&ctl->missing, 1);	/* counted once */
+}
+
+/* The scope's last hold of entry ended.  Never ERRORs. */
+void
+shared_locks_unpublish(DlockEntry *entry, DlockScope scope)
+{
+	SharedLockKey key;
+	bool	   *missing = scope == DLOCK_SCOPE_SESSION ?
+		&entry->session_untracked : &entry->xact_untracked;
+
+	if (ctl == NULL)
+		return;
+	if (*missing)
+	{
+		pg_atomic_fetch_sub_u64(&ctl->missing, 1);
+		*missing = false;
+		return;
+	}
+	hold_key(&key, entry, scope);
+	drop_row(&key);
+}
+
+/*
+ * This backend starts to wait for key (the local queue, or Redis; called
+ * again by a wait that goes on, to name the holder).  blocker_instance and
+ * blocker_pid name a remote holder, when known.  May ERROR.
+ */
+void
+shared_locks_wait_start(DlockEntry *entry, const char *blocker_instance,
+						int blocker_pid)
+{
+	SharedLockRow row;
+
+	if (ctl == NULL)
+		return;
+	if (!(my_wait_published || my_wait_missing) || my_wait.hash != entry->hash)
+	{
+		shared_locks_wait_end();
+		wait_since = GetCurrentTimestamp();
+	}
+	memset(&row, 0, sizeof(row));
+	row.key.pid = MyProcPid;
+	row.key.kind = LOCKEXT_ROW_WAIT;
+	row.key.hash = entry->hash;
+	row.dboid = MyDatabaseId;
+	row.userid = GetUserId();
+	row.state = 'w';
+	strlcpy(row.backend, entry->backend->name, sizeof(row.backend));
+	row.since = wait_since;
+	if (blocker_instance)
+		strlcpy(row.blocker_instance, blocker_instance,
+				sizeof(row.blocker_instance));
+	row.blocker_pid = blocker_pid;
+	my_wait = row.key;
+	if (put_row(&row.key, entry->key, entry->keylen, &row))
+	{
+		if (my_wait_missing)
+			pg_atomic_fetch_sub_u64(&ctl->missing, 1);
+		my_wait_missing = false;
+		my_wait_published = true;
+	}
+	else if (my_wait_missing)
+		pg_atomic_fetch_sub_u64(&ctl->missing, 1);	/* counted once */
+	else
+		my_wait_missing = true;
+}
+
+/* The wait, if any, is over.  Never ERRORs. */
+void
+shared_locks_wait_end(void)
+{
+	if (my_wait_published)
+		drop_row(&my_wait);
+	if (my_wait_missing && ctl != NULL)
+		pg_atomic_fetch_sub_u64(&ctl->missing, 1);
+	my_wait_published = my_wait_missing = false;
+}
+
+/* Process exit: remove every row of this backend.  Never ERRORs. */
+void
+shared_locks_forget_backend(void)
+{
+	dshash_seq_status status;
+	SharedLockRow *row;
+
+	shared_locks_wait_end();
+	if (table == NULL)
+		return;
+	dshash_seq_init(&status, table, true);
+	while ((row = dshash_seq_next(&status)) != NULL)
+	{
+		if (row->key.pid != MyProcPid)
+			continue;
+		dsa_free(area, row->keytext);
+		dshash_delete_current(&status);
+		pg_atomic_fetch_sub_u64(&ctl->rows, 1);
+	}
+	dshash_seq_term(&status);
+}
+
+/*
+ * Call fn for a copy of every row (key text included), and return how
+ * many holds and waits are missing from the table.  Rows are copied under
+ * the partition locks, fn runs after.
+ */
+uint64
+shared_locks_scan(void (*fn) (const SharedLockRow *row, const char *key,
+							  int kind, void *arg), void *arg)
+{
+	dshash_seq_status status;
+	SharedLockRow *row;
+	List	   *rows = NIL;
+	ListCell   *lc;
+
+	if (!attach())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("dlock_locks needs lockext in shared_preload_libraries"),
+				 errhint("Add lockext to shared_preload_libraries and restart the server.")));
+	dshash_seq_init(&status, table, false);
+	while ((row = dshash_seq_next(&status)) != NULL)
+	{
+		SharedLockRow *copy = palloc(sizeof(SharedLockRow) + row->keylen + 1);
+
+		memcpy(copy, row, sizeof(SharedLockRow));
+		memcpy(copy + 1, dsa_get_address(area, row->keytext), row->keylen + 1);
+		rows = lappend(rows, copy);
+	}
+	dshash_seq_term(&status);
+	foreach(lc, rows)
+	{
+		SharedLockRow *copy = lfirst(lc);
+
+		fn(copy, (const char *) (copy + 1), copy->key.kind, arg);
+	}
+	return pg_atomic_read_u64(&ctl->missing);
+}
