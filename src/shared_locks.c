@@ -213,13 +213,39 @@ drop_row(const SharedLockKey *key)
 	pg_atomic_fetch_sub_u64(&ctl->rows, 1);
 }
 
-static void
-hold_key(SharedLockKey *key, DlockEntry *entry, DlockScope scope)
+static inline int
+scope_kind(DlockScope scope)
 {
-	memset(key, 0, sizeof(*key));
-	key->pid = MyProcPid;
-	key->kind = scope == DLOCK_SCOPE_SESSION ? LOCKEXT_ROW_SESSION : LOCKEXT_ROW_XACT;
-	key->hash = entry->hash;
+	return scope == DLOCK_SCOPE_SESSION ? LOCKEXT_ROW_SESSION : LOCKEXT_ROW_XACT;
+}
+
+/* A row of entry's: whose, where, which backend. */
+static void
+row_init(SharedLockRow *row, DlockEntry *entry, int kind, char state)
+{
+	memset(row, 0, sizeof(*row));
+	row->key.pid = MyProcPid;
+	row->key.kind = kind;
+	row->key.hash = entry->hash;
+	row->dboid = MyDatabaseId;
+	row->userid = GetUserId();
+	row->state = state;
+	strlcpy(row->backend, entry->backend->name, sizeof(row->backend));
+}
+
+/*
+ * put_row(), with a hold or wait that does not fit counted once in
+ * ctl->missing; *untracked says whether it is counted there.
+ */
+static void
+put_tracked(DlockEntry *entry, const SharedLockRow *row, bool *untracked)
+{
+	bool		ok = put_row(&row->key, entry->key, entry->keylen, row);
+
+	/* put_row counted a miss anew, or the row is in now: uncount it */
+	if (*untracked)
+		pg_atomic_fetch_sub_u64(&ctl->missing, 1);
+	*untracked = !ok;
 }
 
 /*
@@ -230,55 +256,42 @@ void
 shared_locks_publish(DlockEntry *entry, DlockScope scope)
 {
 	SharedLockRow row;
-	bool	   *missing = scope == DLOCK_SCOPE_SESSION ?
-		&entry->session_untracked : &entry->xact_untracked;
 
 	if (ctl == NULL)
 		return;
-	memset(&row, 0, sizeof(row));
-	hold_key(&row.key, entry, scope);
-	row.dboid = MyDatabaseId;
-	row.userid = GetUserId();
-	row.state = 'h';
-	strlcpy(row.backend, entry->backend->name, sizeof(row.backend));
+	row_init(&row, entry, scope_kind(scope), 'h');
 	row.has_token = entry->has_token;
 	row.token = entry->token;
 	row.since = entry->acquired_at;
 	row.lease_expires_at = entry->lease_expires_at;
-	if (put_row(&row.key, entry->key, entry->keylen, &row))
-	{
-		if (*missing)
-			pg_atomic_fetch_sub_u64(&ctl->missing, 1);
-		*missing = false;
-	}
-	else if (!*missing)
-		*missing = true;
-	else
-		pg_atomic_fetch_sub_u64(&ctl->missing, 1);	/* counted once */
+	put_tracked(entry, &row, scope == DLOCK_SCOPE_SESSION ?
+				&entry->session_untracked : &entry->xact_untracked);
 }
 
 /* The scope's last hold of entry ended.  Never ERRORs. */
 void
 shared_locks_unpublish(DlockEntry *entry, DlockScope scope)
 {
-	SharedLockKey key;
-	bool	   *missing = scope == DLOCK_SCOPE_SESSION ?
+	bool	   *untracked = scope == DLOCK_SCOPE_SESSION ?
 		&entry->session_untracked : &entry->xact_untracked;
+	SharedLockKey key;
 
 	if (ctl == NULL)
 		return;
-	if (*missing)
+	if (*untracked)
 	{
 		pg_atomic_fetch_sub_u64(&ctl->missing, 1);
-		*missing = false;
+		*untracked = false;
 		return;
 	}
-	hold_key(&key, entry, scope);
+	key.pid = MyProcPid;
+	key.kind = scope_kind(scope);
+	key.hash = entry->hash;
 	drop_row(&key);
 }
 
 /*
- * This backend starts to wait for key (the local queue, or Redis; called
+ * This backend starts to wait for entry (the local queue, or Redis; called
  * again by a wait that goes on, to name the holder).  blocker_instance and
  * blocker_pid name a remote holder, when known.  May ERROR.
  */
@@ -295,31 +308,15 @@ shared_locks_wait_start(DlockEntry *entry, const char *blocker_instance,
 		shared_locks_wait_end();
 		wait_since = GetCurrentTimestamp();
 	}
-	memset(&row, 0, sizeof(row));
-	row.key.pid = MyProcPid;
-	row.key.kind = LOCKEXT_ROW_WAIT;
-	row.key.hash = entry->hash;
-	row.dboid = MyDatabaseId;
-	row.userid = GetUserId();
-	row.state = 'w';
-	strlcpy(row.backend, entry->backend->name, sizeof(row.backend));
+	row_init(&row, entry, LOCKEXT_ROW_WAIT, 'w');
 	row.since = wait_since;
 	if (blocker_instance)
 		strlcpy(row.blocker_instance, blocker_instance,
 				sizeof(row.blocker_instance));
 	row.blocker_pid = blocker_pid;
 	my_wait = row.key;
-	if (put_row(&row.key, entry->key, entry->keylen, &row))
-	{
-		if (my_wait_missing)
-			pg_atomic_fetch_sub_u64(&ctl->missing, 1);
-		my_wait_missing = false;
-		my_wait_published = true;
-	}
-	else if (my_wait_missing)
-		pg_atomic_fetch_sub_u64(&ctl->missing, 1);	/* counted once */
-	else
-		my_wait_missing = true;
+	put_tracked(entry, &row, &my_wait_missing);
+	my_wait_published = !my_wait_missing;
 }
 
 /* The wait, if any, is over.  Never ERRORs. */
