@@ -30,3 +30,10 @@ SELECT l.key, l.scope, l.backend, l.state, l.pid, l.database, l.usename,
 FROM dlock_locks_internal() l;
 
 GRANT SELECT ON dlock_locks TO PUBLIC;
+
+-- The lease keeper's pid, NULL when it is not running (then leases are
+-- not renewed: they behave as in 1.0).
+CREATE FUNCTION dlock_keeper_pid()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'dlock_keeper_pid'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;

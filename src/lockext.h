@@ -52,6 +52,7 @@ typedef struct DlockSubHold
 
 struct DlockBackend;
 struct DlockEnding;
+struct DlockLeaseInfo;
 
 /*
  * One key this backend holds, in either or both scopes.  Lives in
@@ -144,7 +145,22 @@ typedef struct DlockBackend
 
 	/* Optional: process exit, after every hold was released. */
 	void		(*at_exit) (void);
+
+	/*
+	 * Optional: what the lease keeper needs to renew the hold's lease;
+	 * false when the hold has no lease to renew.
+	 */
+	bool		(*lease_info) (DlockEntry *entry, struct DlockLeaseInfo *info);
 } DlockBackend;
+
+/* A renewable hold, for the lease keeper (DlockBackend.lease_info). */
+typedef struct DlockLeaseInfo
+{
+	char		ns[65];			/* the namespace it was taken in */
+	char		owner[640];		/* the lock value */
+	uint64		nodes_fp;		/* which node set (redis_nodes_fingerprint) */
+	int64		lease_ms;
+} DlockLeaseInfo;
 
 /* A scope's last hold of an entry ended: for DlockBackend.release_many. */
 typedef struct DlockEnding
@@ -204,6 +220,14 @@ extern const DlockBackend *lockext_current_backend(void);
  * shared_locks.c: every hold and wait on this instance, in shared memory,
  * for the dlock_locks view.  One row per (backend, kind, key).
  */
+/*
+ * How often a holder of renewable locks beats (a timer, so also during a
+ * long query), and how long without a beat makes the keeper stop renewing
+ * its leases (a SIGSTOPped or swapped-out holder).
+ */
+#define LOCKEXT_HEARTBEAT_MS		200
+#define LOCKEXT_HEARTBEAT_STALE_MS	1000
+
 #define LOCKEXT_ROW_XACT	0
 #define LOCKEXT_ROW_SESSION	1
 #define LOCKEXT_ROW_WAIT	2
@@ -220,7 +244,7 @@ typedef struct SharedLockRow
 	SharedLockKey key;
 	Oid			dboid;
 	Oid			userid;
-	char		state;			/* 'h' held, 'w' waiting */
+	char		state;			/* 'h' held, 'w' waiting, 'l' lost */
 	char		backend[12];
 	bool		has_token;
 	int64		token;
@@ -228,9 +252,26 @@ typedef struct SharedLockRow
 	TimestampTz lease_expires_at;	/* 0: no lease */
 	char		blocker_instance[64];	/* a remote holder, for a wait */
 	int32		blocker_pid;
+	/* renewable holds (the lease keeper's part) */
+	int32		backend_id;		/* the holder's, for its heartbeat */
+	uint64		nodes_fp;		/* 0: nothing to renew */
+	int64		lease_ms;
+	int64		renewals;
 	int32		keylen;
-	uint64		keytext;		/* dsa_pointer of the key text */
+	uint64		keytext;		/* dsa_pointer: key, ns, owner, each \0-ended */
 } SharedLockRow;
+
+/* A hold due for renewal, as the keeper sees it. */
+typedef struct KeeperItem
+{
+	SharedLockKey key;
+	int32		backend_id;
+	uint64		nodes_fp;
+	int64		lease_ms;
+	TimestampTz lease_end;
+	char	   *lockkey;		/* <ns>:lock:<key> */
+	char	   *owner;
+} KeeperItem;
 
 extern int	lockext_max_tracked_locks;
 extern void shared_locks_install_hooks(void);
@@ -241,10 +282,23 @@ extern void shared_locks_wait_start(DlockEntry *entry,
 									const char *blocker_instance,
 									int blocker_pid);
 extern void shared_locks_wait_end(void);
+extern void shared_locks_heartbeat_rearm(void);
 extern void shared_locks_forget_backend(void);
+extern bool shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
+								   TimestampTz *lease_end, bool *lost);
+extern int	shared_locks_renewable(uint64 nodes_fp, TimestampTz now,
+								   KeeperItem **items);
+extern uint64 shared_locks_heartbeat(int backend_id);
+extern void shared_locks_renewed(const SharedLockKey *key,
+								 TimestampTz lease_end, bool lost);
+extern void shared_locks_keeper_running(bool running);
+extern int	shared_locks_keeper_pid(void);
 extern uint64 shared_locks_scan(void (*fn) (const SharedLockRow *row,
 											const char *key, int kind,
 											void *arg), void *arg);
+
+/* keeper.c: the lease keeper (a background worker) */
+extern void keeper_register(void);
 
 /* redis_backend.c (the Redis layers have their own header, redis.h) */
 extern const DlockBackend redis_backend;

@@ -53,6 +53,7 @@ typedef struct RedisNode
 typedef struct RedisNodeSet
 {
 	int			refcount;
+	uint64		fingerprint;	/* of the URLs: the same set, anywhere */
 	int			n;
 	RedisNode	nodes[FLEXIBLE_ARRAY_MEMBER];
 } RedisNodeSet;
@@ -148,6 +149,7 @@ enum
 	SCRIPT_RELEASE,
 	SCRIPT_EXTEND,
 	SCRIPT_HOLDER,
+	SCRIPT_EXTEND_MANY,
 	NSCRIPTS
 };
 
@@ -163,11 +165,35 @@ extern void redis_script_eval_argv(int script, int nkeys, const char **keys,
 								   char *nkeys_str, RedisCommand *cmd,
 								   const char **argv, size_t *argvlen);
 
+/* redis_release.c */
+extern char *redis_format_release(const RedisRelease *rel, int m, size_t *len);
+extern int	redis_proto_release_many(RedisRelease *rel, int n, bool wait,
+									 char *detail, size_t detail_size);
+
+/* A majority of n nodes. */
+static inline int
+quorum_of(int n)
+{
+	return n / 2 + 1;
+}
+
+/* The nodes of a set, as an array of pointers; returns how many. */
+static inline int
+set_nodes(RedisNodeSet *set, RedisNode **nodes)
+{
+	int			i;
+
+	for (i = 0; i < set->n; i++)
+		nodes[i] = &set->nodes[i];
+	return set->n;
+}
+
 /* redis_proto.c */
 extern void redis_proto_acquire(RedisHold *hold, const char *key,
 								int64 lease_ms, RedisAcquireResult *out);
-extern int	redis_proto_release_many(RedisRelease *rel, int n, bool wait,
-									 char *detail, size_t detail_size);
+extern void redis_proto_extend_many(RedisNodeSet *set, char **lockkeys,
+									char **owners, const int64 *lease_ms,
+									int n, int64 *outcome);
 extern bool redis_proto_extend(RedisHold *hold, const char *key,
 							   int64 lease_ms, bool *outage, StringInfo detail);
 extern bool redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms);

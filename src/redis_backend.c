@@ -498,8 +498,26 @@ redis_verify(DlockEntry *entry)
 	RedisHold  *hold = (RedisHold *) entry->backend_data;
 	StringInfoData detail;
 
+	TimestampTz lease_end;
+	bool		lost;
+
 	if (hold == NULL || lockext_verify_on_commit == LOCKEXT_VERIFY_OFF)
 		return;
+
+	/* what the lease keeper found: lost, or renewed far enough */
+	if (shared_locks_hold_state(entry, DLOCK_SCOPE_XACT, &lease_end, &lost))
+	{
+		if (lost)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("lock \"%s\" was lost before COMMIT", entry->key),
+					 errdetail("The lease keeper found the lock no longer held in Redis: it was deleted, flushed or taken over."),
+					 errhint("Find out what removed the key in Redis; lockext.verify_on_commit = always checks at every COMMIT too.")));
+		if (lockext_verify_on_commit == LOCKEXT_VERIFY_AUTO &&
+			TimestampDifferenceExceeds(GetCurrentTimestamp(), lease_end,
+									   lockext_command_timeout_ms))
+			return;
+	}
 	if (lockext_verify_on_commit == LOCKEXT_VERIFY_AUTO &&
 		lockext_now_us() + lockext_command_timeout_ms * INT64CONST(1000) <
 		hold->valid_until_us)
@@ -537,6 +555,21 @@ redis_holder(const char *key, int keylen pg_attribute_unused(), uint64 hash pg_a
 	return true;
 }
 
+/* What the lease keeper needs to renew this hold. */
+static bool
+redis_lease_info(DlockEntry *entry, DlockLeaseInfo *info)
+{
+	RedisHold  *hold = (RedisHold *) entry->backend_data;
+
+	if (hold == NULL)
+		return false;
+	strlcpy(info->ns, hold->ns, sizeof(info->ns));
+	strlcpy(info->owner, hold->owner, sizeof(info->owner));
+	info->nodes_fp = hold->set->fingerprint;
+	info->lease_ms = hold->lease_ms;
+	return true;
+}
+
 const DlockBackend redis_backend = {
 	.name = "redis",
 	.acquire = redis_acquire,
@@ -548,4 +581,5 @@ const DlockBackend redis_backend = {
 	.verify = redis_verify,
 	.release_many = redis_release_many,
 	.at_exit = redis_at_exit,
+	.lease_info = redis_lease_info,
 };

@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
 #include "utils/memutils.h"
 
 #include "redis.h"
@@ -107,6 +108,11 @@ lockext_redis_nodes(void)
 										 config_n * sizeof(RedisNode));
 			set->refcount = 1;
 			set->n = config_n;
+			/* the parsed URLs are zero-padded, so equal sets hash equal */
+			set->fingerprint = hash_bytes_extended((const unsigned char *) config_urls,
+												   config_n * sizeof(RedisUrl), 0);
+			if (set->fingerprint == 0)
+				set->fingerprint = 1;	/* 0 means "nothing to renew" */
 			for (i = 0; i < config_n; i++)
 			{
 				set->nodes[i].url = config_urls[i];

@@ -29,17 +29,8 @@
 #include "owner_value.h"
 #include "redis.h"
 
-/* Locks per RELEASE command of a sweep. */
-#define RELEASE_BATCH 1000
-
 /* The random part of owner values that only this backend writes. */
 #define OWNER_PREFIX_LEN 24
-
-static inline int
-quorum_of(int n)
-{
-	return n / 2 + 1;
-}
 
 static inline bool
 reply_is_int(const RedisResult *r, long long value)
@@ -104,17 +95,6 @@ redis_key(const char *ns, const char *kind, const char *key)
 	return psprintf("%s:%s:%s", ns, kind, key);
 }
 
-static int
-set_nodes(RedisNodeSet *set, RedisNode **nodes)
-{
-	int			i;
-
-	for (i = 0; i < set->n; i++)
-		nodes[i] = &set->nodes[i];
-	return set->n;
-}
-
-static char *format_undo(RedisHold *hold, const char *key, size_t *len);
 
 
 /*
@@ -270,8 +250,13 @@ static void
 run_acquire(RedisNodeSet *set, const char **keys, const char **args,
 			RedisHold *hold, const char *key, RedisResult *results)
 {
+	RedisRelease rel;
 	size_t		undo_len;
-	char	   *undo = format_undo(hold, key, &undo_len);
+	char	   *undo;
+
+	rel.key = key;
+	rel.hold = hold;
+	undo = redis_format_release(&rel, 1, &undo_len);
 
 	PG_TRY();
 	{
@@ -395,200 +380,82 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 }
 
 /*
- * The formatted RELEASE command for rel[0..m-1], all of one node set and
- * namespace, or NULL when out of memory.  malloc only: this runs where a
- * palloc failure would be a PANIC.
+ * The lease keeper's renewal of many locks at once: compare-and-PEXPIRE
+ * of each (lockkeys[i], owners[i]) for lease_ms[i], up to 1000 locks per
+ * command, on every node of set.  outcome[i]: the lease end, as a
+ * monotonic time in microseconds, when a majority renewed it in time; 0
+ * when a majority said it is no longer ours (lost); -1 when too few nodes
+ * answered to tell.  Never renews a key that is not ours: it only extends.
  */
-static char *
-format_release(const RedisRelease *rel, int m, size_t *len)
+void
+redis_proto_extend_many(RedisNodeSet *set, char **lockkeys, char **owners,
+						const int64 *lease_ms, int n, int64 *outcome)
 {
-	const RedisHold *first = rel[0].hold;
-	int			nkeys = 1 + 3 * m;
-	int			nargs = 3 * m;
-	const char **keys = malloc((nkeys + nargs) * sizeof(char *));
-	size_t	   *lens = malloc((nkeys + nargs) * sizeof(size_t));
-	const char **argv = malloc((3 + nkeys + nargs) * sizeof(char *));
-	size_t	   *argvlen = malloc((3 + nkeys + nargs) * sizeof(size_t));
-	size_t		room = 64 + strlen(first->ns);
-	char	   *buf;
-	char	   *p;
-	char	   *cmd = NULL;
-	char		nkeys_str[16];
-	RedisCommand rc;
-	int			i;
-	int			flen;
+	RedisNode  *nodes[LOCKEXT_MAX_NODES];
+	RedisResult results[LOCKEXT_MAX_NODES];
+	int			done;
 
-	for (i = 0; i < m; i++)
-		room += 3 * (strlen(first->ns) + strlen(rel[i].key) + 16) + 64;
-	buf = malloc(room);
-	if (keys == NULL || lens == NULL || argv == NULL || argvlen == NULL ||
-		buf == NULL)
-		goto done;
-
-#define PUT(idx, ...) \
-	do { \
-		int w = snprintf(p, room - (p - buf), __VA_ARGS__); \
-		keys[idx] = p; lens[idx] = w; p += w + 1; \
-	} while (0)
-
-	p = buf;
-	PUT(0, "%s:fence", first->ns);
-	for (i = 0; i < m; i++)
+	for (done = 0; done < n; done += 1000)
 	{
-		const RedisHold *h = rel[i].hold;
-
-		PUT(1 + 3 * i, "%s:lock:%s", h->ns, rel[i].key);
-		PUT(2 + 3 * i, "%s:wake:%s", h->ns, rel[i].key);
-		PUT(3 + 3 * i, "%s:waiting:%s", h->ns, rel[i].key);
-		keys[nkeys + 3 * i] = h->owner;
-		lens[nkeys + 3 * i] = strlen(h->owner);
-		PUT(nkeys + 3 * i + 1, INT64_FORMAT, Max(h->lease_ms, 1000));
-		/* one node's counter is already monotonic: no raise needed */
-		PUT(nkeys + 3 * i + 2, INT64_FORMAT, h->set->n > 1 ? h->token : 0);
-	}
-#undef PUT
-
-	/* EVAL, not EVALSHA: nobody may be there to resend after NOSCRIPT */
-	redis_script_eval_argv(SCRIPT_RELEASE, nkeys, keys, lens, nargs,
-						   keys + nkeys, lens + nkeys, nkeys_str, &rc,
-						   argv, argvlen);
-	flen = redisFormatCommandArgv(&cmd, rc.argc, rc.argv, rc.argvlen);
-	if (flen < 0)
-		cmd = NULL;
-	*len = flen < 0 ? 0 : flen;
-
-done:
-	free(keys);
-	free(lens);
-	free(argv);
-	free(argvlen);
-	free(buf);
-	return cmd;
-}
-
-static void
-append_nodes(char *detail, size_t size, RedisNodeSet *set)
-{
-	int			i;
-
-	for (i = 0; i < set->n; i++)
-	{
-		size_t		used = strlen(detail);
-
-		snprintf(detail + used, size - used, "%s%s", used > 0 ? ", " : "",
-				 set->nodes[i].display);
-	}
-}
-
-/*
- * Release m holds of one node set and namespace: RELEASE_BATCH locks per
- * command, all commands pipelined to every node.  Returns how many
- * releases a majority did not confirm.
- */
-static int
-release_group(RedisNodeSet *set, const RedisRelease *group, int m, bool wait)
-{
-	int			ncmds = (m + RELEASE_BATCH - 1) / RELEASE_BATCH;
-	char	  **cmds = calloc(ncmds, sizeof(char *));
-	size_t	   *lens = calloc(ncmds, sizeof(size_t));
-	int		   *nkeys = calloc(ncmds, sizeof(int));
-	int		   *confirmed = calloc(ncmds, sizeof(int));
-	int			lost = 0;
-
-	if (cmds == NULL || lens == NULL || nkeys == NULL || confirmed == NULL)
-		lost = m;				/* out of memory: the leases will do it */
-	else
-	{
-		RedisNode  *nodes[LOCKEXT_MAX_NODES];
-		int			nsent = 0;
-		int			c;
-
-		for (c = 0; c < ncmds; c++)
-		{
-			int			k = Min(RELEASE_BATCH, m - c * RELEASE_BATCH);
-
-			cmds[nsent] = format_release(group + c * RELEASE_BATCH, k,
-										 &lens[nsent]);
-			if (cmds[nsent] == NULL)
-				lost += k;		/* could not even be formatted */
-			else
-				nkeys[nsent++] = k;
-		}
-		redis_send_givebacks(nodes, set_nodes(set, nodes), cmds, lens, nkeys,
-							 nsent, wait, confirmed);
-		for (c = 0; c < nsent; c++)
-		{
-			if (confirmed[c] < quorum_of(set->n))
-				lost += nkeys[c];
-			redisFreeCommand(cmds[c]);
-		}
-	}
-	free(cmds);
-	free(lens);
-	free(nkeys);
-	free(confirmed);
-	return lost;
-}
-
-/*
- * Compare-and-delete many holds, and wake their waiters: for each node set
- * one pipelined sweep carrying up to RELEASE_BATCH locks per command,
- * under one deadline.  With wait, a release counts as confirmed when a
- * majority of its nodes answered; without, when it was written to a
- * majority's working connections (the answers are read later).  Returns
- * how many releases could not be confirmed, with the nodes in detail;
- * those stay queued for the nodes' next connections, and their leases are
- * the backstop.  Never ERRORs, never pallocs and never looks at
- * interrupts: it runs after the commit record, on the abort path and at
- * exit.  Clears rel[i].hold of the holds it handled.
- */
-int
-redis_proto_release_many(RedisRelease *rel, int n, bool wait, char *detail,
-						 size_t detail_size)
-{
-	RedisRelease *group = malloc(n * sizeof(RedisRelease));
-	int			unconfirmed = 0;
-	int			i;
-
-	if (detail_size > 0)
-		detail[0] = '\0';
-	for (i = 0; i < n; i++)
-	{
-		RedisHold  *head = rel[i].hold;
-		int			m = 0;
-		int			lost;
+		int			m = Min(1000, n - done);
+		int			argc = 3 + 3 * m;
+		const char **argv = palloc(argc * sizeof(char *));
+		size_t	   *argvlen = palloc(argc * sizeof(size_t));
+		char	  **leases = palloc(m * sizeof(char *));
+		int		   *renewed = palloc0(m * sizeof(int));
+		int		   *lost = palloc0(m * sizeof(int));
+		RedisCommand cmd;
+		int64		start = lockext_now_us();
+		int			i;
 		int			j;
 
-		if (head == NULL)
-			continue;
-		/* gather the holds of the same node set and namespace */
-		for (j = i; j < n; j++)
-			if (rel[j].hold != NULL && rel[j].hold->set == head->set &&
-				strcmp(rel[j].hold->ns, head->ns) == 0)
+		argv[0] = "EVAL";
+		argv[1] = redis_script_source(SCRIPT_EXTEND_MANY);
+		argv[2] = psprintf("%d", m);
+		for (i = 0; i < m; i++)
+		{
+			leases[i] = psprintf(INT64_FORMAT, lease_ms[done + i]);
+			argv[3 + i] = lockkeys[done + i];
+			argv[3 + m + 2 * i] = owners[done + i];
+			argv[3 + m + 2 * i + 1] = leases[i];
+		}
+		for (i = 0; i < argc; i++)
+			argvlen[i] = strlen(argv[i]);
+		cmd.argc = argc;
+		cmd.argv = argv;
+		cmd.argvlen = argvlen;
+		redis_run(nodes, set_nodes(set, nodes), &cmd, NULL, 0, 0, false, NULL,
+				  results);
+		for (j = 0; j < set->n; j++)
+		{
+			redisReply *rep = results[j].reply;
+
+			if (results[j].outcome != RNODE_OK ||
+				rep->type != REDIS_REPLY_ARRAY || (int) rep->elements != m)
+				continue;
+			for (i = 0; i < m; i++)
 			{
-				if (group != NULL)
-					group[m] = rel[j];
-				m++;
-				rel[j].hold = NULL;
+				if (rep->element[i]->type == REDIS_REPLY_INTEGER &&
+					rep->element[i]->integer == 1)
+					renewed[i]++;
+				else
+					lost[i]++;
 			}
-		lost = group == NULL ? m : release_group(head->set, group, m, wait);
-		if (lost > 0 && detail_size > 0 && detail[0] == '\0')
-			append_nodes(detail, detail_size, head->set);
-		unconfirmed += lost;
+		}
+		redis_results_free(results, set->n);
+		for (i = 0; i < m; i++)
+		{
+			int64		end = start + lease_ms[done + i] * 1000 -
+				drift_us(lease_ms[done + i]);
+
+			if (renewed[i] >= quorum_of(set->n) && end > lockext_now_us())
+				outcome[done + i] = end;
+			else if (lost[i] >= quorum_of(set->n))
+				outcome[done + i] = 0;
+			else
+				outcome[done + i] = -1;
+		}
 	}
-	free(group);
-	return unconfirmed;
-}
-
-/* The undo of an acquire: release of the owner value it tried to set. */
-static char *
-format_undo(RedisHold *hold, const char *key, size_t *len)
-{
-	RedisRelease rel;
-
-	rel.key = key;
-	rel.hold = hold;
-	return format_release(&rel, 1, len);
 }
 
 /*

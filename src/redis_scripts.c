@@ -45,6 +45,8 @@
  *
  * EXTEND (keys: lock; args: owner, lease ms): compare-and-PEXPIRE.
  * HOLDER (keys: lock): the owner and remaining lease, or nothing.
+ * EXTEND_MANY (keys: locks; args: owner, lease ms per lock): the lease
+ * keeper's batched compare-and-PEXPIRE; 1 or 0 per lock.
  */
 static const char *const script_src[NSCRIPTS] = {
 	"if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
@@ -92,6 +94,16 @@ static const char *const script_src[NSCRIPTS] = {
 	"local v = redis.call('GET', KEYS[1])\n"
 	"if not v then return {} end\n"
 	"return {v, redis.call('PTTL', KEYS[1])}\n",
+
+	"local r = {}\n"
+	"for i = 1, #KEYS do\n"
+	"  if redis.call('GET', KEYS[i]) == ARGV[2 * i - 1] then\n"
+	"    r[i] = redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])\n"
+	"  else\n"
+	"    r[i] = 0\n"
+	"  end\n"
+	"end\n"
+	"return r\n",
 };
 
 static char script_sha[NSCRIPTS][41];
@@ -125,12 +137,6 @@ compute_script_shas(void)
 		for (j = 0; j < 20; j++)
 			sprintf(&script_sha[i][j * 2], "%02x", digest[j]);
 	}
-}
-
-static inline int
-quorum_of(int n)
-{
-	return n / 2 + 1;
 }
 
 static inline bool

@@ -530,6 +530,9 @@ registry_install_hooks(void)
 static void
 registry_xact_callback(XactEvent event, void *arg)
 {
+	/* error recovery disabled every timeout, the heartbeat's too */
+	if (event == XACT_EVENT_ABORT)
+		shared_locks_heartbeat_rearm();
 	registry_late_xact_callback(event, arg);
 
 	/* Like postgres_fdw: a prepared transaction cannot keep our holds. */
@@ -551,6 +554,8 @@ registry_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		shared_locks_heartbeat_rearm();	/* as at XACT_EVENT_ABORT */
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 		ends = alloc_endings(xact_entry_count);
 

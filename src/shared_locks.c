@@ -26,12 +26,14 @@
 #include "lib/dshash.h"
 #include "nodes/pg_list.h"
 #include "miscadmin.h"
+#include "storage/backendid.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/dsa.h"
 #include "utils/memutils.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "lockext.h"
@@ -44,7 +46,17 @@ typedef struct SharedLocksCtl
 	dshash_table_handle table;
 	pg_atomic_uint64 rows;		/* rows in the table */
 	pg_atomic_uint64 missing;	/* holds and waits not in it (cap reached) */
+	pg_atomic_uint32 keeper_pid;	/* 0: the keeper is not running */
+	int			nbackends;		/* heartbeat[] runs 0..nbackends */
+
+	/*
+	 * Bumped by a timer in each backend that holds renewable locks: a
+	 * stopped (SIGSTOP) or swapped-out holder bumps nothing, and the keeper
+	 * stops renewing for it.
+	 */
+	pg_atomic_uint64 heartbeat[FLEXIBLE_ARRAY_MEMBER];
 } SharedLocksCtl;
+
 
 int			lockext_max_tracked_locks = 1000000;
 
@@ -68,12 +80,19 @@ static dshash_parameters table_params = {
 	0							/* tranche, set at attach */
 };
 
+static Size
+ctl_size(void)
+{
+	return MAXALIGN(add_size(offsetof(SharedLocksCtl, heartbeat),
+							 mul_size(MaxBackends + 1, sizeof(pg_atomic_uint64))));
+}
+
 static void
 shared_locks_shmem_request(void)
 {
 	if (prev_shmem_request)
 		prev_shmem_request();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(SharedLocksCtl)));
+	RequestAddinShmemSpace(ctl_size());
 }
 
 static void
@@ -84,9 +103,15 @@ shared_locks_shmem_startup(void)
 	if (prev_shmem_startup)
 		prev_shmem_startup();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	ctl = ShmemInitStruct("lockext shared locks", sizeof(SharedLocksCtl), &found);
+	ctl = ShmemInitStruct("lockext shared locks", ctl_size(), &found);
 	if (!found)
 	{
+		int			i;
+
+		ctl->nbackends = MaxBackends;
+		for (i = 0; i <= MaxBackends; i++)
+			pg_atomic_init_u64(&ctl->heartbeat[i], 0);
+		pg_atomic_init_u32(&ctl->keeper_pid, 0);
 		ctl->tranche = LWLockNewTrancheId();
 		LWLockInitialize(&ctl->lock, ctl->tranche);
 		ctl->area = DSM_HANDLE_INVALID;
@@ -156,23 +181,32 @@ attach(void)
  */
 static bool
 put_row(const SharedLockKey *key, const char *keytext, int keylen,
-		const SharedLockRow *values)
+		const SharedLockRow *values, const char *ns, const char *owner)
 {
 	SharedLockRow *row;
 	bool		found;
 	dsa_pointer text;
+	size_t		nslen = strlen(ns);
+	size_t		ownerlen = strlen(owner);
+	char	   *p;
 
 	if (!attach())
 		return false;
 
-	/* an update keeps its key text */
+	/* an update keeps its text, and what the keeper knows */
 	row = dshash_find(table, key, true);
 	if (row != NULL)
 	{
+		int64		renewals = row->renewals;
+		char		state = row->state;
+
 		text = row->keytext;
 		memcpy(row, values, sizeof(SharedLockRow));
 		row->keytext = text;
 		row->keylen = keylen;
+		row->renewals = renewals;
+		if (state == 'l')
+			row->state = state;
 		dshash_release_lock(table, row);
 		return true;
 	}
@@ -184,9 +218,12 @@ put_row(const SharedLockKey *key, const char *keytext, int keylen,
 		return false;
 	}
 	/* allocate before taking the partition lock: an ERROR then is clean */
-	text = dsa_allocate(area, keylen + 1);
-	memcpy(dsa_get_address(area, text), keytext, keylen);
-	((char *) dsa_get_address(area, text))[keylen] = '\0';
+	text = dsa_allocate(area, keylen + nslen + ownerlen + 3);
+	p = dsa_get_address(area, text);
+	memcpy(p, keytext, keylen);
+	p[keylen] = '\0';
+	memcpy(p + keylen + 1, ns, nslen + 1);
+	memcpy(p + keylen + 1 + nslen + 1, owner, ownerlen + 1);
 
 	row = dshash_find_or_insert(table, key, &found);
 	Assert(!found);				/* only this backend writes its rows */
@@ -238,14 +275,50 @@ row_init(SharedLockRow *row, DlockEntry *entry, int kind, char state)
  * ctl->missing; *untracked says whether it is counted there.
  */
 static void
-put_tracked(DlockEntry *entry, const SharedLockRow *row, bool *untracked)
+put_tracked(DlockEntry *entry, const SharedLockRow *row, bool *untracked,
+			const char *ns, const char *owner)
 {
-	bool		ok = put_row(&row->key, entry->key, entry->keylen, row);
+	bool		ok = put_row(&row->key, entry->key, entry->keylen, row, ns, owner);
 
 	/* put_row counted a miss anew, or the row is in now: uncount it */
 	if (*untracked)
 		pg_atomic_fetch_sub_u64(&ctl->missing, 1);
 	*untracked = !ok;
+}
+
+static void
+heartbeat_beat(void)
+{
+	/* a signal handler: atomics only */
+	if (ctl != NULL && MyBackendId > 0 && MyBackendId <= ctl->nbackends)
+		pg_atomic_fetch_add_u64(&ctl->heartbeat[MyBackendId], 1);
+}
+
+static TimeoutId heartbeat_timer = MAX_TIMEOUTS;
+
+/*
+ * Beat every LOCKEXT_HEARTBEAT_MS from now on, even during a long query.
+ * Error recovery disables every timeout (PostgresMain), so the registry's
+ * transaction callbacks call this again after an abort.
+ */
+void
+shared_locks_heartbeat_rearm(void)
+{
+	if (heartbeat_timer == MAX_TIMEOUTS || get_timeout_active(heartbeat_timer))
+		return;
+	heartbeat_beat();
+	enable_timeout_every(heartbeat_timer,
+						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 LOCKEXT_HEARTBEAT_MS),
+						 LOCKEXT_HEARTBEAT_MS);
+}
+
+static void
+start_heartbeat(void)
+{
+	if (heartbeat_timer == MAX_TIMEOUTS)
+		heartbeat_timer = RegisterTimeout(USER_TIMEOUT, heartbeat_beat);
+	shared_locks_heartbeat_rearm();
 }
 
 /*
@@ -256,6 +329,7 @@ void
 shared_locks_publish(DlockEntry *entry, DlockScope scope)
 {
 	SharedLockRow row;
+	DlockLeaseInfo info;
 
 	if (ctl == NULL)
 		return;
@@ -264,8 +338,17 @@ shared_locks_publish(DlockEntry *entry, DlockScope scope)
 	row.token = entry->token;
 	row.since = entry->acquired_at;
 	row.lease_expires_at = entry->lease_expires_at;
+	memset(&info, 0, sizeof(info));
+	if (entry->backend->lease_info && entry->backend->lease_info(entry, &info))
+	{
+		row.backend_id = MyBackendId;
+		row.nodes_fp = info.nodes_fp;
+		row.lease_ms = info.lease_ms;
+		start_heartbeat();
+	}
 	put_tracked(entry, &row, scope == DLOCK_SCOPE_SESSION ?
-				&entry->session_untracked : &entry->xact_untracked);
+				&entry->session_untracked : &entry->xact_untracked,
+				info.ns, info.owner);
 }
 
 /* The scope's last hold of entry ended.  Never ERRORs. */
@@ -315,7 +398,7 @@ shared_locks_wait_start(DlockEntry *entry, const char *blocker_instance,
 				sizeof(row.blocker_instance));
 	row.blocker_pid = blocker_pid;
 	my_wait = row.key;
-	put_tracked(entry, &row, &my_wait_missing);
+	put_tracked(entry, &row, &my_wait_missing, "", "");
 	my_wait_published = !my_wait_missing;
 }
 
@@ -388,4 +471,119 @@ shared_locks_scan(void (*fn) (const SharedLockRow *row, const char *key,
 		fn(copy, (const char *) (copy + 1), copy->key.kind, arg);
 	}
 	return pg_atomic_read_u64(&ctl->missing);
+}
+
+/*
+ * What the holder's COMMIT check needs: the lease end the keeper renewed
+ * to, and whether the keeper found the lock lost.  False when the hold has
+ * no row.  May ERROR (attach).
+ */
+bool
+shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
+						TimestampTz *lease_end, bool *lost)
+{
+	SharedLockKey key;
+	SharedLockRow *row;
+
+	if (ctl == NULL || table == NULL)
+		return false;
+	key.pid = MyProcPid;
+	key.kind = scope_kind(scope);
+	key.hash = entry->hash;
+	row = dshash_find(table, &key, false);
+	if (row == NULL)
+		return false;
+	*lease_end = row->lease_expires_at;
+	*lost = (row->state == 'l');
+	dshash_release_lock(table, row);
+	return true;
+}
+
+/*
+ * The keeper: the held rows of node set nodes_fp that are due for renewal
+ * at now (a third of the lease passed), as palloc'd copies in items.  The
+ * keeper decides whose holder still beats.  Only the due rows are copied:
+ * this runs every tick over every row.
+ */
+int
+shared_locks_renewable(uint64 nodes_fp, TimestampTz now, KeeperItem **items)
+{
+	dshash_seq_status status;
+	SharedLockRow *row;
+	int			n = 0;
+	int			room = 64;
+
+	*items = palloc(room * sizeof(KeeperItem));
+	if (!attach())
+		return 0;
+	dshash_seq_init(&status, table, false);
+	while ((row = dshash_seq_next(&status)) != NULL)
+	{
+		const char *key;
+		const char *ns;
+		KeeperItem *it;
+
+		if (row->state != 'h' || row->nodes_fp != nodes_fp ||
+			row->lease_expires_at - now > row->lease_ms * 1000 * 2 / 3)
+			continue;
+		if (n == room)
+		{
+			room *= 2;
+			*items = repalloc(*items, room * sizeof(KeeperItem));
+		}
+		key = dsa_get_address(area, row->keytext);
+		ns = key + row->keylen + 1;
+		it = &(*items)[n++];
+		it->key = row->key;
+		it->backend_id = row->backend_id;
+		it->nodes_fp = row->nodes_fp;
+		it->lease_ms = row->lease_ms;
+		it->lease_end = row->lease_expires_at;
+		it->lockkey = psprintf("%s:lock:%s", ns, key);
+		it->owner = pstrdup(ns + strlen(ns) + 1);
+	}
+	dshash_seq_term(&status);
+	return n;
+}
+
+uint64
+shared_locks_heartbeat(int backend_id)
+{
+	if (ctl == NULL || backend_id <= 0 || backend_id > ctl->nbackends)
+		return 0;
+	return pg_atomic_read_u64(&ctl->heartbeat[backend_id]);
+}
+
+/* The keeper renewed a hold to lease_end, or found it lost. */
+void
+shared_locks_renewed(const SharedLockKey *key, TimestampTz lease_end, bool lost)
+{
+	SharedLockRow *row;
+
+	if (table == NULL)
+		return;
+	row = dshash_find(table, key, true);
+	if (row == NULL)
+		return;					/* released meanwhile */
+	if (lost)
+		row->state = 'l';
+	else if (row->state == 'h')
+	{
+		row->lease_expires_at = lease_end;
+		row->renewals++;
+	}
+	dshash_release_lock(table, row);
+}
+
+void
+shared_locks_keeper_running(bool running)
+{
+	if (ctl != NULL)
+		pg_atomic_write_u32(&ctl->keeper_pid, running ? MyProcPid : 0);
+}
+
+int
+shared_locks_keeper_pid(void)
+{
+	return ctl ? (int) pg_atomic_read_u32(&ctl->keeper_pid) : 0;
 }

@@ -137,9 +137,12 @@ _PG_init(void)
 {
 	lockext_define_gucs();
 	registry_install_hooks();
-	/* shared state (dlock_locks) only when loaded at server start */
+	/* shared state and the lease keeper only when loaded at server start */
 	if (process_shared_preload_libraries_in_progress)
+	{
 		shared_locks_install_hooks();
+		keeper_register();
+	}
 
 	prev_executor_run = ExecutorRun_hook;
 	ExecutorRun_hook = lockext_executor_run;

@@ -2,7 +2,8 @@
  *
  * views.c
  *	  SQL functions behind lockext's views, reading shared state:
- *	  dlock_locks (every hold and wait on this instance, by key text).
+ *	  dlock_locks (every hold and wait on this instance, by key text), and
+ *	  whether the lease keeper runs.
  *
  * Like pg_stat_activity with its query text, other roles' rows are shown
  * only to superusers and members of pg_read_all_stats.
@@ -82,7 +83,8 @@ lock_row(const SharedLockRow *row, const char *key, int kind, void *arg)
 	values[1] = scope ? CStringGetTextDatum(scope) : (Datum) 0;
 	nulls[1] = (scope == NULL);
 	values[2] = CStringGetTextDatum(row->backend);
-	values[3] = CStringGetTextDatum(row->state == 'w' ? "waiting" : "held");
+	values[3] = CStringGetTextDatum(row->state == 'w' ? "waiting" :
+									row->state == 'l' ? "lost" : "held");
 	values[4] = Int32GetDatum(row->key.pid);
 	values[5] = db ? CStringGetTextDatum(db) : (Datum) 0;
 	nulls[5] = (db == NULL);
@@ -98,7 +100,7 @@ lock_row(const SharedLockRow *row, const char *key, int kind, void *arg)
 	nulls[10] = (row->state != 'w');
 	values[11] = TimestampTzGetDatum(row->lease_expires_at);
 	nulls[11] = (row->lease_expires_at == 0);
-	values[12] = Int64GetDatum(0);	/* renewals: the lease keeper's, to come */
+	values[12] = Int64GetDatum(row->renewals);	/* by the lease keeper */
 	/* a waiter's blocker: the remote holder Redis named, else local */
 	values[13] = CStringGetTextDatum(row->blocker_instance[0] ?
 									 row->blocker_instance : scan->instance);
@@ -130,4 +132,17 @@ dlock_locks_internal(PG_FUNCTION_ARGS)
 						   lockext_max_tracked_locks),
 				 errhint("Raise lockext.max_tracked_locks and reload the configuration.")));
 	return (Datum) 0;
+}
+
+/* The lease keeper's pid, or NULL when it is not running. */
+PG_FUNCTION_INFO_V1(dlock_keeper_pid);
+Datum
+dlock_keeper_pid(PG_FUNCTION_ARGS)
+{
+	int			pid = shared_locks_keeper_pid();
+
+	(void) fcinfo;
+	if (pid == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32(pid);
 }

@@ -122,27 +122,33 @@ ok((join(',', @tokens) eq join(',', sort { $::a <=> $::b } @tokens))
 	"tokens strictly increase across clusters: @tokens");
 
 # 6. A lost lock fails COMMIT with 40001 and rolls the transaction back.
+#    The lease keeper renews the lease of a holder that can act, so the
+#    holder is stopped (SIGSTOP) past lease + heartbeat staleness (2 s).
 $a->safe_psql('postgres', 'CREATE TABLE t (v int)');
+my $sapid = $sa->query_safe('SELECT pg_backend_pid()');
 $sa->query_safe("BEGIN");
-$sa->query_safe("SELECT dlock_acquire('lease', 5, 0.3)");
+$sa->query_safe("SELECT dlock_acquire('lease', 5, 1)");
 $sa->query_safe("INSERT INTO t VALUES (1)");
-usleep(500_000);
+kill 'STOP', $sapid;
+usleep(2_300_000);
 ok(free_on($b, 'lease'), 'after the lease ran out beta takes the lock');
+kill 'CONT', $sapid;
 ($out, $ret) = $sa->query("COMMIT");
 like($sa->{stderr}, qr/lock "lease" was lost before COMMIT/, 'COMMIT fails when the lock was lost');
 $sa->{stderr} = '';
 $out = $sa->query_safe("SELECT count(*) FROM t");
 is($out, '0', 'the transaction\'s writes were rolled back');
-($ret, $out, $err) = $a->psql('postgres', q{
-	DO $$ BEGIN
-	  PERFORM dlock_acquire('lease2', 5, 0.2);
-	  PERFORM pg_sleep(0.4);
-	END $$; });
-like($err, qr/was lost before COMMIT/, 'also with nobody else taking it: an expired lease is lost');
-($ret, $out, $err) = $a->psql('postgres',
-	q{\set VERBOSITY verbose
-	  BEGIN; SELECT dlock_acquire('lease3', 5, 0.2); SELECT pg_sleep(0.4); COMMIT;});
-like($err, qr/ERROR:  40001/, 'the SQLSTATE is 40001');
+$sa->query_safe('\set VERBOSITY verbose');
+$sa->query_safe("BEGIN");
+$sa->query_safe("SELECT dlock_acquire('lease2', 5, 1)");
+kill 'STOP', $sapid;
+usleep(2_300_000);
+kill 'CONT', $sapid;
+($out, $ret) = $sa->query("COMMIT");
+like($sa->{stderr}, qr/was lost before COMMIT/, 'also with nobody else taking it: an expired lease is lost');
+like($sa->{stderr}, qr/ERROR:  40001/, 'the SQLSTATE is 40001');
+$sa->{stderr} = '';
+$sa->query_safe('\set VERBOSITY default');
 
 # 6b. The namespace scopes keys; a hold keeps the namespace it was taken in
 #     even if the setting changes before its release.

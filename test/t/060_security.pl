@@ -29,9 +29,9 @@ SELECT string_agg(p.proname || '=' || has_function_privilege('plain', p.oid, 'EX
  WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'lockext')
    AND d.classid = 'pg_proc'::regclass}),
 	join(',', map { "$_=t" } qw(dlock_acquire dlock_acquire_session dlock_extend dlock_held
-		dlock_holder dlock_locks_internal dlock_release dlock_release_all dlock_token
-		dlock_try_acquire dlock_try_acquire_session)),
-	'PUBLIC may execute the eleven dlock_* functions (dlock_locks_internal filters by role)');
+		dlock_holder dlock_keeper_pid dlock_locks_internal dlock_release dlock_release_all
+		dlock_token dlock_try_acquire dlock_try_acquire_session)),
+	'PUBLIC may execute the twelve dlock_* functions (dlock_locks_internal filters by role)');
 is($a->safe_psql('postgres',
 	"SELECT has_sequence_privilege('plain', 'dlock_fence_seq', 'USAGE,UPDATE,SELECT')"),
 	'f', 'but not touch the fence sequence (tokens only come with a lock)');
