@@ -30,6 +30,8 @@ int			lockext_connect_timeout_ms = 1000;
 int			lockext_command_timeout_ms = 1000;
 int			lockext_verify_on_commit = LOCKEXT_VERIFY_AUTO;
 bool		lockext_preloaded = false;
+int			lockext_max_hold_ms = 0;
+int			lockext_max_idle_hold_ms = 0;
 bool		lockext_session_locks = true;
 
 /* Shorter leases cannot outlast the clock-drift allowance (1% + 2 ms). */
@@ -280,6 +282,24 @@ lockext_define_gucs(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("lockext.max_hold",
+							"Longest the lease keeper keeps one Redis hold alive.",
+							"0 means no limit.  Past it the lease runs out as without the keeper.",
+							&lockext_max_hold_ms,
+							0, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("lockext.max_idle_hold",
+							"Longest the lease keeper renews for a holder idle in transaction.",
+							"0 means no limit.",
+							&lockext_max_idle_hold_ms,
+							0, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("lockext.max_tracked_locks",
 							"Most holds and waits dlock_locks tracks in shared memory.",

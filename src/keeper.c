@@ -19,6 +19,10 @@
  * deleted, taken after an outage) is marked lost at once, so the holder's
  * COMMIT fails without a round trip.
  *
+ * lockext.max_hold caps how long one hold is kept alive, and
+ * lockext.max_idle_hold how long a holder idle in transaction is: past
+ * them the keeper stops renewing, and the lease runs out.
+ *
  * Holds taken on another node list (a superuser's session-level SET
  * lockext.redis_nodes) are not renewed: they keep their lease.
  *
@@ -35,6 +39,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -103,6 +108,42 @@ holder_beats(int backend_id, int64 now_us)
 		LOCKEXT_HEARTBEAT_STALE_MS * INT64CONST(1000);
 }
 
+/*
+ * Is the backend with this pid idle in transaction for longer than
+ * lockext.max_idle_hold?  (A snapshot of the activity array per tick.)
+ */
+static bool
+idle_too_long(int pid, TimestampTz now)
+{
+	int			n = pgstat_fetch_stat_numbackends();
+	int			i;
+
+	for (i = 1; i <= n; i++)
+	{
+		PgBackendStatus *be = &pgstat_fetch_stat_local_beentry(i)->backendStatus;
+
+		if (be->st_procpid != pid)
+			continue;
+		return (be->st_state == STATE_IDLEINTRANSACTION ||
+				be->st_state == STATE_IDLEINTRANSACTION_ABORTED) &&
+			TimestampDifferenceExceeds(be->st_state_start_timestamp, now,
+									   lockext_max_idle_hold_ms);
+	}
+	return false;
+}
+
+/* May the keeper go on renewing this hold (lockext.max_hold, max_idle_hold)? */
+static bool
+within_caps(const KeeperItem *it, TimestampTz now)
+{
+	if (lockext_max_hold_ms > 0 &&
+		TimestampDifferenceExceeds(it->since, now, lockext_max_hold_ms))
+		return false;
+	if (lockext_max_idle_hold_ms > 0 && idle_too_long(it->key.pid, now))
+		return false;
+	return true;
+}
+
 /* Renew every hold that is due and whose holder can still act. */
 static void
 renew_due(void)
@@ -135,7 +176,7 @@ renew_due(void)
 	{
 		KeeperItem *it = &items[i];
 
-		if (!holder_beats(it->backend_id, now_us))
+		if (!holder_beats(it->backend_id, now_us) || !within_caps(it, now))
 			continue;
 		due[ndue] = i;
 		lockkeys[ndue] = it->lockkey;
@@ -195,6 +236,7 @@ lockext_keeper_main(Datum arg pg_attribute_unused())
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		oldcxt = MemoryContextSwitchTo(loop_cxt);
+		pgstat_clear_backend_activity_snapshot();	/* a fresh look per tick */
 		renew_due();
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(loop_cxt);

@@ -209,6 +209,8 @@ extern int	lockext_connect_timeout_ms;
 extern int	lockext_command_timeout_ms;
 extern int	lockext_verify_on_commit;
 extern bool lockext_preloaded;	/* loaded by shared_preload_libraries */
+extern int	lockext_max_hold_ms;
+extern int	lockext_max_idle_hold_ms;
 extern bool lockext_session_locks;
 extern const int lockext_min_lease_ms;
 
@@ -269,6 +271,7 @@ typedef struct KeeperItem
 	uint64		nodes_fp;
 	int64		lease_ms;
 	TimestampTz lease_end;
+	TimestampTz since;			/* acquired_at */
 	char	   *lockkey;		/* <ns>:lock:<key> */
 	char	   *owner;
 } KeeperItem;

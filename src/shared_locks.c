@@ -539,6 +539,7 @@ shared_locks_renewable(uint64 nodes_fp, TimestampTz now, KeeperItem **items)
 		it->nodes_fp = row->nodes_fp;
 		it->lease_ms = row->lease_ms;
 		it->lease_end = row->lease_expires_at;
+		it->since = row->since;
 		it->lockkey = psprintf("%s:lock:%s", ns, key);
 		it->owner = pstrdup(ns + strlen(ns) + 1);
 	}

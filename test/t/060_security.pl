@@ -43,7 +43,8 @@ is($a->safe_psql('postgres', "SET ROLE plain; SELECT dlock_acquire('as-plain') >
 is($a->safe_psql('postgres', q{
 SELECT string_agg(name || '=' || context, ',' ORDER BY name) FROM pg_settings WHERE name LIKE 'lockext.%'}),
 	'lockext.backend=superuser,lockext.command_timeout=superuser,lockext.connect_timeout=superuser,'
-	  . 'lockext.fallback=superuser,lockext.lease=user,lockext.max_tracked_locks=sighup,'
+	  . 'lockext.fallback=superuser,lockext.lease=user,lockext.max_hold=sighup,'
+	  . 'lockext.max_idle_hold=sighup,lockext.max_tracked_locks=sighup,'
 	  . 'lockext.namespace=superuser,lockext.session_locks=superuser,lockext.verify_on_commit=user,lockext.wait_timeout=user',
 	'the settings and who may set them (lockext.redis_nodes has no row: see 080)');
 for my $set ("SET lockext.namespace = 'other'", "SET lockext.fallback = 'advisory'",

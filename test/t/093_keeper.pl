@@ -4,7 +4,7 @@
 # renewal period, and its COMMIT fails; a lock flushed behind its holder's
 # back is marked lost within a renewal period and the COMMIT fails even
 # with verify_on_commit = auto; the keeper restarts when killed, and locks
-# keep working meanwhile.
+# keep working meanwhile; lockext.max_hold and max_idle_hold stop renewal.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -88,6 +88,38 @@ $s->query_safe("SELECT dlock_acquire_session('after', 5, 2)");
 sleep 4;
 ok(!free_on($b, 'after'), 'and renews again');
 $s->query_safe("SELECT dlock_release('after')");
+
+# 6. lockext.max_hold and lockext.max_idle_hold: past them the keeper
+#    stops renewing, and the lease runs out.
+sub wait_free
+{
+	my ($key, $limit) = @_;
+	my $t = time;
+	usleep(100_000) while !free_on($b, $key) && time - $t < $limit;
+	return time - $t;
+}
+$a->safe_psql('postgres', "ALTER SYSTEM SET lockext.max_hold = '2s'; SELECT pg_reload_conf()");
+usleep(300_000);
+$s->query_safe("SELECT dlock_acquire_session('capped', 5, 1)");
+usleep(1_500_000);
+ok(!free_on($b, 'capped'), 'under lockext.max_hold the keeper renews (1.5 s into a 1 s lease)');
+my $waited = wait_free('capped', 6);
+cmp_ok($waited, '<', 3.5, "past max_hold (2 s) the lease runs out (free ${waited}s later)");
+$s->query_safe("SELECT dlock_release('capped')");
+$s->{stderr} = '';
+$a->safe_psql('postgres', "ALTER SYSTEM RESET lockext.max_hold; "
+	  . "ALTER SYSTEM SET lockext.max_idle_hold = '2s'; SELECT pg_reload_conf()");
+usleep(300_000);
+$s->query_safe('BEGIN');
+$s->query_safe("SELECT dlock_acquire('idle', 5, 1)");
+usleep(1_500_000);
+ok(!free_on($b, 'idle'), 'idle in transaction under max_idle_hold: renewed');
+$waited = wait_free('idle', 6);
+cmp_ok($waited, '<', 3.5, "past max_idle_hold (2 s) the lease runs out (free ${waited}s later)");
+$s->query('COMMIT');
+like($s->{stderr}, qr/lock "idle" was lost before COMMIT/, 'and the idle holder\'s COMMIT fails');
+$s->{stderr} = '';
+$a->safe_psql('postgres', "ALTER SYSTEM RESET lockext.max_idle_hold; SELECT pg_reload_conf()");
 
 $s->quit;
 $_->stop for ($a, $b);
