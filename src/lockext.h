@@ -278,7 +278,6 @@ typedef struct KeeperItem
 
 extern int	lockext_max_tracked_locks;
 extern void shared_locks_install_hooks(void);
-extern bool shared_locks_available(void);
 extern void shared_locks_publish(DlockEntry *entry, DlockScope scope);
 extern void shared_locks_unpublish(DlockEntry *entry, DlockScope scope);
 extern void shared_locks_wait_start(DlockEntry *entry,

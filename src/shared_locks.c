@@ -2,8 +2,8 @@
  *
  * shared_locks.c
  *	  The shared-memory table of every dlock hold and wait on this instance,
- *	  by key text: what the dlock_locks view shows (and the lease keeper
- *	  will read).
+ *	  by key text: what the dlock_locks view shows and the lease keeper
+ *	  renews from, and the holders' heartbeats.
  *
  * Needs shared_preload_libraries: the control struct is reserved at server
  * start (shmem_request_hook / shmem_startup_hook, as pg_stat_statements
@@ -130,12 +130,6 @@ shared_locks_install_hooks(void)
 	shmem_request_hook = shared_locks_shmem_request;
 	prev_shmem_startup = shmem_startup_hook;
 	shmem_startup_hook = shared_locks_shmem_startup;
-}
-
-bool
-shared_locks_available(void)
-{
-	return ctl != NULL;
 }
 
 /*
