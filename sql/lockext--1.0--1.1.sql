@@ -37,3 +37,15 @@ CREATE FUNCTION dlock_keeper_pid()
 RETURNS integer
 AS 'MODULE_PATHNAME', 'dlock_keeper_pid'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- dlock_held() says whether the lease keeper found a lock lost (and shows
+-- the lease end it renewed to): one more result column.
+DROP FUNCTION dlock_held();
+CREATE FUNCTION dlock_held(OUT key text, OUT scope text, OUT backend text,
+                           OUT token bigint, OUT holds integer,
+                           OUT acquired_at timestamptz,
+                           OUT lease_expires_at timestamptz,
+                           OUT state text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dlock_held'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 10;

@@ -60,7 +60,8 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION dlock_held(OUT key text, OUT scope text, OUT backend text,
                            OUT token bigint, OUT holds integer,
                            OUT acquired_at timestamptz,
-                           OUT lease_expires_at timestamptz)
+                           OUT lease_expires_at timestamptz,
+                           OUT state text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'dlock_held'
 LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 10;

@@ -312,6 +312,31 @@ dlock_try_acquire_session(PG_FUNCTION_ARGS)
 	return acquire_common(fcinfo, DLOCK_SCOPE_SESSION, true);
 }
 
+/*
+ * Did the lease keeper find this hold lost?  *lease_end, when asked for,
+ * receives the lease end the keeper renewed it to (else the backend's).
+ */
+static bool
+hold_lost(DlockEntry *entry, DlockScope scope, TimestampTz *lease_end)
+{
+	TimestampTz end = entry->lease_expires_at;
+	bool		lost = false;
+
+	if (!shared_locks_hold_state(entry, scope, &end, &lost))
+		end = entry->lease_expires_at;
+	if (lease_end)
+		*lease_end = end;
+	return lost;
+}
+
+static void
+report_lost(const char *key)
+{
+	ereport(WARNING,
+			(errmsg("lock \"%s\" was lost", key),
+			 errdetail("The lease keeper found the lock no longer held in Redis: it was deleted, flushed or taken over.")));
+}
+
 PG_FUNCTION_INFO_V1(dlock_release);
 Datum
 dlock_release(PG_FUNCTION_ARGS)
@@ -320,6 +345,14 @@ dlock_release(PG_FUNCTION_ARGS)
 	char	   *key = get_key_arg(fcinfo, &keylen);
 	DlockEntry *entry = registry_lookup(key, keylen);
 
+	if (entry != NULL && entry->session_holds > 0 &&
+		hold_lost(entry, DLOCK_SCOPE_SESSION, NULL))
+	{
+		/* the bookkeeping goes; the caller learns the lock was not held */
+		(void) registry_release_session(entry);
+		report_lost(key);
+		PG_RETURN_BOOL(false);
+	}
 	if (entry != NULL && registry_release_session(entry))
 		PG_RETURN_BOOL(true);
 
@@ -356,6 +389,12 @@ dlock_extend(PG_FUNCTION_ARGS)
 				(errmsg("lock \"%s\" is not held", key)));
 		PG_RETURN_BOOL(false);
 	}
+	if (hold_lost(entry, entry->session_holds > 0 ? DLOCK_SCOPE_SESSION :
+				  DLOCK_SCOPE_XACT, NULL))
+	{
+		report_lost(key);
+		PG_RETURN_BOOL(false);
+	}
 	if (!entry->backend->extend(entry, lease_ms))
 		PG_RETURN_BOOL(false);
 	registry_republish(entry);	/* the new lease end */
@@ -384,11 +423,15 @@ held_rows(DlockEntry *entry, void *arg)
 	for (scope = 0; scope < 2; scope++)
 	{
 		int			holds = scope == 0 ? entry->xact_holds : entry->session_holds;
-		Datum		values[7];
-		bool		nulls[7] = {false};
+		Datum		values[8];
+		bool		nulls[8] = {false};
+		TimestampTz lease_end;
+		bool		lost;
 
 		if (holds == 0)
 			continue;
+		lost = hold_lost(entry, scope == 0 ? DLOCK_SCOPE_XACT :
+						 DLOCK_SCOPE_SESSION, &lease_end);
 		values[0] = CStringGetTextDatum(entry->key);
 		values[1] = CStringGetTextDatum(scope == 0 ? "transaction" : "session");
 		values[2] = CStringGetTextDatum(entry->backend->name);
@@ -396,8 +439,10 @@ held_rows(DlockEntry *entry, void *arg)
 		nulls[3] = !entry->has_token;
 		values[4] = Int32GetDatum(holds);
 		values[5] = TimestampTzGetDatum(entry->acquired_at);
-		values[6] = TimestampTzGetDatum(entry->lease_expires_at);
-		nulls[6] = (entry->lease_expires_at == 0);
+		values[6] = TimestampTzGetDatum(lease_end);
+		nulls[6] = (lease_end == 0);
+		/* 1.1 adds the state column; a 1.0 install has seven */
+		values[7] = CStringGetTextDatum(lost ? "lost" : "held");
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 }

@@ -77,6 +77,24 @@ like($s->{stderr}, qr/lock "flushed" was lost before COMMIT/,
 	'its COMMIT fails, with verify_on_commit = auto');
 $s->{stderr} = '';
 
+# 4b. A session lock flushed: dlock_held shows it lost, dlock_extend and
+#     dlock_release warn and return false, and the key can be taken again.
+$s->query_safe("SELECT dlock_acquire_session('flushed-s', 5, 3)");
+$redis->cli('FLUSHALL');
+ok($a->poll_query_until('postgres', "SELECT state = 'lost' FROM dlock_locks WHERE key = 'flushed-s'"),
+	'a flushed session lock is marked lost');
+is($s->query_safe("SELECT state FROM dlock_held() WHERE key = 'flushed-s'"), 'lost',
+	'dlock_held shows it lost');
+is($s->query("SELECT dlock_extend('flushed-s')"), 'f', 'dlock_extend returns false');
+like($s->{stderr}, qr/WARNING:  lock "flushed-s" was lost/, 'with a WARNING');
+$s->{stderr} = '';
+is($s->query("SELECT dlock_release('flushed-s')"), 'f', 'dlock_release returns false');
+like($s->{stderr}, qr/WARNING:  lock "flushed-s" was lost/, 'with a WARNING');
+$s->{stderr} = '';
+is($s->query_safe("SELECT count(*) FROM dlock_held()"), '0', 'and the bookkeeping is gone');
+is($s->query_safe("SELECT dlock_acquire_session('flushed-s', 1) > 0 AND dlock_release('flushed-s')"), 't',
+	'the key can be taken again');
+
 # 5. Kill the keeper: it restarts, renewals resume, locks work meanwhile.
 my $k1 = keeper_pid($a);
 kill 'TERM', $k1;    # (not a backend in pg_stat_activity: no database)
