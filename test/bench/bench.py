@@ -359,9 +359,41 @@ COMMIT;
             if name == "redis":
                 median_row(rows, "memory, 10000 session locks", "Redis bytes per held lock",
                            "bytes", [redis_bytes])
+
+        # 8. the lease keeper's CPU for 10,000 held leases (beta: its own
+        #    lockext.redis_nodes, which is what the keeper renews)
+        pct, renewals = keeper_cpu(srv, b, 10000, 2 * SECONDS)
+        median_row(rows, "keeper, 10000 held leases of 3 s", "keeper CPU", "% of one core", [pct])
+        median_row(rows, "keeper, 10000 held leases of 3 s", "renewals", "renewals", [renewals])
+        summary.append(("keeper CPU for 10,000 held leases (% of one core)", pct, "< 1", pct < 1))
     finally:
         srv.stop()
     report(rows, summary)
+
+
+def keeper_cpu(srv, port, n, seconds):
+    """Hold n session locks (3 s leases) in one idle session; the keeper's
+    CPU (% of one core) while it renews them, and the renewals it made."""
+
+    def ask(sql):
+        p.stdin.write(sql + "\n")
+        p.stdin.flush()
+        return p.stdout.readline().strip()
+
+    p = subprocess.Popen(["runuser", "-u", USER, "--", f"{PGBIN}/psql", "-h", srv.work,
+                          "-p", str(port), "-U", "postgres", "-X", "-At", "postgres"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    keeper = int(ask("SELECT dlock_keeper_pid();"))
+    ask(f"SELECT count(dlock_acquire_session('keep:' || g, 5, 3)) FROM generate_series(1, {n}) g;")
+    time.sleep(1)
+    cpu0, t0 = process_cpu_seconds(keeper), time.monotonic()
+    time.sleep(seconds)
+    cpu1, t1 = process_cpu_seconds(keeper), time.monotonic()
+    renewals = int(ask("SELECT coalesce(sum(renewals), 0) FROM dlock_locks;"))
+    ask("SELECT dlock_release_all();")
+    p.stdin.close()
+    p.wait()
+    return 100.0 * (cpu1 - cpu0) / (t1 - t0), renewals
 
 
 def hold_many(srv, port, redis_port, opts, n):
