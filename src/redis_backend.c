@@ -337,13 +337,16 @@ other_scope_holds(DlockEntry *entry, DlockScope scope)
  * palloc: it runs after the commit record and on the abort path.
  */
 static void
-redis_release_many(DlockEnding *ends, int n, bool xact_end, bool is_abort)
+redis_release_many(DlockEnding *ends, int n, bool xact_end,
+				   bool is_abort pg_attribute_unused())
 {
 	RedisRelease one = {0};
 	RedisRelease *rel = n > 1 ? malloc(n * sizeof(RedisRelease)) : &one;
 	char		detail[512];
 	bool		wait = false;
 	int			m = 0;
+	int			total = 0;		/* releases sent, either way */
+	const char *last_key = NULL;
 	int			lost = 0;
 	int			i;
 
@@ -357,6 +360,8 @@ redis_release_many(DlockEnding *ends, int n, bool xact_end, bool is_abort)
 
 		if (other_scope_holds(entry, ends[i].scope) || hold == NULL)
 			continue;
+		total++;
+		last_key = entry->key;
 		if (rel == NULL)
 		{
 			/* out of memory: one at a time */
@@ -373,17 +378,17 @@ redis_release_many(DlockEnding *ends, int n, bool xact_end, bool is_abort)
 	if (rel != NULL && m > 0)
 		lost += redis_proto_release_many(rel, m, wait, detail, sizeof(detail));
 
-	if (lost > 0 && m == 1 && n == 1)
+	if (lost > 0 && total == 1)
 		ereport(WARNING,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not release lock \"%s\" in Redis", ends[0].entry->key),
+				 errmsg("could not release lock \"%s\" in Redis", last_key),
 				 errdetail("The release was not confirmed by %s.", detail),
 				 errhint("The lock comes free when its lease runs out; the release is sent again on the next connection to the node.")));
 	else if (lost > 0)
 		ereport(WARNING,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not confirm the release of %d of %d locks in Redis",
-						lost, m),
+						lost, total),
 				 errdetail("The releases were not confirmed by %s.", detail),
 				 errhint("The locks come free when their leases run out; the releases are sent again on the next connection to the nodes.")));
 
@@ -397,7 +402,6 @@ redis_release_many(DlockEnding *ends, int n, bool xact_end, bool is_abort)
 	}
 	if (rel != &one)
 		free(rel);
-	(void) is_abort;
 }
 
 static void
