@@ -371,18 +371,25 @@ COMMIT;
     report(rows, summary)
 
 
-def keeper_cpu(srv, port, n, seconds):
-    """Hold n session locks (3 s leases) in one idle session; the keeper's
-    CPU (% of one core) while it renews them, and the renewals it made."""
+def psql_session(srv, port, opts):
+    """A live psql session (the process) and ask(sql) -> its one-line answer."""
+    p = subprocess.Popen(["runuser", "-u", USER, "--", f"{PGBIN}/psql", "-h", srv.work,
+                          "-p", str(port), "-U", "postgres", "-X", "-At", "postgres"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PGOPTIONS=opts))
 
     def ask(sql):
         p.stdin.write(sql + "\n")
         p.stdin.flush()
         return p.stdout.readline().strip()
 
-    p = subprocess.Popen(["runuser", "-u", USER, "--", f"{PGBIN}/psql", "-h", srv.work,
-                          "-p", str(port), "-U", "postgres", "-X", "-At", "postgres"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return p, ask
+
+
+def keeper_cpu(srv, port, n, seconds):
+    """Hold n session locks (3 s leases) in one idle session; the keeper's
+    CPU (% of one core) while it renews them, and the renewals it made."""
+    p, ask = psql_session(srv, port, "")
     keeper = int(ask("SELECT dlock_keeper_pid();"))
     ask(f"SELECT count(dlock_acquire_session('keep:' || g, 5, 3)) FROM generate_series(1, {n}) g;")
     time.sleep(1)
@@ -403,15 +410,7 @@ def hold_many(srv, port, redis_port, opts, n):
         return int(re.search(r"used_memory:(\d+)",
                              srv.redis_cli(redis_port, "INFO", "memory")).group(1))
 
-    def ask(sql):
-        p.stdin.write(sql + "\n")
-        p.stdin.flush()
-        return p.stdout.readline().strip()
-
-    p = subprocess.Popen(["runuser", "-u", USER, "--", f"{PGBIN}/psql", "-h", srv.work,
-                          "-p", str(port), "-U", "postgres", "-X", "-At", "postgres"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                         env=dict(os.environ, PGOPTIONS=opts))
+    p, ask = psql_session(srv, port, opts)
     mem = "SELECT sum(total_bytes) FROM pg_backend_memory_contexts;"
     ask("SELECT dlock_acquire_session('warm-up');")
     backend0, redis0 = int(ask(mem)), redis_used()
