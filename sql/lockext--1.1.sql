@@ -108,3 +108,79 @@ CREATE FUNCTION dlock_keeper_pid()
 RETURNS integer
 AS 'MODULE_PATHNAME', 'dlock_keeper_pid'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Per-database counters of dlock activity since the last
+-- dlock_stats_reset() (needs lockext in shared_preload_libraries).  Wait
+-- times are in milliseconds; waits_* count the waits that ended (granted
+-- or not) by their length.
+CREATE FUNCTION dlock_stats_internal(
+    OUT datid oid, OUT acquired bigint, OUT acquired_after_wait bigint,
+    OUT busy bigint, OUT timeouts bigint, OUT deadlocks bigint,
+    OUT canceled bigint, OUT wait_time double precision,
+    OUT max_wait_time double precision, OUT waits_10ms bigint,
+    OUT waits_100ms bigint, OUT waits_1s bigint, OUT waits_10s bigint,
+    OUT waits_longer bigint, OUT lost_at_commit bigint, OUT renewals bigint,
+    OUT renewal_failures bigint, OUT releases_left_to_lease bigint,
+    OUT redis_errors bigint, OUT fallbacks bigint,
+    OUT stats_reset timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dlock_stats_internal'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- One row per database, like pg_stat_database; stats_reset is NULL where
+-- no dlock was ever taken.
+CREATE VIEW dlock_stats AS
+SELECT d.oid AS datid, d.datname,
+       coalesce(s.acquired, 0) AS acquired,
+       coalesce(s.acquired_after_wait, 0) AS acquired_after_wait,
+       coalesce(s.busy, 0) AS busy,
+       coalesce(s.timeouts, 0) AS timeouts,
+       coalesce(s.deadlocks, 0) AS deadlocks,
+       coalesce(s.canceled, 0) AS canceled,
+       coalesce(s.wait_time, 0) AS wait_time,
+       coalesce(s.max_wait_time, 0) AS max_wait_time,
+       coalesce(s.waits_10ms, 0) AS waits_10ms,
+       coalesce(s.waits_100ms, 0) AS waits_100ms,
+       coalesce(s.waits_1s, 0) AS waits_1s,
+       coalesce(s.waits_10s, 0) AS waits_10s,
+       coalesce(s.waits_longer, 0) AS waits_longer,
+       coalesce(s.lost_at_commit, 0) AS lost_at_commit,
+       coalesce(s.renewals, 0) AS renewals,
+       coalesce(s.renewal_failures, 0) AS renewal_failures,
+       coalesce(s.releases_left_to_lease, 0) AS releases_left_to_lease,
+       coalesce(s.redis_errors, 0) AS redis_errors,
+       coalesce(s.fallbacks, 0) AS fallbacks,
+       s.stats_reset
+FROM pg_catalog.pg_database d
+     LEFT JOIN dlock_stats_internal() s ON s.datid OPERATOR(pg_catalog.=) d.oid;
+
+GRANT SELECT ON dlock_stats TO PUBLIC;
+
+-- Zero every database's counters; superusers only unless granted, as
+-- pg_stat_reset().
+CREATE FUNCTION dlock_stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'dlock_stats_reset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE ALL ON FUNCTION dlock_stats_reset() FROM PUBLIC;
+
+-- The Redis nodes of the server's lockext.redis_nodes as the lease keeper
+-- sees them (it pings each once a second); passwords masked.  For
+-- superusers and pg_monitor members, like the setting it shows.
+CREATE FUNCTION dlock_redis_nodes_internal(
+    OUT node text, OUT state text, OUT last_rtt double precision,
+    OUT errors bigint, OUT last_error text, OUT last_error_at timestamptz,
+    OUT checked_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dlock_redis_nodes_internal'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE ALL ON FUNCTION dlock_redis_nodes_internal() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dlock_redis_nodes_internal() TO pg_monitor;
+
+CREATE VIEW dlock_redis_nodes AS
+SELECT * FROM dlock_redis_nodes_internal();
+
+REVOKE ALL ON dlock_redis_nodes FROM PUBLIC;
+GRANT SELECT ON dlock_redis_nodes TO pg_monitor;

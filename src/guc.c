@@ -30,6 +30,9 @@ int			lockext_connect_timeout_ms = 1000;
 int			lockext_command_timeout_ms = 1000;
 int			lockext_verify_on_commit = LOCKEXT_VERIFY_AUTO;
 bool		lockext_preloaded = false;
+
+/* Is this backend running ALTER SYSTEM?  (sql_api.c's utility hook says.) */
+bool		lockext_in_alter_system = false;
 int			lockext_max_hold_ms = 0;
 int			lockext_max_idle_hold_ms = 0;
 bool		lockext_session_locks = true;

@@ -6,14 +6,16 @@
  *
  * Started by the postmaster when lockext is preloaded, restarted a second
  * after it dies; backends never wait for it (acquire and release stay in
- * the backend), and without it leases behave as in 1.0.  Every tick it
- * reads the shared lock table (shared_locks.c) and renews, in one batched
- * command per node, every hold on the server's own node set whose lease
- * has run a third of its length, if its holder still beats: each backend
- * that holds renewable locks bumps a heartbeat from a timer, so a holder
- * stopped by SIGSTOP, or swapped out, stops being renewed within
- * LOCKEXT_HEARTBEAT_STALE_MS and its lease runs out as it would without
- * the keeper.  Renewal is compare-and-renew: it extends only a value that
+ * the backend), and without it leases behave as in 1.0.  It keeps a copy
+ * of the renewable holds of the server's own node set from the shared
+ * lock table (shared_locks.c), read again only when that changed, sleeps
+ * until the next lease falls due (a backend that publishes an earlier one
+ * sets its latch), and renews, in one batched command per node, every
+ * hold before a third of its lease has passed, if its holder still beats:
+ * each backend that holds renewable locks sets a heartbeat from a timer,
+ * so a holder stopped by SIGSTOP, or swapped out, stops being renewed
+ * within LOCKEXT_HEARTBEAT_STALE_MS and its lease runs out as it would
+ * without the keeper.  Renewal is compare-and-renew: it extends only a value that
  * is still ours and never re-creates a key, so it cannot resurrect a lock
  * someone else took meanwhile.  A lock it finds no longer ours (flushed,
  * deleted, taken after an outage) is marked lost at once, so the holder's
@@ -25,6 +27,10 @@
  *
  * Holds taken on another node list (a superuser's session-level SET
  * lockext.redis_nodes) are not renewed: they keep their lease.
+ *
+ * It also pings every node once a second, for dlock_redis_nodes, and
+ * retries the releases backends handed over (keeper_state.c) until a
+ * node confirms them or their leases are over.
  *
  * Only the Redis layers and the shared table are used here, never the SQL
  * layer or a backend's registry.
@@ -47,20 +53,28 @@
 
 #include "redis.h"
 
-/* How often the keeper looks at the table. */
-#define KEEPER_TICK_MS 100
+/* Look at nodes, hand-overs and caps at least this often. */
+#define KEEPER_MAX_SLEEP_MS 1000
+/* ... and not more often than this, however many leases fall due. */
+#define KEEPER_MIN_SLEEP_MS 5
+/* A renewal that found too few nodes is retried this much later. */
+#define KEEPER_RETRY_MS 100
 
 PGDLLEXPORT void lockext_keeper_main(Datum arg);
 
-/* What the keeper saw of each backend's heartbeat, by backend id. */
-typedef struct Beat
-{
-	uint64		value;
-	int64		changed_us;		/* monotonic; 0: never seen */
-} Beat;
+/* The renewable holds, as last read from the shared table. */
+static MemoryContext items_cxt;
+static KeeperItem *items = NULL;
+static int	nitems = 0;
+static uint64 items_gen = 0;
+static uint64 items_fp = 0;		/* of the node set they were read for */
 
-static Beat *beats = NULL;
-static int	nbeats = 0;
+/* Releases handed over and not yet confirmed (KeeperHandover *). */
+static MemoryContext handover_cxt;
+static List *handovers = NIL;
+static TimestampTz next_handover_try = 0;
+
+static TimestampTz next_ping = 0;
 
 /* From _PG_init while preloading. */
 void
@@ -79,38 +93,19 @@ keeper_register(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/* Note every heartbeat that moved since the last tick. */
-static void
-watch_heartbeats(int64 now_us)
-{
-	int			id;
-
-	for (id = 1; id < nbeats; id++)
-	{
-		uint64		value = shared_locks_heartbeat(id);
-
-		if (beats[id].value != value)
-		{
-			beats[id].value = value;
-			beats[id].changed_us = now_us;
-		}
-	}
-}
-
 /* Has the holder with this backend id beaten lately? */
 static bool
 holder_beats(int backend_id, int64 now_us)
 {
-	if (backend_id <= 0 || backend_id >= nbeats ||
-		beats[backend_id].changed_us == 0)
-		return false;
-	return now_us - beats[backend_id].changed_us <
-		LOCKEXT_HEARTBEAT_STALE_MS * INT64CONST(1000);
+	uint64		beat = shared_locks_heartbeat(backend_id);
+
+	return beat != 0 &&
+		now_us - (int64) beat < LOCKEXT_HEARTBEAT_STALE_MS * INT64CONST(1000);
 }
 
 /*
  * Is the backend with this pid idle in transaction for longer than
- * lockext.max_idle_hold?  (A snapshot of the activity array per tick.)
+ * lockext.max_idle_hold?  (A snapshot of the activity array per round.)
  */
 static bool
 idle_too_long(int pid, TimestampTz now)
@@ -144,68 +139,198 @@ within_caps(const KeeperItem *it, TimestampTz now)
 	return true;
 }
 
-/* Renew every hold that is due and whose holder can still act. */
+/* Read the renewable holds again if they changed since the last look. */
 static void
-renew_due(void)
+refresh_items(RedisNodeSet *set)
 {
-	RedisNodeSet *set = lockext_redis_nodes();
-	KeeperItem *items;
-	int			n;
-	int			ndue = 0;
-	int		   *due;
-	char	  **lockkeys;
-	char	  **owners;
-	int64	   *leases;
-	int64	   *outcome;
+	MemoryContext oldcxt;
+
+	if (items != NULL && items_fp == set->fingerprint &&
+		items_gen == shared_locks_renewable_gen())
+		return;
+	MemoryContextReset(items_cxt);
+	oldcxt = MemoryContextSwitchTo(items_cxt);
+	nitems = shared_locks_renewable(set->fingerprint, &items, &items_gen);
+	items_fp = set->fingerprint;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Renew every hold whose renewal window has opened and whose holder can
+ * still act; returns when the next one falls due (or INT64 max).
+ */
+static TimestampTz
+renew_due(RedisNodeSet *set)
+{
 	TimestampTz now = GetCurrentTimestamp();
 	int64		now_us = lockext_now_us();
+	TimestampTz wake = PG_INT64_MAX;
+	int			ndue = 0;
+	int		   *due;
+	RedisRenewal *renewals;
+	int64	   *outcome;
 	int			i;
 
-	watch_heartbeats(now_us);
-	if (set == NULL)
-		return;
-	n = shared_locks_renewable(set->fingerprint, now, &items);
-	if (n == 0)
-		return;
-	due = palloc(n * sizeof(int));
-	lockkeys = palloc(n * sizeof(char *));
-	owners = palloc(n * sizeof(char *));
-	leases = palloc(n * sizeof(int64));
-	outcome = palloc(n * sizeof(int64));
-	for (i = 0; i < n; i++)
+	refresh_items(set);
+	if (nitems == 0)
+		return wake;
+	due = palloc(nitems * sizeof(int));
+	for (i = 0; i < nitems; i++)
 	{
 		KeeperItem *it = &items[i];
 
-		if (!holder_beats(it->backend_id, now_us) || !within_caps(it, now))
+		if (it->lease_ms <= 0)
+			continue;			/* found lost */
+		if (it->lease_end - now > LOCKEXT_RENEW_LEFT_US(it->lease_ms) ||
+			!holder_beats(it->backend_id, now_us) || !within_caps(it, now))
+		{
+			/* not yet, or not now: a stalled holder may beat again */
+			wake = Min(wake, it->lease_end - LOCKEXT_WAKE_LEFT_US(it->lease_ms));
 			continue;
-		due[ndue] = i;
-		lockkeys[ndue] = it->lockkey;
-		owners[ndue] = it->owner;
-		leases[ndue] = it->lease_ms;
-		ndue++;
+		}
+		due[ndue++] = i;
 	}
 	if (ndue == 0)
-		return;
+		return wake;
 
-	redis_proto_extend_many(set, lockkeys, owners, leases, ndue, outcome);
+	renewals = palloc(ndue * sizeof(RedisRenewal));
+	outcome = palloc(ndue * sizeof(int64));
+	for (i = 0; i < ndue; i++)
+	{
+		KeeperItem *it = &items[due[i]];
+
+		renewals[i].lockkey = it->lockkey;
+		renewals[i].lockkey_len = it->lockkey_len;
+		renewals[i].owner = it->owner;
+		renewals[i].owner_len = redis_owner_unique_len(it->owner);
+		renewals[i].lease_ms = it->lease_ms;
+	}
+	redis_proto_extend_many(set, renewals, ndue, outcome);
+
+	now = GetCurrentTimestamp();
+	now_us = lockext_now_us();
 	for (i = 0; i < ndue; i++)
 	{
 		KeeperItem *it = &items[due[i]];
 
 		if (outcome[i] > 0)
-			shared_locks_renewed(&it->key,
-								 GetCurrentTimestamp() + (outcome[i] - lockext_now_us()),
-								 false);
-		else if (outcome[i] == 0)
-			shared_locks_renewed(&it->key, 0, true);
-		/* -1: too few nodes answered; the next tick tries again */
+		{
+			it->lease_end = now + (outcome[i] - now_us);
+			shared_locks_renewed(&it->key, it->lease_end, false);
+			shared_stats_count_db(it->dboid, DLOCK_STAT_RENEWALS, 1);
+			wake = Min(wake, it->lease_end - LOCKEXT_WAKE_LEFT_US(it->lease_ms));
+		}
+		else
+		{
+			shared_stats_count_db(it->dboid, DLOCK_STAT_RENEWAL_FAILURES, 1);
+			if (outcome[i] == 0)
+			{
+				/* no longer ours: the holder's COMMIT must fail */
+				shared_locks_renewed(&it->key, 0, true);
+				it->lease_ms = 0;
+			}
+			else				/* too few nodes answered: soon again */
+				wake = Min(wake, TimestampTzPlusMilliseconds(now, KEEPER_RETRY_MS));
+		}
 	}
+	return wake;
+}
+
+/* Ping every node; publish what the keeper sees of them. */
+static void
+check_nodes(RedisNodeSet *set, TimestampTz now)
+{
+	KeeperNodeStatus st[LOCKEXT_MAX_NODE_STATUS];
+	int			n = 0;
+
+	if (now < next_ping)
+		return;
+	next_ping = TimestampTzPlusMilliseconds(now, KEEPER_MAX_SLEEP_MS);
+	if (set != NULL)
+	{
+		RedisNode  *nodes[LOCKEXT_MAX_NODES];
+		RedisResult results[LOCKEXT_MAX_NODES];
+		const char *argv[1] = {"PING"};
+		RedisCommand cmd = {1, argv, NULL};
+		int			i;
+
+		n = Min(set_nodes(set, nodes), LOCKEXT_MAX_NODE_STATUS);
+		redis_run(nodes, n, &cmd, NULL, 0, 0, false, NULL, results);
+		redis_results_free(results, n);
+		for (i = 0; i < n; i++)
+		{
+			RedisNode  *node = nodes[i];
+
+			strlcpy(st[i].node, node->display, sizeof(st[i].node));
+			st[i].state = node->ctx == NULL ? 'd' : node->connecting ? 'o' : 'c';
+			st[i].rtt_us = node->last_rtt_us;
+			st[i].errors = node->failures;
+			strlcpy(st[i].last_error, node->last_failure, sizeof(st[i].last_error));
+			st[i].last_error_at = node->last_failure_at;
+			st[i].checked_at = GetCurrentTimestamp();
+		}
+	}
+	keeper_state_publish_nodes(st, n);
+}
+
+/*
+ * Send the releases handed over, one node command at a time; a node that
+ * fails is tried again a second later.  Each is kept until a node confirms
+ * it, or its leases are over.
+ */
+static void
+retry_handovers(RedisNodeSet *set, TimestampTz now)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(handover_cxt);
+	List	   *left = NIL;
+	bool		failed[LOCKEXT_MAX_NODES] = {false};
+	bool		any_failed = false;
+	ListCell   *lc;
+
+	handovers = list_concat(handovers, keeper_state_take_handovers());
+	MemoryContextSwitchTo(oldcxt);
+	if (handovers == NIL || now < next_handover_try)
+		return;
+	foreach(lc, handovers)
+	{
+		KeeperHandover *h = lfirst(lc);
+		RedisNode  *node;
+		RedisResult res;
+
+		if (h->until <= now || set == NULL || h->set_fp != set->fingerprint ||
+			h->index >= set->n)
+		{
+			/* over anyway, or on nodes the server no longer uses */
+			pfree(h);
+			continue;
+		}
+		node = &set->nodes[h->index];
+		if (!failed[h->index])
+		{
+			redis_run_formatted(&node, 1, h->cmd, h->len, NULL, 0, 0, false,
+								NULL, &res);
+			redis_results_free(&res, 1);
+			if (res.outcome == RNODE_OK)
+			{
+				pfree(h);
+				continue;
+			}
+			failed[h->index] = any_failed = true;
+		}
+		oldcxt = MemoryContextSwitchTo(handover_cxt);
+		left = lappend(left, h);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	list_free(handovers);
+	handovers = left;
+	next_handover_try = any_failed ?
+		TimestampTzPlusMilliseconds(now, KEEPER_MAX_SLEEP_MS) : 0;
 }
 
 static void
 keeper_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
-	shared_locks_keeper_running(false);
+	keeper_state_running(false);
 }
 
 void
@@ -217,17 +342,28 @@ lockext_keeper_main(Datum arg pg_attribute_unused())
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	nbeats = MaxBackends + 1;
-	beats = MemoryContextAllocZero(TopMemoryContext, nbeats * sizeof(Beat));
-	shared_locks_keeper_running(true);
+	/* the backends' hooks count into their databases, not here */
+	redis_failure_hook = NULL;
+	redis_redo_hook = NULL;
+
+	items_cxt = AllocSetContextCreate(TopMemoryContext, "lockext keeper holds",
+									  ALLOCSET_DEFAULT_SIZES);
+	handover_cxt = AllocSetContextCreate(TopMemoryContext,
+										 "lockext keeper hand-overs",
+										 ALLOCSET_DEFAULT_SIZES);
+	/* what one round allocates goes with the round, as in pg_cron */
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "lockext keeper round",
+									 ALLOCSET_DEFAULT_SIZES);
+	keeper_state_running(true);
 	before_shmem_exit(keeper_exit, (Datum) 0);
 
-	/* what one tick allocates goes with the tick, as in pg_cron */
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "lockext keeper tick",
-									 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		MemoryContext oldcxt;
+		RedisNodeSet *set;
+		TimestampTz now;
+		TimestampTz wake;
+		long		sleep_ms;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -236,13 +372,24 @@ lockext_keeper_main(Datum arg pg_attribute_unused())
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		oldcxt = MemoryContextSwitchTo(loop_cxt);
-		pgstat_clear_backend_activity_snapshot();	/* a fresh look per tick */
-		renew_due();
+		pgstat_clear_backend_activity_snapshot();	/* a fresh look per round */
+		set = lockext_redis_nodes();
+		now = GetCurrentTimestamp();
+		wake = TimestampTzPlusMilliseconds(now, KEEPER_MAX_SLEEP_MS);
+		if (set != NULL)
+			wake = Min(wake, renew_due(set));
+		check_nodes(set, now);
+		retry_handovers(set, now);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(loop_cxt);
 
+		/* backends with an earlier lease set the latch */
+		keeper_state_set_wake(wake);
+		now = GetCurrentTimestamp();
+		sleep_ms = wake > now ? (long) ((wake - now + 999) / 1000) : 0;
+		sleep_ms = Max(sleep_ms, KEEPER_MIN_SLEEP_MS);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 KEEPER_TICK_MS, PG_WAIT_EXTENSION);
+						 sleep_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }

@@ -21,6 +21,7 @@
 
 #include "lib/ilist.h"
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 #include "storage/lock.h"
 #include "utils/timestamp.h"
 
@@ -213,6 +214,7 @@ extern int	lockext_max_hold_ms;
 extern int	lockext_max_idle_hold_ms;
 extern bool lockext_session_locks;
 extern const int lockext_min_lease_ms;
+extern bool lockext_in_alter_system;	/* set by sql_api.c's utility hook */
 
 extern void lockext_define_gucs(void);
 extern const DlockBackend *lockext_current_backend(void);
@@ -263,16 +265,25 @@ typedef struct SharedLockRow
 	uint64		keytext;		/* dsa_pointer: key, ns, owner, each \0-ended */
 } SharedLockRow;
 
-/* A hold due for renewal, as the keeper sees it. */
+/*
+ * When the keeper renews a lease: before a third of it has passed, in a
+ * window that opens when 17/24 of it is left (so many leases share one
+ * command); it aims to wake when 33/48 is left.
+ */
+#define LOCKEXT_RENEW_LEFT_US(lease_ms)	((lease_ms) * 1000 * 17 / 24)
+#define LOCKEXT_WAKE_LEFT_US(lease_ms)	((lease_ms) * 1000 * 33 / 48)
+
+/* A renewable hold, as the keeper sees it. */
 typedef struct KeeperItem
 {
 	SharedLockKey key;
+	Oid			dboid;
 	int32		backend_id;
-	uint64		nodes_fp;
 	int64		lease_ms;
 	TimestampTz lease_end;
 	TimestampTz since;			/* acquired_at */
 	char	   *lockkey;		/* <ns>:lock:<key> */
+	int			lockkey_len;
 	char	   *owner;
 } KeeperItem;
 
@@ -283,21 +294,105 @@ extern void shared_locks_unpublish(DlockEntry *entry, DlockScope scope);
 extern void shared_locks_wait_start(DlockEntry *entry,
 									const char *blocker_instance,
 									int blocker_pid);
-extern void shared_locks_wait_end(void);
+extern int64 shared_locks_wait_end(void);
 extern void shared_locks_heartbeat_rearm(void);
 extern void shared_locks_forget_backend(void);
 extern bool shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
 								   TimestampTz *lease_end, bool *lost);
-extern int	shared_locks_renewable(uint64 nodes_fp, TimestampTz now,
-								   KeeperItem **items);
+extern int	shared_locks_renewable(uint64 nodes_fp, KeeperItem **items,
+								   uint64 *gen);
+extern uint64 shared_locks_renewable_gen(void);
 extern uint64 shared_locks_heartbeat(int backend_id);
 extern void shared_locks_renewed(const SharedLockKey *key,
 								 TimestampTz lease_end, bool lost);
-extern void shared_locks_keeper_running(bool running);
-extern int	shared_locks_keeper_pid(void);
+extern struct dsa_area *shared_locks_area(void);
+extern struct dsa_area *shared_locks_area_attached(void);
+extern int	shared_locks_tranche(void);
+extern void shared_locks_require_preload(const char *what);
 extern uint64 shared_locks_scan(void (*fn) (const SharedLockRow *row,
 											const char *key, int kind,
 											void *arg), void *arg);
+
+/*
+ * shared_stats.c: per-database counters (dlock_stats).  Counting never
+ * ERRORs; shared_stats_prepare() (which may) makes sure there is an entry.
+ */
+typedef enum DlockStat
+{
+	DLOCK_STAT_ACQUIRED,		/* without waiting */
+	DLOCK_STAT_ACQUIRED_AFTER_WAIT,
+	DLOCK_STAT_BUSY,			/* a try-once acquire found it held */
+	DLOCK_STAT_TIMEOUTS,		/* a wait ran out */
+	DLOCK_STAT_DEADLOCKS,
+	DLOCK_STAT_CANCELED,		/* a wait cancelled (cancel, statement_timeout) */
+	DLOCK_STAT_WAIT_US,			/* total time waited */
+	DLOCK_STAT_WAIT_MAX_US,
+	DLOCK_STAT_WAITS_10MS,		/* waits by length: up to 10 ms, ... */
+	DLOCK_STAT_WAITS_100MS,
+	DLOCK_STAT_WAITS_1S,
+	DLOCK_STAT_WAITS_10S,
+	DLOCK_STAT_WAITS_LONGER,
+	DLOCK_STAT_LOST_AT_COMMIT,
+	DLOCK_STAT_RENEWALS,
+	DLOCK_STAT_RENEWAL_FAILURES,
+	DLOCK_STAT_RELEASES_LEFT,	/* releases left to the lease */
+	DLOCK_STAT_REDIS_ERRORS,
+	DLOCK_STAT_FALLBACKS,
+	DLOCK_NSTATS
+} DlockStat;
+
+extern Size shared_stats_shmem_size(void);
+extern void shared_stats_shmem_startup(int tranche);
+extern void shared_stats_prepare(void);
+extern void shared_stats_count(DlockStat stat, uint64 n);
+extern void shared_stats_count_db(Oid dboid, DlockStat stat, uint64 n);
+extern void shared_stats_wait_ended(int64 wait_us);
+extern void shared_stats_scan(void (*fn) (Oid dboid, const uint64 *counters,
+										  TimestampTz reset_at, void *arg),
+							  void *arg);
+extern void shared_stats_reset(void);
+
+/*
+ * keeper_state.c: what the keeper shares with backends and views: whether
+ * it runs, its wake-up, the Redis nodes as it sees them, and the releases
+ * handed over to it.
+ */
+#define LOCKEXT_MAX_NODE_STATUS 15	/* as many as lockext.redis_nodes takes */
+
+typedef struct KeeperNodeStatus
+{
+	char		node[256];		/* the URL, password masked */
+	char		state;			/* 'c' connected, 'o' connecting, 'd' not */
+	int64		rtt_us;			/* last round trip; 0: none yet */
+	uint64		errors;
+	char		last_error[256];
+	TimestampTz last_error_at;	/* 0: none */
+	TimestampTz checked_at;
+} KeeperNodeStatus;
+
+/* A release handed to the keeper: a formatted compare-and-delete. */
+typedef struct KeeperHandover
+{
+	uint64		set_fp;			/* of the node set */
+	int			index;			/* of the node in it */
+	TimestampTz until;			/* when the leases it frees are over anyway */
+	int			nkeys;
+	size_t		len;
+	char	   *cmd;
+} KeeperHandover;
+
+extern Size keeper_state_shmem_size(void);
+extern void keeper_state_shmem_startup(int tranche);
+extern void keeper_state_running(bool running);
+extern int	keeper_state_pid(void);
+extern void keeper_state_set_wake(TimestampTz wake_at);
+extern void keeper_state_poke(TimestampTz due);
+extern void keeper_state_publish_nodes(const KeeperNodeStatus *nodes, int n);
+extern int	keeper_state_nodes(KeeperNodeStatus **nodes);
+extern bool keeper_state_hand_over(uint64 set_fp, int index,
+								   TimestampTz until, const char *cmd,
+								   size_t len, int nkeys);
+extern List *keeper_state_take_handovers(void);
 
 /* keeper.c: the lease keeper (a background worker) */
 extern void keeper_register(void);
@@ -319,10 +414,6 @@ extern int	registry_release_all_session(void);
 extern int	registry_count(void);
 extern void registry_foreach(void (*fn) (DlockEntry *entry, void *arg),
 							 void *arg);
-
-/* sql_api.c */
-
-extern bool lockext_in_alter_system;
 
 /* local_lock.c: the advisory backend, and the local queue others share */
 extern const DlockBackend advisory_backend;

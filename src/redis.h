@@ -48,6 +48,16 @@ typedef struct RedisNode
 	struct RedisPending *redo_tail;
 	int			redo_count;
 	int			redo_keys;
+
+	/* where it is configured: the set's fingerprint, its place in it */
+	uint64		set_fp;
+	int			index;
+
+	/* this process's view of the node (the keeper's: dlock_redis_nodes) */
+	uint64		failures;		/* commands and connections that failed */
+	TimestampTz last_failure_at;
+	char		last_failure[256];
+	int64		last_rtt_us;	/* of the last awaited reply; 0: none yet */
 } RedisNode;
 
 typedef struct RedisNodeSet
@@ -112,6 +122,16 @@ typedef struct RedisRelease
 	RedisHold  *hold;
 } RedisRelease;
 
+/* One lease to renew, for redis_proto_extend_many(). */
+typedef struct RedisRenewal
+{
+	const char *lockkey;		/* <ns>:lock:<key> */
+	size_t		lockkey_len;
+	const char *owner;
+	size_t		owner_len;		/* redis_owner_unique_len(owner) will do */
+	int64		lease_ms;
+} RedisRenewal;
+
 /* redis_nodes.c: the configured node set */
 extern void redis_nodes_configure(const RedisUrl *urls, int n);
 extern RedisNodeSet *lockext_redis_nodes(void);
@@ -133,6 +153,10 @@ typedef struct RedisCommand
 extern void redis_run(RedisNode **nodes, int n, const RedisCommand *cmd,
 					  const char *undo, size_t undo_len, int64 extra_ms,
 					  bool quiet, RedisEnoughFn enough, RedisResult *results);
+extern void redis_run_formatted(RedisNode **nodes, int n, const char *fmt,
+								size_t len, const char *undo, size_t undo_len,
+								int64 extra_ms, bool quiet,
+								RedisEnoughFn enough, RedisResult *results);
 extern void redis_send_givebacks(RedisNode **nodes, int n, char **cmds,
 								 const size_t *lens, const int *nkeys,
 								 int ncmds, bool wait, int *confirmed);
@@ -141,6 +165,15 @@ extern void redis_disconnect(RedisNode *node);
 extern void redis_forget_redo(RedisNode *node);
 extern void redis_abandon_inflight(void);
 extern void redis_flush_redo(RedisNode **nodes, int n);
+
+/*
+ * Hooks for the layers above: every failure of a node (dlock_stats), and a
+ * copy of every give-back kept for a node's next connection (handed to the
+ * lease keeper).  Both run on the abort path: they must not ERROR.
+ */
+extern void (*redis_failure_hook) (void);
+extern void (*redis_redo_hook) (RedisNode *node, const char *cmd, size_t len,
+								int nkeys);
 
 /* redis_scripts.c */
 enum
@@ -191,14 +224,15 @@ set_nodes(RedisNodeSet *set, RedisNode **nodes)
 /* redis_proto.c */
 extern void redis_proto_acquire(RedisHold *hold, const char *key,
 								int64 lease_ms, RedisAcquireResult *out);
-extern void redis_proto_extend_many(RedisNodeSet *set, char **lockkeys,
-									char **owners, const int64 *lease_ms,
-									int n, int64 *outcome);
+extern void redis_proto_extend_many(RedisNodeSet *set,
+									const RedisRenewal *renewals, int n,
+									int64 *outcome);
 extern bool redis_proto_extend(RedisHold *hold, const char *key,
 							   int64 lease_ms, bool *outage, StringInfo detail);
 extern bool redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms);
 extern bool redis_proto_holder(RedisNodeSet *set, const char *key,
 							   char **owner, int64 *pttl_ms);
 extern bool redis_parse_owner(const char *value, DlockHolderInfo *info);
+extern size_t redis_owner_unique_len(const char *owner);
 
 #endif							/* LOCKEXT_REDIS_H */

@@ -35,6 +35,33 @@
  */
 #define MAX_WAKE_WAIT_MS 10000
 
+/*
+ * The longest lease this backend took: a release handed to the lease
+ * keeper is worth retrying for that long at most.
+ */
+static int64 longest_lease_ms = 0;
+
+/* redis_failure_hook: count every failure of a node (dlock_stats). */
+static void
+count_node_failure(void)
+{
+	shared_stats_count(DLOCK_STAT_REDIS_ERRORS, 1);
+}
+
+/*
+ * redis_redo_hook: a release a node did not confirm goes to the lease
+ * keeper too, which retries it even if this session stays idle or exits.
+ * Never ERRORs.
+ */
+static void
+hand_over_release(RedisNode *node, const char *cmd, size_t len, int nkeys)
+{
+	(void) keeper_state_hand_over(node->set_fp, node->index,
+								  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															  longest_lease_ms),
+								  cmd, len, nkeys);
+}
+
 static RedisNodeSet *
 configured_nodes(void)
 {
@@ -153,6 +180,7 @@ acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
 			case REDIS_ACQ_OUTAGE:
 				if (lockext_fallback == LOCKEXT_FALLBACK_ADVISORY)
 				{
+					shared_stats_count(DLOCK_STAT_FALLBACKS, 1);
 					ereport(WARNING,
 							(errcode(ERRCODE_CONNECTION_FAILURE),
 							 errmsg("Redis is unavailable; lock \"%s\" is held on this instance only",
@@ -285,6 +313,9 @@ redis_acquire(DlockEntry *entry, DlockScope scope, int64 timeout_ms,
 				 errmsg("the redis backend of lockext requires the library to be preloaded"),
 				 errdetail("lockext was loaded into this session only, not at server start."),
 				 errhint("Add lockext to shared_preload_libraries and restart the server, or set lockext.backend to \"advisory\".")));
+	redis_failure_hook = count_node_failure;
+	redis_redo_hook = hand_over_release;
+	longest_lease_ms = Max(longest_lease_ms, lease_ms);
 	if (!local_lock_acquire(entry, scope, timeout_ms))
 		return false;
 
@@ -377,20 +408,21 @@ redis_release_many(DlockEnding *ends, int n, bool xact_end,
 	}
 	if (rel != NULL && m > 0)
 		lost += redis_proto_release_many(rel, m, wait, detail, sizeof(detail));
+	shared_stats_count(DLOCK_STAT_RELEASES_LEFT, lost);
 
 	if (lost > 0 && total == 1)
 		ereport(WARNING,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not release lock \"%s\" in Redis", last_key),
 				 errdetail("The release was not confirmed by %s.", detail),
-				 errhint("The lock comes free when its lease runs out; the release is sent again on the next connection to the node.")));
+				 errhint("The lock comes free when its lease runs out; the lease keeper sends the release again, and so does this session on its next connection to the node.")));
 	else if (lost > 0)
 		ereport(WARNING,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not confirm the release of %d of %d locks in Redis",
 						lost, total),
 				 errdetail("The releases were not confirmed by %s.", detail),
-				 errhint("The locks come free when their leases run out; the releases are sent again on the next connection to the nodes.")));
+				 errhint("The locks come free when their leases run out; the lease keeper sends the releases again, and so does this session on its next connection to the nodes.")));
 
 	for (i = 0; i < n; i++)
 	{
@@ -482,6 +514,7 @@ redis_extend(DlockEntry *entry, int64 lease_ms)
 	RedisHold  *hold = (RedisHold *) entry->backend_data;
 	StringInfoData detail;
 
+	longest_lease_ms = Max(longest_lease_ms, lease_ms);
 	if (hold == NULL || renew_lease(entry, hold, lease_ms, false, &detail))
 		return true;
 	ereport(WARNING,
@@ -512,11 +545,14 @@ redis_verify(DlockEntry *entry)
 	if (shared_locks_hold_state(entry, DLOCK_SCOPE_XACT, &lease_end, &lost))
 	{
 		if (lost)
+		{
+			shared_stats_count(DLOCK_STAT_LOST_AT_COMMIT, 1);
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("lock \"%s\" was lost before COMMIT", entry->key),
 					 errdetail("The lease keeper found the lock no longer held in Redis: it was deleted, flushed or taken over."),
 					 errhint("Find out what removed the key in Redis; lockext.verify_on_commit = always checks at every COMMIT too.")));
+		}
 		if (lockext_verify_on_commit == LOCKEXT_VERIFY_AUTO &&
 			TimestampDifferenceExceeds(GetCurrentTimestamp(), lease_end,
 									   lockext_command_timeout_ms))
@@ -529,6 +565,7 @@ redis_verify(DlockEntry *entry)
 
 	if (renew_lease(entry, hold, hold->lease_ms, true, &detail))
 		return;
+	shared_stats_count(DLOCK_STAT_LOST_AT_COMMIT, 1);
 	ereport(ERROR,
 			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 			 errmsg("lock \"%s\" was lost before COMMIT", entry->key),

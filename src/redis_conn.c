@@ -44,13 +44,43 @@
 #define MAX_REDO_COMMANDS 10000
 
 
-void
-rconn_set_failure(RedisResult *res, RedisOutcome outcome, const char *what,
-			const char *why)
+/* Failures of nodes, for dlock_stats (set by the backend, not the keeper). */
+void		(*redis_failure_hook) (void) = NULL;
+
+/* Whoever wants a copy of each give-back kept for a node's next connection. */
+void		(*redis_redo_hook) (RedisNode *node, const char *cmd, size_t len,
+								int nkeys) = NULL;
+
+/* Count a failure of node, and remember what it was (dlock_redis_nodes). */
+static void
+note_failure(RedisNode *node, const char *detail)
 {
-	res->outcome = outcome;
-	snprintf(res->detail, sizeof(res->detail), "%s%s%s", what,
+	node->failures++;
+	node->last_failure_at = GetCurrentTimestamp();
+	strlcpy(node->last_failure, detail, sizeof(node->last_failure));
+	if (redis_failure_hook)
+		redis_failure_hook();
+}
+
+/*
+ * A node's command or connection failed: res (when given) gets the outcome
+ * and what went wrong, and node (when given) counts it.
+ */
+void
+rconn_set_failure(RedisNode *node, RedisResult *res, RedisOutcome outcome,
+				  const char *what, const char *why)
+{
+	char		detail[256];
+
+	snprintf(detail, sizeof(detail), "%s%s%s", what,
 			 why && why[0] ? ": " : "", why ? why : "");
+	if (res != NULL)
+	{
+		res->outcome = outcome;
+		strlcpy(res->detail, detail, sizeof(res->detail));
+	}
+	if (node != NULL)
+		note_failure(node, detail);
 }
 
 static RedisPending *
@@ -65,6 +95,7 @@ pending_new(RedisCmdKind kind, const char *cmd, size_t len, int nkeys,
 	p->kind = kind;
 	p->nkeys = nkeys;
 	p->confirmed = confirmed;
+	p->queued_us = lockext_now_us();
 	p->len = len;
 	if (len > 0)
 		memcpy(p->cmd, cmd, len);
@@ -109,6 +140,8 @@ push_redo(RedisNode *node, RedisPending *p)
 	node->redo_tail = p;
 	node->redo_count++;
 	node->redo_keys += p->nkeys;
+	if (redis_redo_hook)
+		redis_redo_hook(node, p->cmd, p->len, p->nkeys);
 }
 
 /* Keep a give-back that could not be sent for the node's next connection. */
@@ -206,9 +239,11 @@ rconn_fail(RedisNode *node, RedisOutcome outcome, const char *what,
 {
 	if (node->awaiting != NULL && node->awaiting->outcome == RNODE_PENDING)
 	{
-		rconn_set_failure(node->awaiting, outcome, what, why);
+		rconn_set_failure(node, node->awaiting, outcome, what, why);
 		node->awaiting->refusal = refusal;
 	}
+	else
+		rconn_set_failure(node, NULL, outcome, what, why);
 	redis_disconnect(node);
 }
 
@@ -245,7 +280,7 @@ rconn_connect(RedisNode *node, RedisResult *res)
 
 	if (!AcquireExternalFD())
 	{
-		rconn_set_failure(res, RNODE_UNREACHABLE, "cannot connect",
+		rconn_set_failure(node, res, RNODE_UNREACHABLE, "cannot connect",
 					"too many open files in this backend");
 		return false;
 	}
@@ -258,7 +293,7 @@ rconn_connect(RedisNode *node, RedisResult *res)
 
 	if (ctx == NULL || ctx->err)
 	{
-		rconn_set_failure(res, RNODE_UNREACHABLE, "cannot connect",
+		rconn_set_failure(node, res, RNODE_UNREACHABLE, "cannot connect",
 					ctx ? ctx->errstr : "out of memory");
 		if (ctx)
 			redisFree(ctx);
@@ -314,7 +349,7 @@ rconn_connect(RedisNode *node, RedisResult *res)
 		node->redo_tail = NULL;
 	if (!ok)
 	{
-		rconn_set_failure(res, RNODE_UNREACHABLE, "cannot connect", "out of memory");
+		rconn_set_failure(node, res, RNODE_UNREACHABLE, "cannot connect", "out of memory");
 		redis_disconnect(node);
 		return false;
 	}
@@ -443,8 +478,12 @@ take_reply(RedisNode *node, redisReply *r)
 
 				res->reply = r;
 				res->outcome = RNODE_OK;
+				node->last_rtt_us = lockext_now_us() - p->queued_us;
+				/* NOSCRIPT only asks for the script itself (EVAL) */
 				if (r->type == REDIS_REPLY_ERROR)
-					rconn_set_failure(res, RNODE_ERROR_REPLY, "error", r->str);
+					rconn_set_failure(strncmp(r->str, "NOSCRIPT", 8) == 0 ?
+									  NULL : node,
+									  res, RNODE_ERROR_REPLY, "error", r->str);
 				node->awaiting = NULL;
 				free(p);
 				return true;	/* the reply is the caller's now */

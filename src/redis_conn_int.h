@@ -27,12 +27,14 @@ typedef struct RedisPending
 	RedisCmdKind kind;
 	int			nkeys;			/* give-back: releases it carries */
 	int		   *confirmed;		/* give-back: bumped on its reply, or NULL */
+	int64		queued_us;		/* when it was queued: the round trip */
 	size_t		len;			/* give-back: the command, to send it again */
 	char		cmd[FLEXIBLE_ARRAY_MEMBER];
 } RedisPending;
 
-extern void rconn_set_failure(RedisResult *res, RedisOutcome outcome,
-							  const char *what, const char *why);
+extern void rconn_set_failure(RedisNode *node, RedisResult *res,
+							  RedisOutcome outcome, const char *what,
+							  const char *why);
 extern bool rconn_queue(RedisNode *node, RedisCmdKind kind, const char *cmd,
 						size_t len, int nkeys, int *confirmed);
 extern void rconn_keep_for_redo(RedisNode *node, const char *cmd, size_t len,

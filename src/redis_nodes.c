@@ -116,6 +116,8 @@ lockext_redis_nodes(void)
 			for (i = 0; i < config_n; i++)
 			{
 				set->nodes[i].url = config_urls[i];
+				set->nodes[i].set_fp = set->fingerprint;
+				set->nodes[i].index = i;
 				redis_url_display(&set->nodes[i].url, set->nodes[i].display,
 								  sizeof(set->nodes[i].display));
 			}

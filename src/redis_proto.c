@@ -141,6 +141,18 @@ make_owner(RedisHold *hold)
 			 application_name ? application_name : "");
 }
 
+/*
+ * How much of an owner value lockext wrote identifies its hold: the unique
+ * part and the '|' after it (the whole value if it has none).
+ */
+size_t
+redis_owner_unique_len(const char *owner)
+{
+	const char *bar = strchr(owner, '|');
+
+	return bar ? (size_t) (bar - owner) + 1 : strlen(owner);
+}
+
 /* A field of an owner value as text, or NULL when not valid text here. */
 static char *
 owner_field_text(OwnerField f)
@@ -381,51 +393,90 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 
 /*
  * The lease keeper's renewal of many locks at once: compare-and-PEXPIRE
- * of each (lockkeys[i], owners[i]) for lease_ms[i], up to 1000 locks per
- * command, on every node of set.  outcome[i]: the lease end, as a
+ * of each lock for its lease, up to 1000 locks per command, on every node
+ * of set.  outcome[i]: the lease end, as a
  * monotonic time in microseconds, when a majority renewed it in time; 0
  * when a majority said it is no longer ours (lost); -1 when too few nodes
  * answered to tell.  Never renews a key that is not ours: it only extends.
  */
-void
-redis_proto_extend_many(RedisNodeSet *set, char **lockkeys, char **owners,
-						const int64 *lease_ms, int n, int64 *outcome)
+/* Append one bulk string of the Redis protocol: $<len>\r\n<bytes>\r\n */
+static void
+append_bulk(StringInfo buf, const char *p, size_t len)
 {
+	char		digits[MAXINT8LEN + 1];
+	int			ndigits = pg_ulltoa_n((uint64) len, digits);
+
+	enlargeStringInfo(buf, ndigits + len + 5);
+	buf->data[buf->len++] = '$';
+	memcpy(buf->data + buf->len, digits, ndigits);
+	buf->len += ndigits;
+	buf->data[buf->len++] = '\r';
+	buf->data[buf->len++] = '\n';
+	memcpy(buf->data + buf->len, p, len);
+	buf->len += len;
+	buf->data[buf->len++] = '\r';
+	buf->data[buf->len++] = '\n';
+	buf->data[buf->len] = '\0';
+}
+
+void
+redis_proto_extend_many(RedisNodeSet *set, const RedisRenewal *renewals,
+						int n, int64 *outcome)
+{
+	/*
+	 * The command is written straight into one buffer kept across calls:
+	 * the keeper sends this every round, for thousands of leases.
+	 */
+	static StringInfoData cmd = {NULL, 0, 0, 0};
+	const char *src = redis_script_source(SCRIPT_EXTEND_MANY);
 	RedisNode  *nodes[LOCKEXT_MAX_NODES];
 	RedisResult results[LOCKEXT_MAX_NODES];
 	int			done;
 
+	if (cmd.data == NULL)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(&cmd);
+		MemoryContextSwitchTo(oldcxt);
+	}
 	for (done = 0; done < n; done += 1000)
 	{
 		int			m = Min(1000, n - done);
-		int			argc = 3 + 3 * m;
-		const char **argv = palloc(argc * sizeof(char *));
-		size_t	   *argvlen = palloc(argc * sizeof(size_t));
-		char	  **leases = palloc(m * sizeof(char *));
 		int		   *renewed = palloc0(m * sizeof(int));
 		int		   *lost = palloc0(m * sizeof(int));
-		RedisCommand cmd;
+		char		lease[MAXINT8LEN + 1];
+		int			lease_len = 0;
+		int64		lease_of = -1;
 		int64		start = lockext_now_us();
+		int64		now;
 		int			i;
 		int			j;
 
-		argv[0] = "EVAL";
-		argv[1] = redis_script_source(SCRIPT_EXTEND_MANY);
-		argv[2] = psprintf("%d", m);
+		/* EVAL <script> <m> <keys...> <unique part, lease ms>... */
+		resetStringInfo(&cmd);
+		appendStringInfo(&cmd, "*%d\r\n", 3 + 3 * m);
+		append_bulk(&cmd, "EVAL", 4);
+		append_bulk(&cmd, src, strlen(src));
+		lease_len = pg_ltoa(m, lease);
+		append_bulk(&cmd, lease, lease_len);
+		for (i = 0; i < m; i++)
+			append_bulk(&cmd, renewals[done + i].lockkey,
+						renewals[done + i].lockkey_len);
 		for (i = 0; i < m; i++)
 		{
-			leases[i] = psprintf(INT64_FORMAT, lease_ms[done + i]);
-			argv[3 + i] = lockkeys[done + i];
-			argv[3 + m + 2 * i] = owners[done + i];
-			argv[3 + m + 2 * i + 1] = leases[i];
+			const RedisRenewal *r = &renewals[done + i];
+
+			append_bulk(&cmd, r->owner, r->owner_len);
+			if (r->lease_ms != lease_of)
+			{
+				lease_len = pg_lltoa(r->lease_ms, lease);
+				lease_of = r->lease_ms;
+			}
+			append_bulk(&cmd, lease, lease_len);
 		}
-		for (i = 0; i < argc; i++)
-			argvlen[i] = strlen(argv[i]);
-		cmd.argc = argc;
-		cmd.argv = argv;
-		cmd.argvlen = argvlen;
-		redis_run(nodes, set_nodes(set, nodes), &cmd, NULL, 0, 0, false, NULL,
-				  results);
+		redis_run_formatted(nodes, set_nodes(set, nodes), cmd.data, cmd.len,
+							NULL, 0, 0, false, NULL, results);
 		for (j = 0; j < set->n; j++)
 		{
 			redisReply *rep = results[j].reply;
@@ -443,12 +494,13 @@ redis_proto_extend_many(RedisNodeSet *set, char **lockkeys, char **owners,
 			}
 		}
 		redis_results_free(results, set->n);
+		now = lockext_now_us();
 		for (i = 0; i < m; i++)
 		{
-			int64		end = start + lease_ms[done + i] * 1000 -
-				drift_us(lease_ms[done + i]);
+			int64		lease_ms = renewals[done + i].lease_ms;
+			int64		end = start + lease_ms * 1000 - drift_us(lease_ms);
 
-			if (renewed[i] >= quorum_of(set->n) && end > lockext_now_us())
+			if (renewed[i] >= quorum_of(set->n) && end > now)
 				outcome[done + i] = end;
 			else if (lost[i] >= quorum_of(set->n))
 				outcome[done + i] = 0;

@@ -45,8 +45,10 @@
  *
  * EXTEND (keys: lock; args: owner, lease ms): compare-and-PEXPIRE.
  * HOLDER (keys: lock): the owner and remaining lease, or nothing.
- * EXTEND_MANY (keys: locks; args: owner, lease ms per lock): the lease
- * keeper's batched compare-and-PEXPIRE; 1 or 0 per lock.
+ * EXTEND_MANY (keys: locks; args: owner's unique part, lease ms per lock):
+ * the lease keeper's batched compare-and-PEXPIRE; 1 or 0 per lock.  The
+ * unique part ends with the first '|' of the value and no other hold's
+ * value starts with it, so comparing it alone is comparing the value.
  */
 static const char *const script_src[NSCRIPTS] = {
 	"if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
@@ -97,7 +99,8 @@ static const char *const script_src[NSCRIPTS] = {
 
 	"local r = {}\n"
 	"for i = 1, #KEYS do\n"
-	"  if redis.call('GET', KEYS[i]) == ARGV[2 * i - 1] then\n"
+	"  local u = ARGV[2 * i - 1]\n"
+	"  if string.sub(redis.call('GET', KEYS[i]) or '', 1, #u) == u then\n"
 	"    r[i] = redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])\n"
 	"  else\n"
 	"    r[i] = 0\n"

@@ -302,7 +302,8 @@ run_once(RedisNode **nodes, int n, const char *cmd, size_t len,
 		any_connecting |= fresh[i];
 		if (!rconn_queue(node, RCMD_AWAITED, cmd, len, 0, NULL))
 		{
-			rconn_set_failure(res, RNODE_UNREACHABLE, "cannot send", "out of memory");
+			rconn_set_failure(node, res, RNODE_UNREACHABLE, "cannot send",
+							  "out of memory");
 			redis_disconnect(node);
 			continue;
 		}
@@ -342,17 +343,17 @@ run_once(RedisNode **nodes, int n, const char *cmd, size_t len,
 			 * A quorum answered: stop waiting for the rest.  Their replies
 			 * will be skipped when they come, so the connections stay.
 			 */
-			rconn_set_failure(&results[i], RNODE_TIMED_OUT,
-						"not waited for (a quorum had answered)", NULL);
+			rconn_set_failure(NULL, &results[i], RNODE_TIMED_OUT,
+							  "not waited for (a quorum had answered)", NULL);
 			for (p = node->sent_head; p != NULL; p = p->next)
 				if (p->kind == RCMD_AWAITED)
 					p->kind = RCMD_SKIP;
 			node->awaiting = NULL;
 			continue;
 		}
-		rconn_set_failure(&results[i], RNODE_TIMED_OUT,
-					node->connecting ? "connect timed out" : "command timed out",
-					NULL);
+		rconn_set_failure(node, &results[i], RNODE_TIMED_OUT,
+						  node->connecting ? "connect timed out" : "command timed out",
+						  NULL);
 		if (!node->connecting)
 			give_back_undo(node);
 		redis_disconnect(node);
@@ -377,26 +378,46 @@ redis_run(RedisNode **nodes, int n, const RedisCommand *cmd,
 {
 	char	   *fmt;
 	int			len;
-	int			i;
 
-	Assert(n <= LOCKEXT_MAX_NODES);
 	len = redisFormatCommandArgv(&fmt, cmd->argc, cmd->argv, cmd->argvlen);
 	if (len < 0)
 	{
+		int			i;
+
 		for (i = 0; i < n; i++)
 		{
 			memset(&results[i], 0, sizeof(RedisResult));
-			rconn_set_failure(&results[i], RNODE_UNREACHABLE, "cannot send",
-						"out of memory");
+			rconn_set_failure(NULL, &results[i], RNODE_UNREACHABLE, "cannot send",
+							  "out of memory");
 		}
 		return;
 	}
+	PG_TRY();
+	{
+		redis_run_formatted(nodes, n, fmt, len, undo, undo_len, extra_ms,
+							quiet, enough, results);
+	}
+	PG_FINALLY();
+	{
+		redisFreeCommand(fmt);
+	}
+	PG_END_TRY();
+}
+
+/* redis_run() of a command already in the protocol's form. */
+void
+redis_run_formatted(RedisNode **nodes, int n, const char *fmt, size_t len,
+					const char *undo, size_t undo_len, int64 extra_ms,
+					bool quiet, RedisEnoughFn enough, RedisResult *results)
+{
+	Assert(n <= LOCKEXT_MAX_NODES);
 	/* the caller keeps undo alive until we return, or exit */
 	inflight.undo = undo;
 	inflight.undo_len = undo_len;
 
 	PG_TRY();
 	{
+		int			i;
 		bool		fresh[LOCKEXT_MAX_NODES];
 		RedisNode  *retry[LOCKEXT_MAX_NODES];
 		int			retry_at[LOCKEXT_MAX_NODES];
@@ -421,7 +442,6 @@ redis_run(RedisNode **nodes, int n, const RedisCommand *cmd,
 	}
 	PG_FINALLY();
 	{
-		redisFreeCommand(fmt);
 		inflight.undo = NULL;
 	}
 	PG_END_TRY();
@@ -505,7 +525,8 @@ redis_send_givebacks(RedisNode **nodes, int n, char **cmds,
 
 		if (!done && node_busy(node, wait ? PUMP_ALL_REPLIES : PUMP_FLUSHED))
 		{
-			redis_disconnect(node); /* out of time: to the redo list */
+			/* out of time: to the redo list */
+			rconn_fail(node, RNODE_TIMED_OUT, "release timed out", NULL, 0);
 			continue;
 		}
 		if (node->ctx == NULL)

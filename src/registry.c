@@ -284,6 +284,35 @@ alloc_endings(int n)
 	return malloc(Max(n, 1) * sizeof(DlockEnding));
 }
 
+/*
+ * dlock_stats: an acquire that ERRORed, after waiting wait_us (-1: no
+ * wait).  From a PG_CATCH block, with the error still pending; cxt is a
+ * context to copy it into.
+ */
+static void
+count_failed_acquire(int64 wait_us, MemoryContext cxt)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+	ErrorData  *edata = CopyErrorData();
+
+	MemoryContextSwitchTo(oldcxt);
+	shared_stats_wait_ended(wait_us);
+	switch (edata->sqlerrcode)
+	{
+		case ERRCODE_LOCK_NOT_AVAILABLE:
+			shared_stats_count(DLOCK_STAT_TIMEOUTS, 1);
+			break;
+		case ERRCODE_T_R_DEADLOCK_DETECTED:
+			shared_stats_count(DLOCK_STAT_DEADLOCKS, 1);
+			break;
+		case ERRCODE_QUERY_CANCELED:
+			if (wait_us >= 0)
+				shared_stats_count(DLOCK_STAT_CANCELED, 1);
+			break;
+	}
+	FreeErrorData(edata);
+}
+
 DlockEntry *
 registry_acquire(const char *key, int keylen, DlockScope scope,
 				 int64 timeout_ms, int64 lease_ms, char **busy_detail)
@@ -291,8 +320,11 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 	uint64		hash = registry_hash_key(key, keylen);
 	DlockEntry *entry;
 	volatile bool granted = false;
+	MemoryContext cxt = CurrentMemoryContext;
+	int64		waited;
 
 	registry_init();
+	shared_stats_prepare();
 	entry = hash_search(registry, &hash, HASH_FIND, NULL);
 	if (entry == NULL)
 	{
@@ -332,18 +364,24 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 	}
 	PG_CATCH();
 	{
-		shared_locks_wait_end();
+		waited = shared_locks_wait_end();
 		forget_if_unheld(entry);
+		count_failed_acquire(waited, cxt);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	shared_locks_wait_end();
+	waited = shared_locks_wait_end();
+	shared_stats_wait_ended(waited);
 
 	if (!granted)
 	{
+		shared_stats_count(timeout_ms == 0 ? DLOCK_STAT_BUSY :
+						   DLOCK_STAT_TIMEOUTS, 1);
 		forget_if_unheld(entry);
 		return NULL;
 	}
+	shared_stats_count(waited >= 0 ? DLOCK_STAT_ACQUIRED_AFTER_WAIT :
+					   DLOCK_STAT_ACQUIRED, 1);
 
 	if (entry->session_holds == 0 && entry->xact_holds == 0)
 	{

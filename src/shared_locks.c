@@ -13,6 +13,10 @@
  * unbounded.  lockext.max_tracked_locks caps the rows: beyond it locking
  * goes on and the rows are counted as missing, which the view reports.
  *
+ * The same area holds the per-database counters (shared_stats.c) and the
+ * releases handed to the keeper (keeper_state.c), whose control structs
+ * are reserved here too.
+ *
  * A backend publishes a row when a scope of a key is first granted, and
  * when it starts to wait; it removes it when the scope's last hold ends,
  * or the wait ends, and all of its rows at exit.  Removing never ERRORs
@@ -46,13 +50,13 @@ typedef struct SharedLocksCtl
 	dshash_table_handle table;
 	pg_atomic_uint64 rows;		/* rows in the table */
 	pg_atomic_uint64 missing;	/* holds and waits not in it (cap reached) */
-	pg_atomic_uint32 keeper_pid;	/* 0: the keeper is not running */
+	pg_atomic_uint64 renewable_gen; /* bumped when a renewable row changes */
 	int			nbackends;		/* heartbeat[] runs 0..nbackends */
 
 	/*
-	 * Bumped by a timer in each backend that holds renewable locks: a
-	 * stopped (SIGSTOP) or swapped-out holder bumps nothing, and the keeper
-	 * stops renewing for it.
+	 * Set to the monotonic clock (microseconds) by a timer in each backend
+	 * that holds renewable locks: a stopped (SIGSTOP) or swapped-out holder
+	 * sets nothing, and the keeper stops renewing for it.
 	 */
 	pg_atomic_uint64 heartbeat[FLEXIBLE_ARRAY_MEMBER];
 } SharedLocksCtl;
@@ -93,6 +97,8 @@ shared_locks_shmem_request(void)
 	if (prev_shmem_request)
 		prev_shmem_request();
 	RequestAddinShmemSpace(ctl_size());
+	RequestAddinShmemSpace(shared_stats_shmem_size());
+	RequestAddinShmemSpace(keeper_state_shmem_size());
 }
 
 static void
@@ -111,7 +117,7 @@ shared_locks_shmem_startup(void)
 		ctl->nbackends = MaxBackends;
 		for (i = 0; i <= MaxBackends; i++)
 			pg_atomic_init_u64(&ctl->heartbeat[i], 0);
-		pg_atomic_init_u32(&ctl->keeper_pid, 0);
+		pg_atomic_init_u64(&ctl->renewable_gen, 0);
 		ctl->tranche = LWLockNewTrancheId();
 		LWLockInitialize(&ctl->lock, ctl->tranche);
 		ctl->area = DSM_HANDLE_INVALID;
@@ -119,6 +125,8 @@ shared_locks_shmem_startup(void)
 		pg_atomic_init_u64(&ctl->rows, 0);
 		pg_atomic_init_u64(&ctl->missing, 0);
 	}
+	shared_stats_shmem_startup(ctl->tranche);
+	keeper_state_shmem_startup(ctl->tranche);
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -169,6 +177,37 @@ attach(void)
 	return true;
 }
 
+/* The shared area, attached if need be; NULL without preloading.  May ERROR. */
+dsa_area *
+shared_locks_area(void)
+{
+	return attach() ? area : NULL;
+}
+
+/* The shared area if this process is attached already.  Never ERRORs. */
+dsa_area *
+shared_locks_area_attached(void)
+{
+	return table != NULL ? area : NULL;
+}
+
+int
+shared_locks_tranche(void)
+{
+	return ctl->tranche;
+}
+
+/* ERROR for a view or function that needs lockext preloaded. */
+void
+shared_locks_require_preload(const char *what)
+{
+	if (!attach())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s needs lockext in shared_preload_libraries", what),
+				 errhint("Add lockext to shared_preload_libraries and restart the server.")));
+}
+
 /*
  * Insert or update a row; false (and counted as missing) when the cap is
  * reached.  May ERROR.
@@ -202,6 +241,8 @@ put_row(const SharedLockKey *key, const char *keytext, int keylen,
 		if (state == 'l')
 			row->state = state;
 		dshash_release_lock(table, row);
+		if (values->nodes_fp != 0)
+			pg_atomic_fetch_add_u64(&ctl->renewable_gen, 1);
 		return true;
 	}
 
@@ -225,6 +266,8 @@ put_row(const SharedLockKey *key, const char *keytext, int keylen,
 	row->keytext = text;
 	row->keylen = keylen;
 	dshash_release_lock(table, row);
+	if (values->nodes_fp != 0)
+		pg_atomic_fetch_add_u64(&ctl->renewable_gen, 1);
 	return true;
 }
 
@@ -239,6 +282,8 @@ drop_row(const SharedLockKey *key)
 	row = dshash_find(table, key, true);
 	if (row == NULL)
 		return;
+	if (row->nodes_fp != 0)
+		pg_atomic_fetch_add_u64(&ctl->renewable_gen, 1);
 	dsa_free(area, row->keytext);
 	dshash_delete_entry(table, row);	/* releases the lock */
 	pg_atomic_fetch_sub_u64(&ctl->rows, 1);
@@ -283,9 +328,9 @@ put_tracked(DlockEntry *entry, const SharedLockRow *row, bool *untracked,
 static void
 heartbeat_beat(void)
 {
-	/* a signal handler: atomics only */
+	/* a signal handler: atomics and clock_gettime() only */
 	if (ctl != NULL && MyBackendId > 0 && MyBackendId <= ctl->nbackends)
-		pg_atomic_fetch_add_u64(&ctl->heartbeat[MyBackendId], 1);
+		pg_atomic_write_u64(&ctl->heartbeat[MyBackendId], lockext_now_us());
 }
 
 static TimeoutId heartbeat_timer = MAX_TIMEOUTS;
@@ -343,6 +388,9 @@ shared_locks_publish(DlockEntry *entry, DlockScope scope)
 	put_tracked(entry, &row, scope == DLOCK_SCOPE_SESSION ?
 				&entry->session_untracked : &entry->xact_untracked,
 				info.ns, info.owner);
+	if (row.nodes_fp != 0)
+		keeper_state_poke(row.lease_expires_at -
+						  LOCKEXT_WAKE_LEFT_US(row.lease_ms));
 }
 
 /* The scope's last hold of entry ended.  Never ERRORs. */
@@ -382,7 +430,7 @@ shared_locks_wait_start(DlockEntry *entry, const char *blocker_instance,
 		return;
 	if (!(my_wait_published || my_wait_missing) || my_wait.hash != entry->hash)
 	{
-		shared_locks_wait_end();
+		(void) shared_locks_wait_end();
 		wait_since = GetCurrentTimestamp();
 	}
 	row_init(&row, entry, LOCKEXT_ROW_WAIT, 'w');
@@ -396,15 +444,23 @@ shared_locks_wait_start(DlockEntry *entry, const char *blocker_instance,
 	my_wait_published = !my_wait_missing;
 }
 
-/* The wait, if any, is over.  Never ERRORs. */
-void
+/*
+ * The wait, if any, is over: how long it lasted in microseconds, -1 when
+ * there was none.  Never ERRORs.
+ */
+int64
 shared_locks_wait_end(void)
 {
+	int64		waited = -1;
+
+	if (my_wait_published || my_wait_missing)
+		waited = Max(GetCurrentTimestamp() - wait_since, 0);
 	if (my_wait_published)
 		drop_row(&my_wait);
 	if (my_wait_missing && ctl != NULL)
 		pg_atomic_fetch_sub_u64(&ctl->missing, 1);
 	my_wait_published = my_wait_missing = false;
+	return waited;
 }
 
 /* Process exit: remove every row of this backend.  Never ERRORs. */
@@ -414,7 +470,7 @@ shared_locks_forget_backend(void)
 	dshash_seq_status status;
 	SharedLockRow *row;
 
-	shared_locks_wait_end();
+	(void) shared_locks_wait_end();
 	if (table == NULL)
 		return;
 	dshash_seq_init(&status, table, true);
@@ -422,6 +478,8 @@ shared_locks_forget_backend(void)
 	{
 		if (row->key.pid != MyProcPid)
 			continue;
+		if (row->nodes_fp != 0)
+			pg_atomic_fetch_add_u64(&ctl->renewable_gen, 1);
 		dsa_free(area, row->keytext);
 		dshash_delete_current(&status);
 		pg_atomic_fetch_sub_u64(&ctl->rows, 1);
@@ -443,11 +501,7 @@ shared_locks_scan(void (*fn) (const SharedLockRow *row, const char *key,
 	List	   *rows = NIL;
 	ListCell   *lc;
 
-	if (!attach())
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("dlock_locks needs lockext in shared_preload_libraries"),
-				 errhint("Add lockext to shared_preload_libraries and restart the server.")));
+	shared_locks_require_preload("dlock_locks");
 	dshash_seq_init(&status, table, false);
 	while ((row = dshash_seq_next(&status)) != NULL)
 	{
@@ -494,13 +548,13 @@ shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
 }
 
 /*
- * The keeper: the held rows of node set nodes_fp that are due for renewal
- * at now (a third of the lease passed), as palloc'd copies in items.  The
- * keeper decides whose holder still beats.  Only the due rows are copied:
- * this runs every tick over every row.
+ * The keeper: every held row of node set nodes_fp that has a lease to
+ * renew, as palloc'd copies in items; *gen gets the generation they
+ * reflect (shared_locks_renewable_gen).  The keeper decides which are due
+ * and whose holder still beats.
  */
 int
-shared_locks_renewable(uint64 nodes_fp, TimestampTz now, KeeperItem **items)
+shared_locks_renewable(uint64 nodes_fp, KeeperItem **items, uint64 *gen)
 {
 	dshash_seq_status status;
 	SharedLockRow *row;
@@ -508,6 +562,7 @@ shared_locks_renewable(uint64 nodes_fp, TimestampTz now, KeeperItem **items)
 	int			room = 64;
 
 	*items = palloc(room * sizeof(KeeperItem));
+	*gen = shared_locks_renewable_gen();
 	if (!attach())
 		return 0;
 	dshash_seq_init(&status, table, false);
@@ -517,8 +572,7 @@ shared_locks_renewable(uint64 nodes_fp, TimestampTz now, KeeperItem **items)
 		const char *ns;
 		KeeperItem *it;
 
-		if (row->state != 'h' || row->nodes_fp != nodes_fp ||
-			row->lease_expires_at - now > row->lease_ms * 1000 * 2 / 3)
+		if (row->state != 'h' || row->nodes_fp != nodes_fp)
 			continue;
 		if (n == room)
 		{
@@ -529,16 +583,24 @@ shared_locks_renewable(uint64 nodes_fp, TimestampTz now, KeeperItem **items)
 		ns = key + row->keylen + 1;
 		it = &(*items)[n++];
 		it->key = row->key;
+		it->dboid = row->dboid;
 		it->backend_id = row->backend_id;
-		it->nodes_fp = row->nodes_fp;
 		it->lease_ms = row->lease_ms;
 		it->lease_end = row->lease_expires_at;
 		it->since = row->since;
 		it->lockkey = psprintf("%s:lock:%s", ns, key);
+		it->lockkey_len = strlen(it->lockkey);
 		it->owner = pstrdup(ns + strlen(ns) + 1);
 	}
 	dshash_seq_term(&status);
 	return n;
+}
+
+/* Changes whenever a renewable row comes, changes or goes. */
+uint64
+shared_locks_renewable_gen(void)
+{
+	return ctl ? pg_atomic_read_u64(&ctl->renewable_gen) : 0;
 }
 
 uint64
@@ -568,17 +630,4 @@ shared_locks_renewed(const SharedLockKey *key, TimestampTz lease_end, bool lost)
 		row->renewals++;
 	}
 	dshash_release_lock(table, row);
-}
-
-void
-shared_locks_keeper_running(bool running)
-{
-	if (ctl != NULL)
-		pg_atomic_write_u32(&ctl->keeper_pid, running ? MyProcPid : 0);
-}
-
-int
-shared_locks_keeper_pid(void)
-{
-	return ctl ? (int) pg_atomic_read_u32(&ctl->keeper_pid) : 0;
 }

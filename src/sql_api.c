@@ -41,9 +41,6 @@ void		_PG_init(void);
 static int	exec_nested_level = 0;
 static MemoryContext toplevel_query_cxt = NULL;
 
-/* Is this backend running ALTER SYSTEM?  (guc.c's check hook asks.) */
-bool		lockext_in_alter_system = false;
-
 static ExecutorRun_hook_type prev_executor_run = NULL;
 static ExecutorFinish_hook_type prev_executor_finish = NULL;
 static ProcessUtility_hook_type prev_process_utility = NULL;

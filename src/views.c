@@ -2,11 +2,13 @@
  *
  * views.c
  *	  SQL functions behind lockext's views, reading shared state:
- *	  dlock_locks (every hold and wait on this instance, by key text), and
- *	  whether the lease keeper runs.
+ *	  dlock_locks (every hold and wait on this instance, by key text),
+ *	  dlock_stats (per-database counters) and dlock_redis_nodes (the Redis
+ *	  nodes as the lease keeper sees them), and whether the keeper runs.
  *
- * Like pg_stat_activity with its query text, other roles' rows are shown
- * only to superusers and members of pg_read_all_stats.
+ * Like pg_stat_activity with its query text, other roles' rows of
+ * dlock_locks are shown only to superusers and members of
+ * pg_read_all_stats.
  *
  *-------------------------------------------------------------------------
  */
@@ -139,10 +141,92 @@ PG_FUNCTION_INFO_V1(dlock_keeper_pid);
 Datum
 dlock_keeper_pid(PG_FUNCTION_ARGS)
 {
-	int			pid = shared_locks_keeper_pid();
+	int			pid = keeper_state_pid();
 
 	(void) fcinfo;
 	if (pid == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32(pid);
+}
+
+/* dlock_stats: one row per database with counters (dropped ones hidden). */
+static void
+stats_row(Oid dboid, const uint64 *c, TimestampTz reset_at, void *arg)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
+	Datum		values[DLOCK_NSTATS + 2];
+	bool		nulls[DLOCK_NSTATS + 2] = {false};
+	int			i;
+
+	values[0] = ObjectIdGetDatum(dboid);
+	for (i = 0; i < DLOCK_NSTATS; i++)
+	{
+		if (i == DLOCK_STAT_WAIT_US || i == DLOCK_STAT_WAIT_MAX_US)
+			values[i + 1] = Float8GetDatum(c[i] / 1000.0);	/* ms */
+		else
+			values[i + 1] = Int64GetDatum((int64) c[i]);
+	}
+	values[DLOCK_NSTATS + 1] = TimestampTzGetDatum(reset_at);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+PG_FUNCTION_INFO_V1(dlock_stats_internal);
+Datum
+dlock_stats_internal(PG_FUNCTION_ARGS)
+{
+	InitMaterializedSRF(fcinfo, 0);
+	shared_stats_scan(stats_row, fcinfo->resultinfo);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(dlock_stats_reset);
+Datum
+dlock_stats_reset(PG_FUNCTION_ARGS)
+{
+	(void) fcinfo;
+	shared_stats_reset();
+	PG_RETURN_VOID();
+}
+
+/*
+ * dlock_redis_nodes: the Redis nodes as the lease keeper last saw them
+ * (it pings each once a second); state "unknown" when it is not running.
+ */
+PG_FUNCTION_INFO_V1(dlock_redis_nodes_internal);
+Datum
+dlock_redis_nodes_internal(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo;
+	KeeperNodeStatus *nodes;
+	bool		keeper_runs = keeper_state_pid() != 0;
+	int			n;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	shared_locks_require_preload("dlock_redis_nodes");
+	n = keeper_state_nodes(&nodes);
+	for (i = 0; i < n; i++)
+	{
+		KeeperNodeStatus *st = &nodes[i];
+		Datum		values[7];
+		bool		nulls[7] = {false};
+		const char *state;
+
+		state = !keeper_runs ? "unknown" :
+			st->state == 'c' ? "connected" :
+			st->state == 'o' ? "connecting" : "disconnected";
+		values[0] = CStringGetTextDatum(st->node);
+		values[1] = CStringGetTextDatum(state);
+		values[2] = Float8GetDatum(st->rtt_us / 1000.0);
+		nulls[2] = (st->rtt_us == 0);
+		values[3] = Int64GetDatum((int64) st->errors);
+		values[4] = CStringGetTextDatum(st->last_error);
+		nulls[4] = (st->last_error_at == 0);
+		values[5] = TimestampTzGetDatum(st->last_error_at);
+		nulls[5] = (st->last_error_at == 0);
+		values[6] = TimestampTzGetDatum(st->checked_at);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

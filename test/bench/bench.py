@@ -158,6 +158,13 @@ def cpu_busy_seconds():
     return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
+def process_cpu_exact(pid):
+    """CPU time of one process in seconds, to the nanosecond (schedstat):
+    clock ticks are too coarse for a process that is busy 1 % of the time."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0]) / 1e9
+
+
 def process_cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -194,181 +201,195 @@ def main():
         quorum = [srv.redis_server(f"q{i}") for i in range(3)]
         nodes_one = f"redis://127.0.0.1:{one}"
         nodes_q = ",".join(f"redis://127.0.0.1:{p}" for p in quorum)
-        a = srv.cluster("alpha")
-        b = srv.cluster("beta", f"lockext.redis_nodes = '{nodes_one}'")
-        for port in (a, b):
-            srv.psql(port, "CREATE EXTENSION lockext; CREATE TABLE acc (id int PRIMARY KEY, bal bigint);"
-                     "INSERT INTO acc SELECT g, 0 FROM generate_series(1, 100000) g;")
-            srv.psql(port, "VACUUM ANALYZE acc")
+        if os.environ.get("BENCH_ONLY") == "keeper":
+            # the keeper's figure alone (BENCH_ONLY=keeper), for tuning it
+            b = srv.cluster("beta", f"lockext.redis_nodes = '{nodes_one}'")
+            srv.psql(b, "CREATE EXTENSION lockext")
+            keeper_scenario(srv, b, rows, summary)
+        else:
+            all_scenarios(srv, one, quorum, nodes_one, nodes_q, rows, summary)
+    finally:
+        srv.stop()
+    report(rows, summary)
 
-        # 1. uncontended, 4 clients, random keys
-        variants = [
-            ("no lock", "", ""),
-            ("pg_advisory_xact_lock", "SELECT pg_advisory_xact_lock(:id);", ""),
-            ("dlock advisory", "SELECT dlock_acquire('acc:' || :id);", "-c lockext.backend=advisory"),
-            ("dlock redis (1 node)", "SELECT dlock_acquire('acc:' || :id);",
-             f"-c lockext.redis_nodes={nodes_one}"),
-            ("dlock quorum (3 nodes)", "SELECT dlock_acquire('acc:' || :id);",
-             f"-c lockext.redis_nodes={nodes_q}"),
-        ]
-        variants.insert(4, ("dlock redis (1 node, unix socket)", "SELECT dlock_acquire('acc:' || :id);",
-                            f"-c lockext.redis_nodes=unix://{srv.work}/redis_one.sock"))
-        # where the CPU goes: the whole machine's, and the redis-servers'
-        redis_pids = {"one": [srv.redis_pid(one)], "quorum": [srv.redis_pid(p) for p in quorum]}
-        tps = {v[0]: [] for v in variants}
-        machine_us = {v[0]: [] for v in variants}
-        redis_us = {"dlock redis (1 node)": [], "dlock quorum (3 nodes)": []}
-        for _ in range(REPEATS):
-            for name, lock, opts in variants:        # interleaved: same conditions
-                # the same table and WAL state for every run: no run pays for
-                # an earlier one's dead rows or checkpoint
-                srv.psql(a, "VACUUM acc")
-                srv.psql(a, "CHECKPOINT")
-                pids = redis_pids["quorum" if "quorum" in name else "one"]
-                busy0 = cpu_busy_seconds()
-                red0 = sum(process_cpu_seconds(p) for p in pids)
-                t, processed = srv.pgbench(a, UNCONTENDED.format(lock=lock), 4, SECONDS, opts)
-                tps[name].append(t)
-                machine_us[name].append((cpu_busy_seconds() - busy0) * 1e6 / processed)
-                if name in redis_us:
-                    redis_us[name].append((sum(process_cpu_seconds(p) for p in pids) - red0)
-                                          * 1e6 / processed)
-        med = {name: median_row(rows, "uncontended", name, "tps", tps[name]) for name in tps}
-        for name in tps:
-            median_row(rows, "uncontended, machine CPU per transaction", name, "us", machine_us[name])
-        for name in redis_us:
-            median_row(rows, "uncontended, redis-server CPU per transaction", name, "us",
-                       redis_us[name])
-        base = med["pg_advisory_xact_lock"]
-        for name, target in (("dlock advisory", 0.95), ("dlock redis (1 node)", 0.80),
-                             ("dlock quorum (3 nodes)", 0.60)):
-            summary.append((f"uncontended: {name} / pg_advisory_xact_lock", med[name] / base,
-                            f">= {target}", med[name] / base >= target))
-        summary.append(("uncontended: quorum(3) cost / single node",
-                        med["dlock redis (1 node)"] / med["dlock quorum (3 nodes)"], "< 2", 
-                        med["dlock redis (1 node)"] / med["dlock quorum (3 nodes)"] < 2))
 
-        # 2. Redis commands per uncontended transaction (what clients sent)
-        srv.redis_cli(one, "CONFIG", "RESETSTAT")
-        _, processed = srv.pgbench(a, UNCONTENDED.format(lock="SELECT dlock_acquire('acc:' || :id);"),
-                                   4, 2, f"-c lockext.redis_nodes={nodes_one}")
-        stats = srv.redis_cli(one, "INFO", "commandstats")
-        sent = sum(int(c) for cmd, c in re.findall(r"cmdstat_(\w+):calls=(\d+)", stats)
-                   if cmd in ("evalsha", "eval", "blpop", "auth", "select"))
-        per_tx = sent / processed
-        median_row(rows, "redis commands", "per uncontended transaction", "commands", [per_tx])
-        summary.append(("Redis commands per uncontended transaction", per_tx, "<= 2", per_tx <= 2.05))
+def all_scenarios(srv, one, quorum, nodes_one, nodes_q, rows, summary):
+    a = srv.cluster("alpha")
+    b = srv.cluster("beta", f"lockext.redis_nodes = '{nodes_one}'")
+    for port in (a, b):
+        srv.psql(port, "CREATE EXTENSION lockext; CREATE TABLE acc (id int PRIMARY KEY, bal bigint);"
+                 "INSERT INTO acc SELECT g, 0 FROM generate_series(1, 100000) g;")
+        srv.psql(port, "VACUUM ANALYZE acc")
 
-        # 3. one hot key, 8 clients, one instance
-        hot = {"pg_advisory_xact_lock": [], "dlock redis": []}
-        for _ in range(REPEATS):
-            hot["pg_advisory_xact_lock"].append(
-                srv.pgbench(a, HOT.format(lock="SELECT pg_advisory_xact_lock(42);"), 8, SECONDS)[0])
-            hot["dlock redis"].append(
-                srv.pgbench(a, HOT.format(lock="SELECT dlock_acquire('hot');"), 8, SECONDS,
-                            f"-c lockext.redis_nodes={nodes_one}")[0])
-        hm = {k: median_row(rows, "hot key, one instance, 8 clients", k, "tps", v) for k, v in hot.items()}
-        r = hm["dlock redis"] / hm["pg_advisory_xact_lock"]
-        summary.append(("hot key, one instance: dlock redis / advisory", r, ">= 0.50", r >= 0.5))
+    # 1. uncontended, 4 clients, random keys
+    variants = [
+        ("no lock", "", ""),
+        ("pg_advisory_xact_lock", "SELECT pg_advisory_xact_lock(:id);", ""),
+        ("dlock advisory", "SELECT dlock_acquire('acc:' || :id);", "-c lockext.backend=advisory"),
+        ("dlock redis (1 node)", "SELECT dlock_acquire('acc:' || :id);",
+         f"-c lockext.redis_nodes={nodes_one}"),
+        ("dlock quorum (3 nodes)", "SELECT dlock_acquire('acc:' || :id);",
+         f"-c lockext.redis_nodes={nodes_q}"),
+    ]
+    variants.insert(4, ("dlock redis (1 node, unix socket)", "SELECT dlock_acquire('acc:' || :id);",
+                        f"-c lockext.redis_nodes=unix://{srv.work}/redis_one.sock"))
+    # where the CPU goes: the whole machine's, and the redis-servers'
+    redis_pids = {"one": [srv.redis_pid(one)], "quorum": [srv.redis_pid(p) for p in quorum]}
+    tps = {v[0]: [] for v in variants}
+    machine_us = {v[0]: [] for v in variants}
+    redis_us = {"dlock redis (1 node)": [], "dlock quorum (3 nodes)": []}
+    for _ in range(REPEATS):
+        for name, lock, opts in variants:        # interleaved: same conditions
+            # the same table and WAL state for every run: no run pays for
+            # an earlier one's dead rows or checkpoint
+            srv.psql(a, "VACUUM acc")
+            srv.psql(a, "CHECKPOINT")
+            pids = redis_pids["quorum" if "quorum" in name else "one"]
+            busy0 = cpu_busy_seconds()
+            red0 = sum(process_cpu_seconds(p) for p in pids)
+            t, processed = srv.pgbench(a, UNCONTENDED.format(lock=lock), 4, SECONDS, opts)
+            tps[name].append(t)
+            machine_us[name].append((cpu_busy_seconds() - busy0) * 1e6 / processed)
+            if name in redis_us:
+                redis_us[name].append((sum(process_cpu_seconds(p) for p in pids) - red0)
+                                      * 1e6 / processed)
+    med = {name: median_row(rows, "uncontended", name, "tps", tps[name]) for name in tps}
+    for name in tps:
+        median_row(rows, "uncontended, machine CPU per transaction", name, "us", machine_us[name])
+    for name in redis_us:
+        median_row(rows, "uncontended, redis-server CPU per transaction", name, "us",
+                   redis_us[name])
+    base = med["pg_advisory_xact_lock"]
+    for name, target in (("dlock advisory", 0.95), ("dlock redis (1 node)", 0.80),
+                         ("dlock quorum (3 nodes)", 0.60)):
+        summary.append((f"uncontended: {name} / pg_advisory_xact_lock", med[name] / base,
+                        f">= {target}", med[name] / base >= target))
+    summary.append(("uncontended: quorum(3) cost / single node",
+                    med["dlock redis (1 node)"] / med["dlock quorum (3 nodes)"], "< 2", 
+                    med["dlock redis (1 node)"] / med["dlock quorum (3 nodes)"] < 2))
 
-        # 4. one hot key across two instances sharing Redis: throughput and
-        #    handoff (holder's last statement before COMMIT -> next grant)
-        handoff_p50, handoff_p99, cross_tps = [], [], []
-        script = """BEGIN;
+    # 2. Redis commands per uncontended transaction (what clients sent)
+    srv.redis_cli(one, "CONFIG", "RESETSTAT")
+    _, processed = srv.pgbench(a, UNCONTENDED.format(lock="SELECT dlock_acquire('acc:' || :id);"),
+                               4, 2, f"-c lockext.redis_nodes={nodes_one}")
+    stats = srv.redis_cli(one, "INFO", "commandstats")
+    sent = sum(int(c) for cmd, c in re.findall(r"cmdstat_(\w+):calls=(\d+)", stats)
+               if cmd in ("evalsha", "eval", "blpop", "auth", "select"))
+    per_tx = sent / processed
+    median_row(rows, "redis commands", "per uncontended transaction", "commands", [per_tx])
+    summary.append(("Redis commands per uncontended transaction", per_tx, "<= 2", per_tx <= 2.05))
+
+    # 3. one hot key, 8 clients, one instance
+    hot = {"pg_advisory_xact_lock": [], "dlock redis": []}
+    for _ in range(REPEATS):
+        hot["pg_advisory_xact_lock"].append(
+            srv.pgbench(a, HOT.format(lock="SELECT pg_advisory_xact_lock(42);"), 8, SECONDS)[0])
+        hot["dlock redis"].append(
+            srv.pgbench(a, HOT.format(lock="SELECT dlock_acquire('hot');"), 8, SECONDS,
+                        f"-c lockext.redis_nodes={nodes_one}")[0])
+    hm = {k: median_row(rows, "hot key, one instance, 8 clients", k, "tps", v) for k, v in hot.items()}
+    r = hm["dlock redis"] / hm["pg_advisory_xact_lock"]
+    summary.append(("hot key, one instance: dlock redis / advisory", r, ">= 0.50", r >= 0.5))
+
+    # 4. one hot key across two instances sharing Redis: throughput and
+    #    handoff (holder's last statement before COMMIT -> next grant)
+    handoff_p50, handoff_p99, cross_tps = [], [], []
+    script = """BEGIN;
 SELECT dlock_acquire('xhot', 30);
 SELECT extract(epoch FROM clock_timestamp()) AS g \\gset
 UPDATE acc SET bal = bal + 1 WHERE id = 1;
 INSERT INTO hlog VALUES (:g, extract(epoch FROM clock_timestamp()));
 COMMIT;
 """
+    for port in (a, b):
+        srv.psql(port, "CREATE TABLE IF NOT EXISTS hlog (granted float8, released float8)")
+    for _ in range(REPEATS):
         for port in (a, b):
-            srv.psql(port, "CREATE TABLE IF NOT EXISTS hlog (granted float8, released float8)")
-        for _ in range(REPEATS):
-            for port in (a, b):
-                srv.psql(port, "TRUNCATE hlog")
-            opts = f"-c lockext.redis_nodes={nodes_one} -c synchronous_commit=off"
-            res = {}
-            threads = [threading.Thread(target=lambda p=p: res.__setitem__(p, srv.pgbench(p, script, 4, SECONDS, opts)))
-                       for p in (a, b)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            cross_tps.append(sum(v[0] for v in res.values()))
-            log = []
-            for port in (a, b):
-                for line in srv.psql(port, "SELECT granted, released FROM hlog").splitlines():
-                    g, rl = line.split("|")
-                    log.append((float(g), float(rl)))
-            log.sort()
-            gaps = [(log[i][0] - log[i - 1][1]) * 1000 for i in range(1, len(log))]
-            overlaps = sum(1 for g in gaps if g < 0)
-            if overlaps:
-                print(f"WARNING: {overlaps} overlapping holds across instances")
-            gaps.sort()
-            handoff_p50.append(gaps[len(gaps) // 2])
-            handoff_p99.append(gaps[int(len(gaps) * 0.99)])
-        median_row(rows, "hot key, two instances", "throughput", "tps", cross_tps)
-        p50 = median_row(rows, "hot key, two instances", "handoff p50", "ms", handoff_p50)
-        p99 = median_row(rows, "hot key, two instances", "handoff p99", "ms", handoff_p99)
-        summary.append(("cross-instance handoff p50 (ms)", p50, "< 2", p50 < 2))
-        summary.append(("cross-instance handoff p99 (ms)", p99, "< 20", p99 < 20))
+            srv.psql(port, "TRUNCATE hlog")
+        opts = f"-c lockext.redis_nodes={nodes_one} -c synchronous_commit=off"
+        res = {}
+        threads = [threading.Thread(target=lambda p=p: res.__setitem__(p, srv.pgbench(p, script, 4, SECONDS, opts)))
+                   for p in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        cross_tps.append(sum(v[0] for v in res.values()))
+        log = []
+        for port in (a, b):
+            for line in srv.psql(port, "SELECT granted, released FROM hlog").splitlines():
+                g, rl = line.split("|")
+                log.append((float(g), float(rl)))
+        log.sort()
+        gaps = [(log[i][0] - log[i - 1][1]) * 1000 for i in range(1, len(log))]
+        overlaps = sum(1 for g in gaps if g < 0)
+        if overlaps:
+            print(f"WARNING: {overlaps} overlapping holds across instances")
+        gaps.sort()
+        handoff_p50.append(gaps[len(gaps) // 2])
+        handoff_p99.append(gaps[int(len(gaps) * 0.99)])
+    median_row(rows, "hot key, two instances", "throughput", "tps", cross_tps)
+    p50 = median_row(rows, "hot key, two instances", "handoff p50", "ms", handoff_p50)
+    p99 = median_row(rows, "hot key, two instances", "handoff p99", "ms", handoff_p99)
+    summary.append(("cross-instance handoff p50 (ms)", p50, "< 2", p50 < 2))
+    summary.append(("cross-instance handoff p99 (ms)", p99, "< 20", p99 < 20))
 
-        # 5. fairness: 8 contenders on one key for 2x the run time
-        fair = []
-        for rep in range(REPEATS):
-            prefix = f"fair{rep}"
-            srv.pgbench(a, HOT.format(lock="SELECT dlock_acquire('fair', 60);"), 8, 2 * SECONDS,
-                        f"-c lockext.redis_nodes={nodes_one}", log_prefix=prefix)
-            counts = {}
-            for fn in os.listdir(srv.work):
-                if fn.startswith(prefix + "."):
-                    with open(os.path.join(srv.work, fn)) as f:
-                        for line in f:
-                            client = line.split()[0]
-                            counts[client] = counts.get(client, 0) + 1
-            fair.append(min(counts.values()) / max(counts.values()))
-        fm = median_row(rows, "fairness, 8 contenders", "min/max acquisitions", "ratio", fair)
-        summary.append(("fairness min/max", fm, ">= 0.5", fm >= 0.5))
+    # 5. fairness: 8 contenders on one key for 2x the run time
+    fair = []
+    for rep in range(REPEATS):
+        prefix = f"fair{rep}"
+        srv.pgbench(a, HOT.format(lock="SELECT dlock_acquire('fair', 60);"), 8, 2 * SECONDS,
+                    f"-c lockext.redis_nodes={nodes_one}", log_prefix=prefix)
+        counts = {}
+        for fn in os.listdir(srv.work):
+            if fn.startswith(prefix + "."):
+                with open(os.path.join(srv.work, fn)) as f:
+                    for line in f:
+                        client = line.split()[0]
+                        counts[client] = counts.get(client, 0) + 1
+        fair.append(min(counts.values()) / max(counts.values()))
+    fm = median_row(rows, "fairness, 8 contenders", "min/max acquisitions", "ratio", fair)
+    summary.append(("fairness min/max", fm, ">= 0.5", fm >= 0.5))
 
-        # 6. the peer users pick today: redis-py Lock around a psycopg2
-        #    transaction vs the same client calling dlock_acquire
-        peer = run_peer(srv, a, one)
-        pm = {k: median_row(rows, "peer, one Python client", k, "tps", v) for k, v in peer.items()}
-        # the same with contention: 4 clients on 4 keys (redis-py's Lock
-        # polls with its default sleep; dlock waiters queue and are woken)
-        hot = run_peer(srv, a, one, clients=4, keys=4, variants=[PEER_VARIANTS[0], PEER_VARIANTS[2]])
-        hm = {k: median_row(rows, "peer, 4 Python clients on 4 keys", k, "tps", v) for k, v in hot.items()}
-        # each side in its fastest correct form for a one-UPDATE transaction
-        r = (pm["dlock_acquire and UPDATE, one implicit transaction"]
-             / pm["redis-py Lock around an autocommit UPDATE"])
-        summary.append(("in-database dlock vs redis-py Lock, same client", r, ">= 1.5", r >= 1.5))
-        peer_base = pm["redis-py Lock around the transaction"]
-        for variant in ("dlock_acquire in the transaction", "dlock_acquire, a statement of its own"):
-            summary.append((f"  BEGIN/COMMIT: {variant} / redis-py", pm[variant] / peer_base, "-", None))
-        summary.append(("  4 clients on 4 keys: dlock_acquire in the transaction / redis-py",
-                        hm["dlock_acquire in the transaction"] / hm["redis-py Lock around the transaction"],
-                        "-", None))
+    # 6. the peer users pick today: redis-py Lock around a psycopg2
+    #    transaction vs the same client calling dlock_acquire
+    peer = run_peer(srv, a, one)
+    pm = {k: median_row(rows, "peer, one Python client", k, "tps", v) for k, v in peer.items()}
+    # the same with contention: 4 clients on 4 keys (redis-py's Lock
+    # polls with its default sleep; dlock waiters queue and are woken)
+    hot = run_peer(srv, a, one, clients=4, keys=4, variants=[PEER_VARIANTS[0], PEER_VARIANTS[2]])
+    hm = {k: median_row(rows, "peer, 4 Python clients on 4 keys", k, "tps", v) for k, v in hot.items()}
+    # each side in its fastest correct form for a one-UPDATE transaction
+    r = (pm["dlock_acquire and UPDATE, one implicit transaction"]
+         / pm["redis-py Lock around an autocommit UPDATE"])
+    summary.append(("in-database dlock vs redis-py Lock, same client", r, ">= 1.5", r >= 1.5))
+    peer_base = pm["redis-py Lock around the transaction"]
+    for variant in ("dlock_acquire in the transaction", "dlock_acquire, a statement of its own"):
+        summary.append((f"  BEGIN/COMMIT: {variant} / redis-py", pm[variant] / peer_base, "-", None))
+    summary.append(("  4 clients on 4 keys: dlock_acquire in the transaction / redis-py",
+                    hm["dlock_acquire in the transaction"] / hm["redis-py Lock around the transaction"],
+                    "-", None))
 
-        # 7. memory: 10,000 session locks held in one session
-        for name, opts in (("advisory", "-c lockext.backend=advisory"),
-                           ("redis", f"-c lockext.redis_nodes={nodes_one}")):
-            backend_bytes, redis_bytes = hold_many(srv, a, one, opts, 10000)
-            median_row(rows, "memory, 10000 session locks", f"backend bytes per lock ({name})",
-                       "bytes", [backend_bytes])
-            if name == "redis":
-                median_row(rows, "memory, 10000 session locks", "Redis bytes per held lock",
-                           "bytes", [redis_bytes])
+    # 7. memory: 10,000 session locks held in one session
+    for name, opts in (("advisory", "-c lockext.backend=advisory"),
+                       ("redis", f"-c lockext.redis_nodes={nodes_one}")):
+        backend_bytes, redis_bytes = hold_many(srv, a, one, opts, 10000)
+        median_row(rows, "memory, 10000 session locks", f"backend bytes per lock ({name})",
+                   "bytes", [backend_bytes])
+        if name == "redis":
+            median_row(rows, "memory, 10000 session locks", "Redis bytes per held lock",
+                       "bytes", [redis_bytes])
 
-        # 8. the lease keeper's CPU for 10,000 held leases (beta: its own
-        #    lockext.redis_nodes, which is what the keeper renews)
-        pct, renewals = keeper_cpu(srv, b, 10000, 2 * SECONDS)
-        median_row(rows, "keeper, 10000 held leases of 3 s", "keeper CPU", "% of one core", [pct])
-        median_row(rows, "keeper, 10000 held leases of 3 s", "renewals", "renewals", [renewals])
-        summary.append(("keeper CPU for 10,000 held leases (% of one core)", pct, "< 1", pct < 1))
-    finally:
-        srv.stop()
-    report(rows, summary)
+    # 8. the lease keeper's CPU for 10,000 held leases (beta: its own
+    #    lockext.redis_nodes, which is what the keeper renews)
+    keeper_scenario(srv, b, rows, summary)
+
+
+def keeper_scenario(srv, port, rows, summary):
+    pct, renewals = keeper_cpu(srv, port, 10000, 2 * SECONDS)
+    median_row(rows, "keeper, 10000 held leases of 3 s", "keeper CPU", "% of one core", [pct])
+    median_row(rows, "keeper, 10000 held leases of 3 s", "renewals", "renewals", [renewals])
+    summary.append(("keeper CPU for 10,000 held leases (% of one core)", pct, "< 1", pct < 1))
 
 
 def psql_session(srv, port, opts):
@@ -393,9 +414,9 @@ def keeper_cpu(srv, port, n, seconds):
     keeper = int(ask("SELECT dlock_keeper_pid();"))
     ask(f"SELECT count(dlock_acquire_session('keep:' || g, 5, 3)) FROM generate_series(1, {n}) g;")
     time.sleep(1)
-    cpu0, t0 = process_cpu_seconds(keeper), time.monotonic()
+    cpu0, t0 = process_cpu_exact(keeper), time.monotonic()
     time.sleep(seconds)
-    cpu1, t1 = process_cpu_seconds(keeper), time.monotonic()
+    cpu1, t1 = process_cpu_exact(keeper), time.monotonic()
     renewals = int(ask("SELECT coalesce(sum(renewals), 0) FROM dlock_locks;"))
     ask("SELECT dlock_release_all();")
     p.stdin.close()

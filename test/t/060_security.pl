@@ -22,16 +22,19 @@ CREATE DATABASE db2 OWNER plain;
 });
 $a->safe_psql($_, 'CREATE EXTENSION lockext') for ('db1', 'db2');
 
-# 1. PUBLIC may call every dlock_* function, and nothing else of ours.
+# 1. PUBLIC may call every dlock_* function but two: resetting the
+#    statistics and reading the Redis nodes (pg_monitor's).
 is($a->safe_psql('postgres', q{
 SELECT string_agg(p.proname || '=' || has_function_privilege('plain', p.oid, 'EXECUTE')::char, ',' ORDER BY p.proname)
   FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
  WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'lockext')
    AND d.classid = 'pg_proc'::regclass}),
-	join(',', map { "$_=t" } qw(dlock_acquire dlock_acquire_session dlock_extend dlock_held
-		dlock_holder dlock_keeper_pid dlock_locks_internal dlock_release dlock_release_all
-		dlock_token dlock_try_acquire dlock_try_acquire_session)),
-	'PUBLIC may execute the twelve dlock_* functions (dlock_locks_internal filters by role)');
+	join(',', (map { "$_=t" } qw(dlock_acquire dlock_acquire_session dlock_extend dlock_held
+		dlock_holder dlock_keeper_pid dlock_locks_internal)),
+		'dlock_redis_nodes_internal=f', 'dlock_release=t', 'dlock_release_all=t',
+		'dlock_stats_internal=t', 'dlock_stats_reset=f',
+		(map { "$_=t" } qw(dlock_token dlock_try_acquire dlock_try_acquire_session))),
+	'PUBLIC may execute thirteen of the fifteen dlock_* functions (dlock_locks_internal filters by role)');
 is($a->safe_psql('postgres',
 	"SELECT has_sequence_privilege('plain', 'dlock_fence_seq', 'USAGE,UPDATE,SELECT')"),
 	'f', 'but not touch the fence sequence (tokens only come with a lock)');

@@ -25,24 +25,24 @@ sub keeper_pid
 
 ok(keeper_pid($a) =~ /^\d+$/, 'the keeper runs as a background worker');
 
-# 1. A session lock with a 2 s lease, held by an idle session for 6 s.
+# 1. A session lock with a 2 s lease, held by an idle session for 10 s.
 my $s = $a->background_psql('postgres', on_error_stop => 0);
 my $spid = $s->query_safe('SELECT pg_backend_pid()');
 $s->query_safe("SELECT dlock_acquire_session('report', 5, 2)");
-sleep 6;
-ok(!free_on($b, 'report'), 'after 6 s (lease 2 s) the idle session still holds it');
+sleep 10;
+ok(!free_on($b, 'report'), 'after 10 s (lease 2 s) the idle session still holds it');
 is($a->safe_psql('postgres', "SELECT state, renewals > 3 FROM dlock_locks WHERE key = 'report'"),
 	'held|t', 'dlock_locks shows it held, renewed by the keeper');
 $s->query_safe("SELECT dlock_release('report')");
 ok(free_on($b, 'report'), 'released: free');
 
-# 2. A 5 s transaction with a 2 s lease commits without dlock_extend.
+# 2. A 10 s transaction with a 2 s lease commits without dlock_extend.
 $a->safe_psql('postgres', 'CREATE TABLE t (v int)');
 $s->query_safe('BEGIN');
 $s->query_safe("SELECT dlock_acquire('long', 5, 2)");
 $s->query_safe('INSERT INTO t VALUES (1)');
-sleep 5;
-ok(!free_on($b, 'long'), 'a 5 s transaction keeps its 2 s-lease lock');
+sleep 10;
+ok(!free_on($b, 'long'), 'a 10 s transaction keeps its 2 s-lease lock');
 $s->query('COMMIT');
 is($s->{stderr}, '', 'and commits');
 $s->{stderr} = '';

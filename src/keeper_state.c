@@ -1,0 +1,227 @@
+/*-------------------------------------------------------------------------
+ *
+ * keeper_state.c
+ *	  What the lease keeper and the backends share besides the lock table:
+ *	  whether the keeper runs and when it next wakes, the state of each
+ *	  Redis node as the keeper sees it (dlock_redis_nodes), and the releases
+ *	  backends hand over to the keeper to finish.
+ *
+ * A backend publishing a lease that falls due before the keeper's planned
+ * wake-up sets the keeper's latch; otherwise the keeper sleeps until the
+ * next renewal falls due.  Handing over never ERRORs and never waits: it
+ * runs on the abort path, and a hand-over that finds no room is simply
+ * left to the backend's own retries and the lease.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/dsa.h"
+#include "utils/timestamp.h"
+
+#include "lockext.h"
+
+/* Hand-overs waiting for the keeper beyond this many are refused. */
+#define MAX_HANDOVERS 10000
+
+typedef struct KeeperShared
+{
+	pg_atomic_uint32 pid;		/* 0: the keeper is not running */
+	pg_atomic_uint32 procno;	/* its PGPROC, for its latch */
+	pg_atomic_uint64 wake_at;	/* TimestampTz of its planned wake-up */
+
+	LWLock		lock;			/* protects what follows */
+	int			nnodes;
+	KeeperNodeStatus nodes[LOCKEXT_MAX_NODE_STATUS];
+	dsa_pointer handover_head;	/* KeeperHandover chain, oldest first */
+	dsa_pointer handover_tail;
+	int			nhandovers;
+} KeeperShared;
+
+/* A hand-over in the DSA area: the chain link, then what it carries. */
+typedef struct SharedHandover
+{
+	dsa_pointer next;
+	KeeperHandover h;			/* h.cmd points nowhere: the bytes follow */
+} SharedHandover;
+
+static KeeperShared *ks = NULL;
+
+Size
+keeper_state_shmem_size(void)
+{
+	return MAXALIGN(sizeof(KeeperShared));
+}
+
+/* From shared_locks.c's shmem_startup_hook, under AddinShmemInitLock. */
+void
+keeper_state_shmem_startup(int tranche)
+{
+	bool		found;
+
+	ks = ShmemInitStruct("lockext keeper", keeper_state_shmem_size(), &found);
+	if (!found)
+	{
+		memset(ks, 0, sizeof(*ks));
+		pg_atomic_init_u32(&ks->pid, 0);
+		pg_atomic_init_u32(&ks->procno, 0);
+		pg_atomic_init_u64(&ks->wake_at, 0);
+		LWLockInitialize(&ks->lock, tranche);
+		ks->handover_head = ks->handover_tail = InvalidDsaPointer;
+	}
+}
+
+/* The keeper starts (running) or exits. */
+void
+keeper_state_running(bool running)
+{
+	if (ks == NULL)
+		return;
+	if (running)
+		pg_atomic_write_u32(&ks->procno, MyProc->pgprocno);
+	pg_atomic_write_u32(&ks->pid, running ? MyProcPid : 0);
+}
+
+int
+keeper_state_pid(void)
+{
+	return ks ? (int) pg_atomic_read_u32(&ks->pid) : 0;
+}
+
+/* The keeper plans to wake at wake_at at the latest. */
+void
+keeper_state_set_wake(TimestampTz wake_at)
+{
+	if (ks != NULL)
+		pg_atomic_write_u64(&ks->wake_at, (uint64) wake_at);
+}
+
+/*
+ * A lease that needs the keeper by due was published: wake the keeper if
+ * it plans to sleep past that.  Never ERRORs.
+ */
+void
+keeper_state_poke(TimestampTz due)
+{
+	if (ks == NULL || pg_atomic_read_u32(&ks->pid) == 0)
+		return;
+	if ((uint64) due < pg_atomic_read_u64(&ks->wake_at))
+	{
+		pg_atomic_write_u64(&ks->wake_at, (uint64) due);
+		SetLatch(&ProcGlobal->allProcs[pg_atomic_read_u32(&ks->procno)].procLatch);
+	}
+}
+
+/* The keeper: what it sees of each node now. */
+void
+keeper_state_publish_nodes(const KeeperNodeStatus *nodes, int n)
+{
+	if (ks == NULL)
+		return;
+	n = Min(n, LOCKEXT_MAX_NODE_STATUS);
+	LWLockAcquire(&ks->lock, LW_EXCLUSIVE);
+	memcpy(ks->nodes, nodes, n * sizeof(KeeperNodeStatus));
+	ks->nnodes = n;
+	LWLockRelease(&ks->lock);
+}
+
+/* A palloc'd copy of the nodes' state as the keeper last saw it. */
+int
+keeper_state_nodes(KeeperNodeStatus **nodes)
+{
+	int			n;
+
+	*nodes = palloc(LOCKEXT_MAX_NODE_STATUS * sizeof(KeeperNodeStatus));
+	if (ks == NULL)
+		return 0;
+	LWLockAcquire(&ks->lock, LW_SHARED);
+	n = ks->nnodes;
+	memcpy(*nodes, ks->nodes, n * sizeof(KeeperNodeStatus));
+	LWLockRelease(&ks->lock);
+	return n;
+}
+
+/*
+ * Hand a formatted give-back (a compare-and-delete of nkeys holds) for the
+ * node at index of the node set set_fp to the keeper, to be retried until
+ * confirmed or until.  False when it could not be taken (no keeper, no
+ * shared area yet, no room).  Never ERRORs.
+ */
+bool
+keeper_state_hand_over(uint64 set_fp, int index, TimestampTz until,
+					   const char *cmd, size_t len, int nkeys)
+{
+	dsa_area   *area = shared_locks_area_attached();
+	dsa_pointer dp;
+	SharedHandover *sh;
+
+	if (ks == NULL || area == NULL || pg_atomic_read_u32(&ks->pid) == 0 ||
+		ks->nhandovers >= MAX_HANDOVERS)	/* unlocked: a hint */
+		return false;
+	dp = dsa_allocate_extended(area, offsetof(SharedHandover, h) +
+							   sizeof(KeeperHandover) + len, DSA_ALLOC_NO_OOM);
+	if (!DsaPointerIsValid(dp))
+		return false;
+	sh = dsa_get_address(area, dp);
+	sh->next = InvalidDsaPointer;
+	sh->h.set_fp = set_fp;
+	sh->h.index = index;
+	sh->h.until = until;
+	sh->h.nkeys = nkeys;
+	sh->h.len = len;
+	sh->h.cmd = NULL;
+	memcpy(sh + 1, cmd, len);
+
+	LWLockAcquire(&ks->lock, LW_EXCLUSIVE);
+	if (DsaPointerIsValid(ks->handover_tail))
+		((SharedHandover *) dsa_get_address(area, ks->handover_tail))->next = dp;
+	else
+		ks->handover_head = dp;
+	ks->handover_tail = dp;
+	ks->nhandovers++;
+	LWLockRelease(&ks->lock);
+	SetLatch(&ProcGlobal->allProcs[pg_atomic_read_u32(&ks->procno)].procLatch);
+	return true;
+}
+
+/*
+ * The keeper: take every hand-over waiting, as palloc'd KeeperHandovers
+ * (cmd pointing into the same chunk).  May ERROR (out of memory).
+ */
+List *
+keeper_state_take_handovers(void)
+{
+	dsa_area   *area;
+	dsa_pointer dp;
+	List	   *taken = NIL;
+
+	if (ks == NULL || ks->nhandovers == 0 ||	/* unlocked: a hint */
+		(area = shared_locks_area_attached()) == NULL)
+		return NIL;
+	LWLockAcquire(&ks->lock, LW_EXCLUSIVE);
+	dp = ks->handover_head;
+	ks->handover_head = ks->handover_tail = InvalidDsaPointer;
+	ks->nhandovers = 0;
+	LWLockRelease(&ks->lock);
+
+	while (DsaPointerIsValid(dp))
+	{
+		SharedHandover *sh = dsa_get_address(area, dp);
+		dsa_pointer next = sh->next;
+		KeeperHandover *h = palloc(sizeof(KeeperHandover) + sh->h.len);
+
+		*h = sh->h;
+		h->cmd = (char *) (h + 1);
+		memcpy(h->cmd, sh + 1, sh->h.len);
+		taken = lappend(taken, h);
+		dsa_free(area, dp);
+		dp = next;
+	}
+	return taken;
+}
