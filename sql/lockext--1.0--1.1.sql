@@ -2,6 +2,20 @@
 
 \echo Use "ALTER EXTENSION lockext UPDATE TO '1.1'" to load this file. \quit
 
+-- Every key of the array in transaction scope, all or none, taken in one
+-- canonical order (by bytes) so that two callers never deadlock; on Redis
+-- in one round trip per node.  Tokens in the order of the array.
+CREATE FUNCTION dlock_acquire_all(keys text[], timeout float8 DEFAULT NULL,
+                                  lease float8 DEFAULT NULL)
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'dlock_acquire_all'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION dlock_try_acquire_all(keys text[], lease float8 DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'dlock_try_acquire_all'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 -- Every hold and wait on this instance, from shared memory (needs lockext
 -- in shared_preload_libraries).  Other roles' rows only for superusers and
 -- members of pg_read_all_stats, as pg_stat_activity does with query text.

@@ -74,12 +74,13 @@ scope_mode(DlockScope scope)
 }
 
 /*
- * The pid of another backend that holds key's local lock, or 0: what
- * pg_locks would show.  GetLockStatusData() takes every partition lock, so
- * only error paths call this.
+ * The pid of a backend (another one, with others_only) that holds key's
+ * local lock, or 0: what pg_locks would show.  GetLockStatusData() takes
+ * every partition lock, so only error paths and waits past
+ * deadlock_timeout call this.
  */
 static int
-local_holder_pid(uint64 hash)
+holder_pid(uint64 hash, bool others_only)
 {
 	LOCKTAG		tag;
 	LockData   *data;
@@ -91,11 +92,19 @@ local_holder_pid(uint64 hash)
 	{
 		LockInstanceData *inst = &data->locks[i];
 
-		if (inst->holdMask != 0 && inst->pid != MyProcPid &&
+		if (inst->holdMask != 0 &&
+			(!others_only || inst->pid != MyProcPid) &&
 			memcmp(&inst->locktag, &tag, sizeof(LOCKTAG)) == 0)
 			return inst->pid;
 	}
 	return 0;
+}
+
+/* Who holds the local lock of hash (this backend too), 0 when nobody. */
+int
+local_lock_holder_pid(uint64 hash)
+{
+	return holder_pid(hash, false);
 }
 
 /*
@@ -131,7 +140,7 @@ lockext_report_busy(const char *key, uint64 hash, int64 timeout_ms,
 						  busy_detail);
 	else
 	{
-		int			pid = local_holder_pid(hash);
+		int			pid = holder_pid(hash, true);
 
 		if (pid != 0)
 			detail = psprintf("Lock \"%s\" is held by process %d.", key, pid);

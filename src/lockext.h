@@ -114,6 +114,16 @@ typedef struct DlockBackend
 							char **busy_detail);
 
 	/*
+	 * Optional: take the transaction-scoped locks of entries[0..n), in
+	 * this order (none held in that scope yet), all or none.  Returns
+	 * false, with *failed the index of the key that stayed busy, after
+	 * the timeout; after that and after an ERROR none of them is held.
+	 */
+	bool		(*acquire_many) (DlockEntry **entries, int n, int64 timeout_ms,
+								 int64 lease_ms, int *failed,
+								 char **busy_detail);
+
+	/*
 	 * The last hold of a scope ended.  xact_end: at transaction or
 	 * subtransaction end, where the lock manager drops transaction-scoped
 	 * local locks itself.  On the abort path this must not ERROR.
@@ -178,6 +188,15 @@ lockext_now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* What is left of timeout_ms (0: try once, -1: forever) since start_us. */
+static inline int64
+lockext_time_left(int64 timeout_ms, int64 start_us)
+{
+	if (timeout_ms <= 0)
+		return timeout_ms;
+	return Max(1, timeout_ms - (lockext_now_us() - start_us) / 1000);
 }
 
 /* GUCs (guc.c) */
@@ -287,7 +306,24 @@ typedef struct KeeperItem
 	char	   *owner;
 } KeeperItem;
 
+/* Length of a session id (shared_locks_session_id), in hex digits. */
+#define LOCKEXT_SESSION_ID_LEN 24
+
+/* A wait of this instance's local queue, as an edge between sessions. */
+typedef struct WaitEdge
+{
+	char		waiter[LOCKEXT_SESSION_ID_LEN + 1];
+	char		holder[LOCKEXT_SESSION_ID_LEN + 1];
+	int			waiter_pid;
+	TimestampTz since;
+	uint64		hash;
+	char	   *key;
+} WaitEdge;
+
 extern int	lockext_max_tracked_locks;
+extern const char *shared_locks_session_id(void);
+extern int	shared_locks_wait_edges(int (*holder_of) (uint64 hash),
+									WaitEdge **edges);
 extern void shared_locks_install_hooks(void);
 extern void shared_locks_publish(DlockEntry *entry, DlockScope scope);
 extern void shared_locks_unpublish(DlockEntry *entry, DlockScope scope);
@@ -408,6 +444,9 @@ extern DlockEntry *registry_lookup(const char *key, int keylen);
 extern DlockEntry *registry_acquire(const char *key, int keylen,
 									DlockScope scope, int64 timeout_ms,
 									int64 lease_ms, char **busy_detail);
+extern int	registry_acquire_many(char **keys, const int *keylens, int n,
+								  int64 timeout_ms, int64 lease_ms,
+								  DlockEntry **entries, char **busy_detail);
 extern bool registry_release_session(DlockEntry *entry);
 extern void registry_republish(DlockEntry *entry);
 extern int	registry_release_all_session(void);
@@ -426,6 +465,7 @@ extern bool local_lock_acquire(DlockEntry *entry, DlockScope scope,
 extern void local_lock_release(DlockEntry *entry, DlockScope scope,
 							   bool lockmgr_releases);
 extern bool local_lock_still_held(DlockEntry *entry, DlockScope scope);
+extern int	local_lock_holder_pid(uint64 hash);
 extern char *lockext_instance_name(void);
 
 #endif							/* LOCKEXT_H */

@@ -82,6 +82,7 @@ typedef struct RedisResult
 	RedisOutcome outcome;
 	struct redisReply *reply;	/* hiredis-allocated; redis_results_free() */
 	int			refusal;		/* SQLSTATE of a refused connection, or 0 */
+	bool		not_awaited;	/* sent, but a quorum answered first */
 	char		detail[256];	/* what went wrong, never a password */
 } RedisResult;
 
@@ -109,6 +110,8 @@ typedef struct RedisAcquireResult
 	RedisAcquireStatus status;
 	int			granted;		/* nodes that granted (then released) */
 	int64		token;			/* largest fence value of the granting nodes */
+	int64	   *tokens;			/* each key's (redis_proto_acquire_many) */
+	int			busy_index;		/* which key is held by another */
 	int64		holder_pttl_ms; /* longest remaining lease of a holder, or -1 */
 	char	   *holder;			/* a holder's owner value, or NULL */
 	int			refusal;		/* SQLSTATE of what nodes refused, or 0 */
@@ -183,6 +186,8 @@ enum
 	SCRIPT_EXTEND,
 	SCRIPT_HOLDER,
 	SCRIPT_EXTEND_MANY,
+	SCRIPT_ACQUIRE_MANY,
+	SCRIPT_DETECT,
 	NSCRIPTS
 };
 
@@ -203,6 +208,13 @@ extern char *redis_format_release(const RedisRelease *rel, int m, size_t *len);
 extern int	redis_proto_release_many(RedisRelease *rel, int n, bool wait,
 									 char *detail, size_t detail_size);
 
+/* Clock drift allowed for between nodes and us: 1% of the lease + 2 ms. */
+static inline int64
+redis_drift_us(int64 lease_ms)
+{
+	return lease_ms * 10 + 2000;
+}
+
 /* A majority of n nodes. */
 static inline int
 quorum_of(int n)
@@ -221,18 +233,49 @@ set_nodes(RedisNodeSet *set, RedisNode **nodes)
 	return set->n;
 }
 
-/* redis_proto.c */
-extern void redis_proto_acquire(RedisHold *hold, const char *key,
-								int64 lease_ms, RedisAcquireResult *out);
+/* redis_renew.c */
 extern void redis_proto_extend_many(RedisNodeSet *set,
 									const RedisRenewal *renewals, int n,
 									int64 *outcome);
+
+/* redis_proto.c */
+extern void redis_proto_acquire(RedisHold *hold, const char *key,
+								int64 lease_ms, RedisAcquireResult *out);
+extern void redis_proto_acquire_many(RedisHold **holds, const char **keys,
+									 int n, int64 lease_ms,
+									 RedisAcquireResult *out);
 extern bool redis_proto_extend(RedisHold *hold, const char *key,
 							   int64 lease_ms, bool *outage, StringInfo detail);
 extern bool redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms);
+extern char **redis_proto_detect(RedisNodeSet *set, const char *ns,
+								 const char *me, const char **edge_ids,
+								 const char **edges, int nedges,
+								 int64 ttl_ms, int *npath);
+extern void redis_proto_forget_edge(RedisNodeSet *set, const char *ns,
+									const char *me);
 extern bool redis_proto_holder(RedisNodeSet *set, const char *key,
 							   char **owner, int64 *pttl_ms);
 extern bool redis_parse_owner(const char *value, DlockHolderInfo *info);
 extern size_t redis_owner_unique_len(const char *owner);
+
+/*
+ * deadlock.c: deadlock detection across instances for a wait on Redis.
+ * Part of the redis backend (it reads this instance's local waits too),
+ * not of the Redis layers below it.
+ */
+typedef struct DeadlockWatch
+{
+	int64		started_us;		/* monotonic */
+	TimestampTz started_at;
+	int64		next_check_us;
+	bool		published;		/* our edge is in Redis */
+} DeadlockWatch;
+
+extern void deadlock_watch_start(DeadlockWatch *w);
+extern int64 deadlock_watch_cap(const DeadlockWatch *w, int64 wait_ms);
+extern void deadlock_check(DeadlockWatch *w, RedisNodeSet *set, const char *ns,
+						   const char *key, const char *holder_value);
+extern void deadlock_watch_end(DeadlockWatch *w, RedisNodeSet *set,
+							   const char *ns);
 
 #endif							/* LOCKEXT_REDIS_H */

@@ -138,63 +138,81 @@ report_refusal(const char *key, RedisAcquireResult *res)
 }
 
 /*
- * Take the Redis lock for a session that already holds the local lock.
- * Returns false when the key stayed busy for the whole timeout; ERRORs on
- * an outage unless lockext.fallback lets the local lock stand alone, in
- * which case the entry moves to the advisory backend.
+ * Take the Redis locks of entries[0..n) (holds[i] fresh for entries[i]),
+ * all or none, for a session that already holds their local locks.
+ * Returns false when a key stayed busy for the whole timeout (*failed
+ * names it); ERRORs on an outage unless lockext.fallback lets the local
+ * locks stand alone, in which case the entries move to the advisory
+ * backend.
  */
 static bool
-acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
-			   int64 timeout_ms, int64 lease_ms, char **busy_detail)
+acquire_remote(DlockEntry **entries, RedisHold **holds, int n, int64 start_us,
+			   int64 timeout_ms, int64 lease_ms, int *failed,
+			   char **busy_detail)
 {
 	int64		deadline_us = timeout_ms < 0 ? PG_INT64_MAX :
 		start_us + timeout_ms * 1000;
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext attempt_cxt;
+	const char **keys = palloc(n * sizeof(char *));
 	int64		backoff_ms = 10;
 	bool		granted = false;
+	DeadlockWatch watch;
+	bool		watching = false;
+	int			i;
 
+	for (i = 0; i < n; i++)
+		keys[i] = entries[i]->key;
 	/* each attempt's keys, replies and details live only as long as it */
 	attempt_cxt = AllocSetContextCreate(caller, "lockext acquire attempt",
 										ALLOCSET_SMALL_SIZES);
 	for (;;)
 	{
 		RedisAcquireResult res;
+		DlockEntry *busy;
 		int64		left_ms;
 		int64		wait_ms;
 
 		MemoryContextReset(attempt_cxt);
 		MemoryContextSwitchTo(attempt_cxt);
-		redis_proto_acquire(hold, entry->key, lease_ms, &res);
+		redis_proto_acquire_many(holds, keys, n, lease_ms, &res);
 		MemoryContextSwitchTo(caller);
+		busy = entries[res.busy_index];
 		switch (res.status)
 		{
 			case REDIS_ACQ_GRANTED:
-				entry->token = res.token;
-				entry->has_token = true;
+				for (i = 0; i < n; i++)
+				{
+					entries[i]->token = res.tokens[i];
+					entries[i]->has_token = true;
+				}
 				granted = true;
 				break;
 			case REDIS_ACQ_REFUSED:
-				report_refusal(entry->key, &res);
+				report_refusal(busy->key, &res);
 				break;
 			case REDIS_ACQ_OUTAGE:
 				if (lockext_fallback == LOCKEXT_FALLBACK_ADVISORY)
 				{
-					shared_stats_count(DLOCK_STAT_FALLBACKS, 1);
+					shared_stats_count(DLOCK_STAT_FALLBACKS, n);
 					ereport(WARNING,
 							(errcode(ERRCODE_CONNECTION_FAILURE),
+							 n == 1 ?
 							 errmsg("Redis is unavailable; lock \"%s\" is held on this instance only",
-									entry->key),
+									entries[0]->key) :
+							 errmsg("Redis is unavailable; locks \"%s\" and %d more are held on this instance only",
+									entries[0]->key, n - 1),
 							 errdetail("%s.", res.detail.data),
 							 errhint("lockext.fallback is \"advisory\": sessions of other instances are not excluded.")));
-					entry->backend = &advisory_backend;
+					for (i = 0; i < n; i++)
+						entries[i]->backend = &advisory_backend;
 					granted = true;
 					break;
 				}
 				ereport(ERROR,
 						(errcode(ERRCODE_CONNECTION_FAILURE),
 						 errmsg("could not acquire lock \"%s\": Redis is unavailable",
-								entry->key),
+								entries[0]->key),
 						 errdetail("%s.", res.detail.data)));
 				break;
 			case REDIS_ACQ_BUSY:
@@ -206,6 +224,7 @@ acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
 		left_ms = (deadline_us - lockext_now_us()) / 1000;
 		if (timeout_ms == 0 || left_ms <= 0)
 		{
+			*failed = res.busy_index;
 			*busy_detail = MemoryContextStrdup(caller, res.detail.data);
 			break;
 		}
@@ -228,15 +247,23 @@ acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
 		}
 
 		/*
-		 * Sleep until a release is announced, at most the holder's lease,
-		 * and never longer than MAX_WAKE_WAIT_MS at a time.
+		 * Sleep until the busy key's release is announced, at most the
+		 * holder's lease, and never longer than MAX_WAKE_WAIT_MS at a time.
 		 */
 		wait_ms = Min(left_ms, MAX_WAKE_WAIT_MS);
 		if (res.holder_pttl_ms >= 0)
 			wait_ms = Min(wait_ms, res.holder_pttl_ms + 1);
-		publish_wait(entry, res.holder);
+		publish_wait(busy, res.holder);
 		MemoryContextSwitchTo(attempt_cxt);
-		if (redis_proto_wait(hold->set, entry->key, wait_ms))
+
+		/* past deadlock_timeout, look for a cycle across instances */
+		if (!watching)
+			deadlock_watch_start(&watch);
+		watching = true;
+		deadlock_check(&watch, holds[0]->set, holds[0]->ns, busy->key,
+					   res.holder);
+		wait_ms = deadlock_watch_cap(&watch, wait_ms);
+		if (redis_proto_wait(holds[0]->set, busy->key, wait_ms))
 			backoff_ms = 10;
 		else
 		{
@@ -253,54 +280,37 @@ acquire_remote(DlockEntry *entry, RedisHold *hold, int64 start_us,
 		}
 		MemoryContextSwitchTo(caller);
 	}
+	if (watching)
+		deadlock_watch_end(&watch, holds[0]->set, holds[0]->ns);
 	MemoryContextDelete(attempt_cxt);
 	return granted;
 }
 
-/*
- * acquire_remote() with the undo an error needs: give back the local lock
- * a session lock would otherwise keep.  (An acquire interrupted in flight
- * is given back in Redis by the connection layer.)
- */
-static bool
-acquire_remote_guarded(DlockEntry *entry, DlockScope scope, RedisHold *hold,
-					   int64 timeout_ms, int64 lease_ms, char **busy_detail)
+static RedisHold *
+new_hold(RedisNodeSet *set)
 {
-	volatile bool granted = false;
+	RedisHold  *hold = MemoryContextAllocZero(TopMemoryContext, sizeof(RedisHold));
 
-	PG_TRY();
-	{
-		granted = acquire_remote(entry, hold, lockext_now_us(), timeout_ms,
-								 lease_ms, busy_detail);
-	}
-	PG_CATCH();
-	{
-		local_lock_release(entry, scope, false);
-		redis_nodeset_release(hold->set);
-		pfree(hold);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	return granted;
+	hold->set = set;
+	set->refcount++;
+	return hold;
 }
 
-static bool
-redis_acquire(DlockEntry *entry, DlockScope scope, int64 timeout_ms,
-			  int64 lease_ms, char **busy_detail)
+static void
+drop_hold(RedisHold *hold)
 {
-	bool		other_scope_held = scope == DLOCK_SCOPE_SESSION ?
-		entry->xact_holds > 0 : entry->session_holds > 0;
-	int64		start_us = lockext_now_us();
-	RedisNodeSet *set;
-	RedisHold  *hold;
-	bool		granted;
-	int64		left_ms;
+	redis_nodeset_release(hold->set);
+	pfree(hold);
+}
 
-	/* The Redis key is already ours; only the local mode is missing. */
-	if (other_scope_held)
-		return local_lock_acquire(entry, scope, timeout_ms);
-
-	set = configured_nodes();
+/*
+ * Checks before talking to Redis, and the hooks for what may go wrong
+ * there.  Returns the node set.
+ */
+static RedisNodeSet *
+redis_prepare(int64 lease_ms)
+{
+	RedisNodeSet *set = configured_nodes();
 
 	/*
 	 * Preloading is required: before the library loads in a session, its
@@ -316,32 +326,150 @@ redis_acquire(DlockEntry *entry, DlockScope scope, int64 timeout_ms,
 	redis_failure_hook = count_node_failure;
 	redis_redo_hook = hand_over_release;
 	longest_lease_ms = Max(longest_lease_ms, lease_ms);
+	return set;
+}
+
+/*
+ * Take the Redis locks of entries[0..n) (their local locks are held), all
+ * or none; on an ERROR, the holds are freed and the local locks given back
+ * (local_from..n).
+ */
+static bool
+acquire_remote_guarded(DlockEntry **entries, RedisHold **holds, int n,
+					   int64 timeout_ms, int64 lease_ms, int *failed,
+					   char **busy_detail)
+{
+	volatile bool granted = false;
+	int			i;
+
+	PG_TRY();
+	{
+		granted = acquire_remote(entries, holds, n, lockext_now_us(), timeout_ms,
+								 lease_ms, failed, busy_detail);
+	}
+	PG_CATCH();
+	{
+		for (i = 0; i < n; i++)
+			drop_hold(holds[i]);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	for (i = 0; i < n; i++)
+	{
+		if (!granted || entries[i]->backend != &redis_backend)
+			drop_hold(holds[i]);	/* timed out, or fell back to local */
+		else
+		{
+			entries[i]->backend_data = holds[i];
+			note_lease(entries[i], holds[i]);
+		}
+	}
+	return granted;
+}
+
+static bool
+redis_acquire(DlockEntry *entry, DlockScope scope, int64 timeout_ms,
+			  int64 lease_ms, char **busy_detail)
+{
+	bool		other_scope_held = scope == DLOCK_SCOPE_SESSION ?
+		entry->xact_holds > 0 : entry->session_holds > 0;
+	int64		start_us = lockext_now_us();
+	RedisNodeSet *set;
+	RedisHold  *hold;
+	int			failed;
+	bool		granted;
+
+	/* The Redis key is already ours; only the local mode is missing. */
+	if (other_scope_held)
+		return local_lock_acquire(entry, scope, timeout_ms);
+
+	set = redis_prepare(lease_ms);
 	if (!local_lock_acquire(entry, scope, timeout_ms))
 		return false;
+	hold = new_hold(set);
 
 	/* what the local queue took comes off the timeout */
-	left_ms = timeout_ms;
-	if (timeout_ms > 0)
-		left_ms = Max(1, timeout_ms - (lockext_now_us() - start_us) / 1000);
-
-	hold = MemoryContextAllocZero(TopMemoryContext, sizeof(RedisHold));
-	hold->set = set;
-	set->refcount++;
-	granted = acquire_remote_guarded(entry, scope, hold, left_ms, lease_ms,
-									 busy_detail);
-
-	if (!granted || entry->backend != &redis_backend)
+	PG_TRY();
 	{
-		/* timed out, or fell back to the local lock alone */
-		if (!granted)
-			local_lock_release(entry, scope, false);
-		redis_nodeset_release(hold->set);
-		pfree(hold);
-		return granted;
+		granted = acquire_remote_guarded(&entry, &hold, 1,
+										 lockext_time_left(timeout_ms, start_us),
+										 lease_ms, &failed, busy_detail);
 	}
-	entry->backend_data = hold;
-	note_lease(entry, hold);
-	return true;
+	PG_CATCH();
+	{
+		local_lock_release(entry, scope, false);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (!granted)
+		local_lock_release(entry, scope, false);
+	return granted;
+}
+
+/*
+ * Take the transaction-scoped locks of entries[0..n), in this order, all
+ * or none: the local locks one by one (the local queue, as for one key),
+ * then every Redis key not already ours in one script per node.  Returns
+ * false, with *failed naming the key, when one stayed busy for the whole
+ * timeout; then, as after an ERROR, none of them is held.
+ */
+static bool
+redis_acquire_many(DlockEntry **entries, int n, int64 timeout_ms,
+				   int64 lease_ms, int *failed, char **busy_detail)
+{
+	int64		start_us = lockext_now_us();
+	RedisNodeSet *set = redis_prepare(lease_ms);
+	DlockEntry **remote = palloc(n * sizeof(DlockEntry *));
+	RedisHold **holds = palloc(n * sizeof(RedisHold *));
+	int		   *remote_at = palloc(n * sizeof(int));
+	volatile int nlocal = 0;
+	bool		granted = true;
+	int			i;
+
+	PG_TRY();
+	{
+		int			nremote = 0;
+
+		for (i = 0; i < n && granted; i++)
+		{
+			granted = local_lock_acquire(entries[i], DLOCK_SCOPE_XACT,
+										 lockext_time_left(timeout_ms, start_us));
+			if (!granted)
+				*failed = i;
+			else
+				nlocal++;
+			/* a key whose session lock we hold is ours in Redis already */
+			if (granted && entries[i]->session_holds == 0)
+			{
+				remote_at[nremote] = i;
+				remote[nremote++] = entries[i];
+			}
+		}
+		if (granted && nremote > 0)
+		{
+			int			bad = 0;
+
+			for (i = 0; i < nremote; i++)
+				holds[i] = new_hold(set);
+			granted = acquire_remote_guarded(remote, holds, nremote,
+											 lockext_time_left(timeout_ms, start_us),
+											 lease_ms, &bad, busy_detail);
+			if (!granted)
+				*failed = remote_at[bad];
+		}
+	}
+	PG_CATCH();
+	{
+		for (i = 0; i < nlocal; i++)
+			local_lock_release(entries[i], DLOCK_SCOPE_XACT, false);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (!granted)
+		for (i = 0; i < nlocal; i++)
+			local_lock_release(entries[i], DLOCK_SCOPE_XACT, false);
+	return granted;
 }
 
 /* The token came with the grant. */
@@ -614,6 +742,7 @@ redis_lease_info(DlockEntry *entry, DlockLeaseInfo *info)
 const DlockBackend redis_backend = {
 	.name = "redis",
 	.acquire = redis_acquire,
+	.acquire_many = redis_acquire_many,
 	.release = redis_release,
 	.still_held = redis_still_held,
 	.draw_token = redis_draw_token,

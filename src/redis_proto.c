@@ -30,7 +30,7 @@
 #include "redis.h"
 
 /* The random part of owner values that only this backend writes. */
-#define OWNER_PREFIX_LEN 24
+#define OWNER_PREFIX_LEN LOCKEXT_SESSION_ID_LEN
 
 static inline bool
 reply_is_int(const RedisResult *r, long long value)
@@ -82,13 +82,6 @@ enough_answered(const RedisResult *results, int n)
 	return ok >= quorum_of(n);
 }
 
-/* Clock drift allowed for between nodes and us: 1% of the lease + 2 ms. */
-static inline int64
-drift_us(int64 lease_ms)
-{
-	return lease_ms * 10 + 2000;
-}
-
 static char *
 redis_key(const char *ns, const char *kind, const char *key)
 {
@@ -100,31 +93,25 @@ redis_key(const char *ns, const char *kind, const char *key)
 /*
  * The owner value, unique per hold and readable by dlock_holder():
  * unique|instance|pid|database|since|application_name.  The unique part
- * is a random prefix drawn once per backend and a counter of holds: as
- * unique as a fresh random value, without the cost of drawing one per
- * transaction.  The fixed middle part is built once per backend too.
+ * is the session id (random, drawn once per backend) and a counter of
+ * holds: as unique as a fresh random value, without the cost of drawing
+ * one per transaction.  The fixed middle part is built once per backend
+ * too.
  */
 static void
 make_owner(RedisHold *hold)
 {
 	static char *middle = NULL;
-	static char prefix[25];
 	static uint64 holds = 0;
+	const char *prefix = shared_locks_session_id();
 
 	if (middle == NULL)
 	{
 		char	   *instance = lockext_instance_name();
 		char	   *db = get_database_name(MyDatabaseId);
-		uint8		rnd[12];
 		char	   *m;
 		int			i;
 
-		if (!pg_strong_random(rnd, sizeof(rnd)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not generate a random lock owner token")));
-		for (i = 0; i < (int) sizeof(rnd); i++)
-			sprintf(&prefix[i * 2], "%02x", rnd[i]);
 		/* '|' separates fields; only the last one may contain it */
 		for (i = 0; instance[i]; i++)
 			if (instance[i] == '|')
@@ -254,29 +241,61 @@ refusal_of(const RedisResult *r)
 }
 
 /*
- * Send the acquire script.  If we never learn a node's answer (time-out,
- * cancel, termination), the compare-and-delete of our value follows the
- * acquire on the same connection, and again on the next one: no ghost.
+ * Send the acquire script for keys[0..n) (ACQUIRE for one, ACQUIRE_MANY
+ * for more).  If we never learn a node's answer (time-out, cancel,
+ * termination), the compare-and-delete of our values follows the acquire
+ * on the same connection, and again on the next one: no ghost.
  */
 static void
-run_acquire(RedisNodeSet *set, const char **keys, const char **args,
-			RedisHold *hold, const char *key, RedisResult *results)
+run_acquire(RedisNodeSet *set, RedisHold **holds, const char **keys, int n,
+			int64 lease_ms, RedisResult *results)
 {
-	RedisRelease rel;
+	RedisRelease *rel = palloc(n * sizeof(RedisRelease));
+	const char *ns = holds[0]->ns;
+	const char **rkeys = palloc((2 * n + 1) * sizeof(char *));
+	const char **args = palloc((n + 2) * sizeof(char *));
+	const char *lease = psprintf(INT64_FORMAT, lease_ms);
+	const char *prefix = pnstrdup(holds[0]->owner, OWNER_PREFIX_LEN);
 	size_t		undo_len;
 	char	   *undo;
+	int			i;
 
-	rel.key = key;
-	rel.hold = hold;
-	undo = redis_format_release(&rel, 1, &undo_len);
+	for (i = 0; i < n; i++)
+	{
+		rel[i].key = keys[i];
+		rel[i].hold = holds[i];
+	}
+	if (n == 1)
+	{
+		rkeys[0] = redis_key(ns, "lock", keys[0]);
+		rkeys[1] = psprintf("%s:fence", ns);
+		rkeys[2] = redis_key(ns, "waiting", keys[0]);
+		args[0] = holds[0]->owner;
+		args[1] = lease;
+		args[2] = prefix;
+	}
+	else
+	{
+		rkeys[0] = psprintf("%s:fence", ns);
+		args[0] = lease;
+		args[1] = prefix;
+		for (i = 0; i < n; i++)
+		{
+			rkeys[1 + i] = redis_key(ns, "lock", keys[i]);
+			rkeys[1 + n + i] = redis_key(ns, "waiting", keys[i]);
+			args[2 + i] = holds[i]->owner;
+		}
+	}
+	undo = redis_format_release(rel, n, &undo_len);
 
 	PG_TRY();
 	{
 		RedisNode  *nodes[LOCKEXT_MAX_NODES];
 
-		redis_run_script(nodes, set_nodes(set, nodes), SCRIPT_ACQUIRE, 3, keys,
-						 3, args, undo, undo_len, 0, false, enough_granted,
-						 results);
+		redis_run_script(nodes, set_nodes(set, nodes),
+						 n == 1 ? SCRIPT_ACQUIRE : SCRIPT_ACQUIRE_MANY,
+						 2 * n + 1, rkeys, n + 2, args, undo, undo_len, 0,
+						 false, enough_granted, results);
 	}
 	PG_FINALLY();
 	{
@@ -286,36 +305,40 @@ run_acquire(RedisNodeSet *set, const char **keys, const char **args,
 	PG_END_TRY();
 }
 
+/*
+ * Take keys[0..n) in Redis for holds[0..n) (fresh RedisHolds on one node
+ * set), all or none, in one round trip per node.  out->tokens[i] is each
+ * key's token (out->token the largest); when a key is held by another,
+ * out->busy_index names it, with its holder and remaining lease.
+ */
 void
-redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
-					RedisAcquireResult *out)
+redis_proto_acquire_many(RedisHold **holds, const char **keys, int n,
+						 int64 lease_ms, RedisAcquireResult *out)
 {
-	RedisNodeSet *set = hold->set;
+	RedisNodeSet *set = holds[0]->set;
 	RedisResult results[LOCKEXT_MAX_NODES];
-	const char *keys[3];
-	const char *args[3];
 	int			quorum = quorum_of(set->n);
 	int			granted = 0;
 	int			held = 0;
+	int			unknown = 0;
 	int64		start = lockext_now_us();
 	int64		validity_us;
 	int			refusal;
 	int			i;
+	int			k;
 
 	memset(out, 0, sizeof(*out));
 	out->holder_pttl_ms = -1;
+	out->tokens = palloc0(n * sizeof(int64));
 	initStringInfo(&out->detail);
-	make_owner(hold);
-	/* the hold keeps the namespace it was taken in */
-	strlcpy(hold->ns, lockext_namespace, sizeof(hold->ns));
-	keys[0] = redis_key(hold->ns, "lock", key);
-	keys[1] = psprintf("%s:fence", hold->ns);
-	keys[2] = redis_key(hold->ns, "waiting", key);
-	args[0] = hold->owner;
-	args[1] = psprintf(INT64_FORMAT, lease_ms);
-	args[2] = pnstrdup(hold->owner, OWNER_PREFIX_LEN);
+	for (k = 0; k < n; k++)
+	{
+		make_owner(holds[k]);
+		/* the hold keeps the namespace it was taken in */
+		strlcpy(holds[k]->ns, lockext_namespace, sizeof(holds[k]->ns));
+	}
 
-	run_acquire(set, keys, args, hold, key, results);
+	run_acquire(set, holds, keys, n, lease_ms, results);
 
 	for (i = 0; i < set->n; i++)
 	{
@@ -325,23 +348,42 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 		if (r->outcome == RNODE_OK && rep->type == REDIS_REPLY_ARRAY &&
 			rep->elements >= 2 && rep->element[0]->type == REDIS_REPLY_INTEGER)
 		{
-			if (rep->element[0]->integer == 1)
+			/* {1, token...} or {0, [position,] owner, pttl} */
+			int			at = (n == 1) ? 1 : 2;
+
+			if (rep->element[0]->integer == 1 && (int) rep->elements == n + 1)
 			{
 				granted++;
-				out->token = Max(out->token, rep->element[1]->integer);
+				for (k = 0; k < n; k++)
+					out->tokens[k] = Max(out->tokens[k],
+										 rep->element[k + 1]->integer);
 				append_node_outcome(&out->detail, &set->nodes[i], "granted");
 			}
-			else if (rep->elements >= 3)
+			else if (rep->element[0]->integer == 0 &&
+					 (int) rep->elements >= at + 2 &&
+					 rep->element[at]->type == REDIS_REPLY_STRING)
 			{
+				int			busy = 0;
+
+				if (n > 1 && rep->element[1]->type == REDIS_REPLY_INTEGER)
+					busy = (int) Min(Max(rep->element[1]->integer - 1, 0), n - 1);
 				held++;
 				out->holder_pttl_ms = Max(out->holder_pttl_ms,
-										  rep->element[2]->integer);
+										  rep->element[at + 1]->integer);
 				if (out->holder == NULL)
-					out->holder = pstrdup(rep->element[1]->str);
+				{
+					out->holder = pstrdup(rep->element[at]->str);
+					out->busy_index = busy;
+				}
 				append_node_outcome(&out->detail, &set->nodes[i],
+									n > 1 ?
+									psprintf("\"%s\" held by %s", keys[busy],
+											 describe_owner(rep->element[at]->str)) :
 									psprintf("held by %s",
-											 describe_owner(rep->element[1]->str)));
+											 describe_owner(rep->element[at]->str)));
 			}
+			else
+				append_node_outcome(&out->detail, &set->nodes[i], "unexpected reply");
 		}
 		else if ((refusal = refusal_of(r)) != 0)
 		{
@@ -353,30 +395,49 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 										 rep != NULL ? rep->str : r->detail));
 		}
 		else
+		{
+			/* a timed-out acquire has its undo behind it already */
+			if (r->not_awaited)
+				unknown++;
 			append_node_outcome(&out->detail, &set->nodes[i], failure_text(r));
+		}
 	}
 	redis_results_free(results, set->n);
+	for (k = 0; k < n; k++)
+		out->token = Max(out->token, out->tokens[k]);
 
-	validity_us = lease_ms * 1000 - (lockext_now_us() - start) - drift_us(lease_ms);
+	validity_us = lease_ms * 1000 - (lockext_now_us() - start) -
+		redis_drift_us(lease_ms);
 	if (granted >= quorum && validity_us > 0)
 	{
 		out->status = REDIS_ACQ_GRANTED;
-		hold->token = out->token;
-		hold->lease_ms = lease_ms;
-		hold->valid_until_us = start + lease_ms * 1000 - drift_us(lease_ms);
+		for (k = 0; k < n; k++)
+		{
+			holds[k]->token = out->tokens[k];
+			holds[k]->lease_ms = lease_ms;
+			holds[k]->valid_until_us = start + lease_ms * 1000 -
+				redis_drift_us(lease_ms);
+		}
 		return;
 	}
 
-	/* Not held: give back what was granted, so nobody waits for it. */
+	/*
+	 * Not held: give back what was granted, so nobody waits for it, and
+	 * what a node whose answer we stopped waiting for may still grant
+	 * (behind the acquire on the same connection, so it runs after it).
+	 */
 	out->granted = granted;
-	if (granted > 0)
+	if (granted > 0 || unknown > 0)
 	{
-		RedisRelease rel;
+		RedisRelease *rel = palloc(n * sizeof(RedisRelease));
 		char		ignored[8];
 
-		rel.key = key;
-		rel.hold = hold;
-		(void) redis_proto_release_many(&rel, 1, true, ignored, sizeof(ignored));
+		for (k = 0; k < n; k++)
+		{
+			rel[k].key = keys[k];
+			rel[k].hold = holds[k];
+		}
+		(void) redis_proto_release_many(rel, n, true, ignored, sizeof(ignored));
 	}
 
 	/*
@@ -391,123 +452,11 @@ redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
 		out->status = REDIS_ACQ_OUTAGE;
 }
 
-/*
- * The lease keeper's renewal of many locks at once: compare-and-PEXPIRE
- * of each lock for its lease, up to 1000 locks per command, on every node
- * of set.  outcome[i]: the lease end, as a
- * monotonic time in microseconds, when a majority renewed it in time; 0
- * when a majority said it is no longer ours (lost); -1 when too few nodes
- * answered to tell.  Never renews a key that is not ours: it only extends.
- */
-/* Append one bulk string of the Redis protocol: $<len>\r\n<bytes>\r\n */
-static void
-append_bulk(StringInfo buf, const char *p, size_t len)
-{
-	char		digits[MAXINT8LEN + 1];
-	int			ndigits = pg_ulltoa_n((uint64) len, digits);
-
-	enlargeStringInfo(buf, ndigits + len + 5);
-	buf->data[buf->len++] = '$';
-	memcpy(buf->data + buf->len, digits, ndigits);
-	buf->len += ndigits;
-	buf->data[buf->len++] = '\r';
-	buf->data[buf->len++] = '\n';
-	memcpy(buf->data + buf->len, p, len);
-	buf->len += len;
-	buf->data[buf->len++] = '\r';
-	buf->data[buf->len++] = '\n';
-	buf->data[buf->len] = '\0';
-}
-
 void
-redis_proto_extend_many(RedisNodeSet *set, const RedisRenewal *renewals,
-						int n, int64 *outcome)
+redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
+					RedisAcquireResult *out)
 {
-	/*
-	 * The command is written straight into one buffer kept across calls:
-	 * the keeper sends this every round, for thousands of leases.
-	 */
-	static StringInfoData cmd = {NULL, 0, 0, 0};
-	const char *src = redis_script_source(SCRIPT_EXTEND_MANY);
-	RedisNode  *nodes[LOCKEXT_MAX_NODES];
-	RedisResult results[LOCKEXT_MAX_NODES];
-	int			done;
-
-	if (cmd.data == NULL)
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-
-		initStringInfo(&cmd);
-		MemoryContextSwitchTo(oldcxt);
-	}
-	for (done = 0; done < n; done += 1000)
-	{
-		int			m = Min(1000, n - done);
-		int		   *renewed = palloc0(m * sizeof(int));
-		int		   *lost = palloc0(m * sizeof(int));
-		char		lease[MAXINT8LEN + 1];
-		int			lease_len = 0;
-		int64		lease_of = -1;
-		int64		start = lockext_now_us();
-		int64		now;
-		int			i;
-		int			j;
-
-		/* EVAL <script> <m> <keys...> <unique part, lease ms>... */
-		resetStringInfo(&cmd);
-		appendStringInfo(&cmd, "*%d\r\n", 3 + 3 * m);
-		append_bulk(&cmd, "EVAL", 4);
-		append_bulk(&cmd, src, strlen(src));
-		lease_len = pg_ltoa(m, lease);
-		append_bulk(&cmd, lease, lease_len);
-		for (i = 0; i < m; i++)
-			append_bulk(&cmd, renewals[done + i].lockkey,
-						renewals[done + i].lockkey_len);
-		for (i = 0; i < m; i++)
-		{
-			const RedisRenewal *r = &renewals[done + i];
-
-			append_bulk(&cmd, r->owner, r->owner_len);
-			if (r->lease_ms != lease_of)
-			{
-				lease_len = pg_lltoa(r->lease_ms, lease);
-				lease_of = r->lease_ms;
-			}
-			append_bulk(&cmd, lease, lease_len);
-		}
-		redis_run_formatted(nodes, set_nodes(set, nodes), cmd.data, cmd.len,
-							NULL, 0, 0, false, NULL, results);
-		for (j = 0; j < set->n; j++)
-		{
-			redisReply *rep = results[j].reply;
-
-			if (results[j].outcome != RNODE_OK ||
-				rep->type != REDIS_REPLY_ARRAY || (int) rep->elements != m)
-				continue;
-			for (i = 0; i < m; i++)
-			{
-				if (rep->element[i]->type == REDIS_REPLY_INTEGER &&
-					rep->element[i]->integer == 1)
-					renewed[i]++;
-				else
-					lost[i]++;
-			}
-		}
-		redis_results_free(results, set->n);
-		now = lockext_now_us();
-		for (i = 0; i < m; i++)
-		{
-			int64		lease_ms = renewals[done + i].lease_ms;
-			int64		end = start + lease_ms * 1000 - drift_us(lease_ms);
-
-			if (renewed[i] >= quorum_of(set->n) && end > now)
-				outcome[done + i] = end;
-			else if (lost[i] >= quorum_of(set->n))
-				outcome[done + i] = 0;
-			else
-				outcome[done + i] = -1;
-		}
-	}
+	redis_proto_acquire_many(&hold, &key, 1, lease_ms, out);
 }
 
 /*
@@ -560,10 +509,10 @@ redis_proto_extend(RedisHold *hold, const char *key, int64 lease_ms,
 
 	*outage = (renewed < quorum && set->n - lost >= quorum);
 	if (renewed >= quorum &&
-		lease_ms * 1000 - (lockext_now_us() - start) - drift_us(lease_ms) > 0)
+		lease_ms * 1000 - (lockext_now_us() - start) - redis_drift_us(lease_ms) > 0)
 	{
 		hold->lease_ms = lease_ms;
-		hold->valid_until_us = start + lease_ms * 1000 - drift_us(lease_ms);
+		hold->valid_until_us = start + lease_ms * 1000 - redis_drift_us(lease_ms);
 		return true;
 	}
 	return false;
@@ -700,4 +649,80 @@ redis_proto_holder(RedisNodeSet *set, const char *key, char **owner,
 				 errmsg("could not read the holder of lock \"%s\" from Redis", key),
 				 errdetail("%s.", detail.data)));
 	return best_votes >= quorum_of(set->n);
+}
+
+/*
+ * Deadlock detection across instances (deadlock.c): publish the wait-for
+ * edges (edge_ids[i] waits as edges[i] says), with a time to live, on
+ * every node, and follow them from session me.  Returns the edges of a
+ * cycle through me that a majority of the nodes sees ("waiter|edge"
+ * each), or NULL.  May ERROR (cancel).
+ */
+char	  **
+redis_proto_detect(RedisNodeSet *set, const char *ns, const char *me,
+				   const char **edge_ids, const char **edges, int nedges,
+				   int64 ttl_ms, int *npath)
+{
+	RedisNode  *nodes[LOCKEXT_MAX_NODES];
+	RedisResult results[LOCKEXT_MAX_NODES];
+	const char **args = palloc((4 + 2 * nedges) * sizeof(char *));
+	char	  **path = NULL;
+	int			seen = 0;
+	int			i;
+
+	args[0] = ns;
+	args[1] = me;
+	args[2] = psprintf(INT64_FORMAT, ttl_ms);
+	args[3] = psprintf("%d", nedges);
+	for (i = 0; i < nedges; i++)
+	{
+		args[4 + 2 * i] = edge_ids[i];
+		args[5 + 2 * i] = edges[i];
+	}
+	/* every node's answer: a majority must see the same cycle */
+	redis_run_script(nodes, set_nodes(set, nodes), SCRIPT_DETECT, 0, NULL,
+					 4 + 2 * nedges, args, NULL, 0, 0, false, NULL, results);
+	*npath = 0;
+	for (i = 0; i < set->n; i++)
+	{
+		redisReply *rep = results[i].reply;
+		int			k;
+
+		if (results[i].outcome != RNODE_OK || rep->type != REDIS_REPLY_ARRAY ||
+			rep->elements == 0)
+			continue;
+		if (seen++ > 0)
+			continue;
+		*npath = (int) rep->elements;
+		path = palloc(*npath * sizeof(char *));
+		for (k = 0; k < *npath; k++)
+			path[k] = rep->element[k]->type == REDIS_REPLY_STRING ?
+				pstrdup(rep->element[k]->str) : pstrdup("");
+	}
+	redis_results_free(results, set->n);
+	if (seen < quorum_of(set->n))
+	{
+		*npath = 0;
+		return NULL;
+	}
+	return path;
+}
+
+/* The wait of session me is over: its edge goes.  Never ERRORs. */
+void
+redis_proto_forget_edge(RedisNodeSet *set, const char *ns, const char *me)
+{
+	RedisNode  *nodes[LOCKEXT_MAX_NODES];
+	RedisResult results[LOCKEXT_MAX_NODES];
+	const char *argv[2];
+	RedisCommand cmd;
+
+	argv[0] = "DEL";
+	argv[1] = redis_key(ns, "waitfor", me);
+	cmd.argc = 2;
+	cmd.argv = argv;
+	cmd.argvlen = NULL;
+	redis_run(nodes, set_nodes(set, nodes), &cmd, NULL, 0, 0, true,
+			  enough_answered, results);
+	redis_results_free(results, set->n);
 }

@@ -45,6 +45,22 @@
  *
  * EXTEND (keys: lock; args: owner, lease ms): compare-and-PEXPIRE.
  * HOLDER (keys: lock): the owner and remaining lease, or nothing.
+ * ACQUIRE_MANY (keys: fence, then the locks, then their waiting flags;
+ * args: lease ms, the backend's owner prefix, an owner per lock): ACQUIRE
+ * of every lock, all or none, atomically.  The first lock held by another
+ * undoes the locks taken before it, flags that someone waits for it, and
+ * returns {0, its position, its owner, its remaining lease}; otherwise
+ * {1, a token per lock} (consecutive values of the hybrid clock).
+ *
+ * DETECT (no declared keys; args: namespace, session id, edge ttl ms,
+ * the number of edges, then session id and edge per edge): publishes the
+ * wait-for edges (<ns>:waitfor:<session> = "<holder>|<in Redis>|...|<key>",
+ * see deadlock.c), then follows them from the caller's own session.  An
+ * edge whose lock is in Redis is not followed once another value holds
+ * that key (the waiter got it, or someone else did): that wait is over.
+ * A key this node lacks says nothing (a quorum grant may have skipped
+ * the node).  Returns the edges of a cycle back to the caller, or nothing.
+ *
  * EXTEND_MANY (keys: locks; args: owner's unique part, lease ms per lock):
  * the lease keeper's batched compare-and-PEXPIRE; 1 or 0 per lock.  The
  * unique part ends with the first '|' of the value and no other hold's
@@ -107,6 +123,56 @@ static const char *const script_src[NSCRIPTS] = {
 	"  end\n"
 	"end\n"
 	"return r\n",
+
+	"local n = (#KEYS - 1) / 2\n"
+	"local lease, prefix = ARGV[1], ARGV[2]\n"
+	"for i = 1, n do\n"
+	"  local k, o = KEYS[1 + i], ARGV[2 + i]\n"
+	"  if not redis.call('SET', k, o, 'NX', 'PX', lease) then\n"
+	"    local v = redis.call('GET', k)\n"
+	"    if v ~= o and string.sub(v, 1, #prefix) ~= prefix then\n"
+	"      for j = 1, i - 1 do\n"
+	"        if redis.call('GET', KEYS[1 + j]) == ARGV[2 + j] then\n"
+	"          redis.call('DEL', KEYS[1 + j])\n"
+	"        end\n"
+	"      end\n"
+	"      local ttl = redis.call('PTTL', k)\n"
+	"      redis.call('SET', KEYS[1 + n + i], '1', 'PX', math.max(ttl, 0) + 1000)\n"
+	"      return {0, i, v, ttl}\n"
+	"    end\n"
+	"    redis.call('SET', k, o, 'PX', lease)\n"
+	"  end\n"
+	"end\n"
+	"local t = redis.call('TIME')\n"
+	"local c = tonumber(t[1]) * 1000000 + tonumber(t[2]) - 1\n"
+	"local last = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+	"if c < last then c = last end\n"
+	"local r = {1}\n"
+	"for i = 1, n do r[i + 1] = c + i end\n"
+	"redis.call('SET', KEYS[1], string.format('%.0f', c + n))\n"
+	"return r\n",
+
+	"local ns, me, ttl, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])\n"
+	"for i = 0, n - 1 do\n"
+	"  redis.call('SET', ns .. ':waitfor:' .. ARGV[5 + 2 * i], ARGV[6 + 2 * i], 'PX', ttl)\n"
+	"end\n"
+	"local path, seen, cur = {}, {}, me\n"
+	"for hop = 1, 100 do\n"
+	"  local e = redis.call('GET', ns .. ':waitfor:' .. cur)\n"
+	"  if not e then return {} end\n"
+	"  local holder, r, key = string.match(e, '^([^|]*)|(%d)|%d|%-?%d+|[^|]*|%d+|(.*)$')\n"
+	"  if not holder then return {} end\n"
+	"  if r == '1' then\n"
+	"    local v = redis.call('GET', ns .. ':lock:' .. key)\n"
+	"    if v and string.sub(v, 1, #holder) ~= holder then return {} end\n"
+	"  end\n"
+	"  path[#path + 1] = cur .. '|' .. e\n"
+	"  if holder == me then return path end\n"
+	"  if seen[holder] then return {} end\n"
+	"  seen[holder] = true\n"
+	"  cur = holder\n"
+	"end\n"
+	"return {}\n",
 };
 
 static char script_sha[NSCRIPTS][41];
@@ -189,7 +255,6 @@ script_argv(int script, bool by_sha, int nkeys, const char **keys,
 	int			argc = 0;
 	int			i;
 
-	Assert(nkeys + nargs <= 7);
 	compute_script_shas();
 	sprintf(nkeys_str, "%d", nkeys);
 	argv[argc++] = by_sha ? "EVALSHA" : "EVAL";
@@ -216,9 +281,9 @@ redis_run_script(RedisNode **nodes, int n, int script, int nkeys,
 				 const char *undo, size_t undo_len, int64 extra_ms, bool quiet,
 				 RedisEnoughFn enough, RedisResult *results)
 {
-	const char *argv[3 + 7];
-	size_t		argvlen[3 + 7];
-	char		nkeys_str[8];
+	const char **argv = palloc((3 + nkeys + nargs) * sizeof(char *));
+	size_t	   *argvlen = palloc((3 + nkeys + nargs) * sizeof(size_t));
+	char		nkeys_str[16];
 	RedisCommand cmd;
 	RedisNode  *again[LOCKEXT_MAX_NODES];
 	int			again_at[LOCKEXT_MAX_NODES];

@@ -345,6 +345,7 @@ run_once(RedisNode **nodes, int n, const char *cmd, size_t len,
 			 */
 			rconn_set_failure(NULL, &results[i], RNODE_TIMED_OUT,
 							  "not waited for (a quorum had answered)", NULL);
+			results[i].not_awaited = true;
 			for (p = node->sent_head; p != NULL; p = p->next)
 				if (p->kind == RCMD_AWAITED)
 					p->kind = RCMD_SKIP;

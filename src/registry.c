@@ -25,6 +25,7 @@
 #include "utils/resowner.h"
 
 #include "lockext.h"
+#include "registry_int.h"
 
 #define REGISTRY_HASH_SEED	UINT64CONST(0x6c6f636b65787431)
 
@@ -96,8 +97,8 @@ scope_holds(DlockEntry *entry, DlockScope scope)
 }
 
 /* Remove an entry that no longer holds anything. */
-static void
-forget_if_unheld(DlockEntry *entry)
+void
+registry_forget_if_unheld(DlockEntry *entry)
 {
 	if (entry->session_holds > 0 || entry->xact_holds > 0)
 		return;
@@ -166,15 +167,15 @@ registry_lookup(const char *key, int keylen)
 	sync_entry(entry);
 	if (entry->session_holds == 0 && entry->xact_holds == 0)
 	{
-		forget_if_unheld(entry);
+		registry_forget_if_unheld(entry);
 		return NULL;
 	}
 	return entry;
 }
 
 /* Make room for one more subtransaction record before anything is taken. */
-static void
-reserve_sub_slot(DlockEntry *entry)
+void
+registry_reserve_sub_slot(DlockEntry *entry)
 {
 	if (entry->nsubs < entry->maxsubs)
 		return;
@@ -193,8 +194,8 @@ reserve_sub_slot(DlockEntry *entry)
 }
 
 /* Record one hold; cannot fail (room was reserved). */
-static void
-add_hold(DlockEntry *entry, DlockScope scope)
+void
+registry_add_hold(DlockEntry *entry, DlockScope scope)
 {
 	if (scope == DLOCK_SCOPE_SESSION)
 	{
@@ -237,7 +238,7 @@ end_xact_holds(DlockEntry *entry, bool lockmgr_releases, bool is_abort)
 {
 	unlink_xact_entry(entry);
 	release_scope(entry, DLOCK_SCOPE_XACT, lockmgr_releases, is_abort);
-	forget_if_unheld(entry);
+	registry_forget_if_unheld(entry);
 }
 
 /*
@@ -271,7 +272,7 @@ end_holds(DlockEnding *ends, int n, bool lockmgr_releases, bool is_abort)
 		release_scope(ends[i].entry, ends[i].scope, lockmgr_releases,
 					  is_abort);
 	for (i = 0; i < n; i++)
-		forget_if_unheld(ends[i].entry);
+		registry_forget_if_unheld(ends[i].entry);
 }
 
 /*
@@ -285,12 +286,45 @@ alloc_endings(int n)
 }
 
 /*
+ * The entry of key, created (holding nothing) if need be: the caller takes
+ * a hold, or forgets it again.  May ERROR (a hash collision, no memory).
+ */
+DlockEntry *
+registry_entry_for(const char *key, int keylen)
+{
+	uint64		hash = registry_hash_key(key, keylen);
+	DlockEntry *entry = hash_search(registry, &hash, HASH_FIND, NULL);
+
+	if (entry == NULL)
+	{
+		/* copy the key first so an entry never lacks one */
+		char	   *keycopy = MemoryContextAlloc(TopMemoryContext, keylen + 1);
+
+		memcpy(keycopy, key, keylen);
+		keycopy[keylen] = '\0';
+		entry = hash_search(registry, &hash, HASH_ENTER, NULL);
+		MemSet(((char *) entry) + sizeof(uint64), 0,
+			   sizeof(DlockEntry) - sizeof(uint64));
+		entry->key = keycopy;
+		entry->keylen = keylen;
+		entry->backend = lockext_current_backend();
+		local_lock_set_tag(&entry->tag, hash);
+	}
+	else
+	{
+		check_same_key(entry, key, keylen);
+		sync_entry(entry);
+	}
+	return entry;
+}
+
+/*
  * dlock_stats: an acquire that ERRORed, after waiting wait_us (-1: no
  * wait).  From a PG_CATCH block, with the error still pending; cxt is a
  * context to copy it into.
  */
-static void
-count_failed_acquire(int64 wait_us, MemoryContext cxt)
+void
+registry_count_failed_acquire(int64 wait_us, MemoryContext cxt)
 {
 	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
 	ErrorData  *edata = CopyErrorData();
@@ -317,7 +351,6 @@ DlockEntry *
 registry_acquire(const char *key, int keylen, DlockScope scope,
 				 int64 timeout_ms, int64 lease_ms, char **busy_detail)
 {
-	uint64		hash = registry_hash_key(key, keylen);
 	DlockEntry *entry;
 	volatile bool granted = false;
 	MemoryContext cxt = CurrentMemoryContext;
@@ -325,35 +358,15 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 
 	registry_init();
 	shared_stats_prepare();
-	entry = hash_search(registry, &hash, HASH_FIND, NULL);
-	if (entry == NULL)
-	{
-		/* copy the key first so an entry never lacks one */
-		char	   *keycopy = MemoryContextAlloc(TopMemoryContext, keylen + 1);
-
-		memcpy(keycopy, key, keylen);
-		keycopy[keylen] = '\0';
-		entry = hash_search(registry, &hash, HASH_ENTER, NULL);
-		MemSet(((char *) entry) + sizeof(uint64), 0,
-			   sizeof(DlockEntry) - sizeof(uint64));
-		entry->key = keycopy;
-		entry->keylen = keylen;
-		entry->backend = lockext_current_backend();
-		local_lock_set_tag(&entry->tag, hash);
-	}
-	else
-	{
-		check_same_key(entry, key, keylen);
-		sync_entry(entry);
-	}
+	entry = registry_entry_for(key, keylen);
 
 	if (scope == DLOCK_SCOPE_XACT)
-		reserve_sub_slot(entry);
+		registry_reserve_sub_slot(entry);
 
 	/* Reentrant: the backend already holds this scope. */
 	if (scope_holds(entry, scope) > 0)
 	{
-		add_hold(entry, scope);
+		registry_add_hold(entry, scope);
 		return entry;
 	}
 
@@ -365,8 +378,8 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 	PG_CATCH();
 	{
 		waited = shared_locks_wait_end();
-		forget_if_unheld(entry);
-		count_failed_acquire(waited, cxt);
+		registry_forget_if_unheld(entry);
+		registry_count_failed_acquire(waited, cxt);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -377,7 +390,7 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 	{
 		shared_stats_count(timeout_ms == 0 ? DLOCK_STAT_BUSY :
 						   DLOCK_STAT_TIMEOUTS, 1);
-		forget_if_unheld(entry);
+		registry_forget_if_unheld(entry);
 		return NULL;
 	}
 	shared_stats_count(waited >= 0 ? DLOCK_STAT_ACQUIRED_AFTER_WAIT :
@@ -386,7 +399,7 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 	if (entry->session_holds == 0 && entry->xact_holds == 0)
 	{
 		/* A fresh grant: a new holder period with a new token. */
-		add_hold(entry, scope);
+		registry_add_hold(entry, scope);
 		entry->acquired_at = GetCurrentTimestamp();
 		PG_TRY();
 		{
@@ -399,7 +412,7 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 			{
 				entry->session_holds = 0;
 				release_scope(entry, scope, false, false);
-				forget_if_unheld(entry);
+				registry_forget_if_unheld(entry);
 			}
 			else
 				end_xact_holds(entry, false, false);
@@ -408,7 +421,7 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 		PG_END_TRY();
 	}
 	else
-		add_hold(entry, scope);
+		registry_add_hold(entry, scope);
 
 	shared_locks_publish(entry, scope);
 	return entry;
@@ -432,7 +445,7 @@ registry_release_session(DlockEntry *entry)
 	if (--entry->session_holds == 0)
 	{
 		release_scope(entry, DLOCK_SCOPE_SESSION, false, false);
-		forget_if_unheld(entry);
+		registry_forget_if_unheld(entry);
 	}
 	return true;
 }
@@ -485,7 +498,7 @@ registry_foreach(void (*fn) (DlockEntry *entry, void *arg), void *arg)
 		sync_entry(entry);
 		if (entry->session_holds == 0 && entry->xact_holds == 0)
 		{
-			forget_if_unheld(entry);
+			registry_forget_if_unheld(entry);
 			continue;
 		}
 		fn(entry, arg);

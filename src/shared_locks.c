@@ -416,6 +416,32 @@ shared_locks_unpublish(DlockEntry *entry, DlockScope scope)
 }
 
 /*
+ * This backend's id among all sessions of all instances: 24 random hex
+ * digits, drawn once.  Redis owner values start with it, and a wait row
+ * carries it, so that waits can be followed across instances (deadlock.c).
+ * May ERROR (no randomness) the first time.
+ */
+const char *
+shared_locks_session_id(void)
+{
+	static char id[LOCKEXT_SESSION_ID_LEN + 1];
+
+	if (id[0] == '\0')
+	{
+		uint8		rnd[LOCKEXT_SESSION_ID_LEN / 2];
+		int			i;
+
+		if (!pg_strong_random(rnd, sizeof(rnd)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate a random session id")));
+		for (i = 0; i < (int) sizeof(rnd); i++)
+			sprintf(&id[i * 2], "%02x", rnd[i]);
+	}
+	return id;
+}
+
+/*
  * This backend starts to wait for entry (the local queue, or Redis; called
  * again by a wait that goes on, to name the holder).  blocker_instance and
  * blocker_pid name a remote holder, when known.  May ERROR.
@@ -440,7 +466,7 @@ shared_locks_wait_start(DlockEntry *entry, const char *blocker_instance,
 				sizeof(row.blocker_instance));
 	row.blocker_pid = blocker_pid;
 	my_wait = row.key;
-	put_tracked(entry, &row, &my_wait_missing, "", "");
+	put_tracked(entry, &row, &my_wait_missing, "", shared_locks_session_id());
 	my_wait_published = !my_wait_missing;
 }
 
@@ -630,4 +656,78 @@ shared_locks_renewed(const SharedLockKey *key, TimestampTz lease_end, bool lost)
 		row->renewals++;
 	}
 	dshash_release_lock(table, row);
+}
+
+/*
+ * The waits of this instance as edges of the wait-for graph between
+ * sessions, for deadlock detection across instances: a session waiting in
+ * the local queue for a key waits for the session holding its local lock
+ * (holder_of tells whose, 0 when none).  Sessions are named by their
+ * session ids, read from their wait rows and the owner values of their
+ * Redis holds; a holder with neither cannot be part of a cycle and is
+ * left out.  Waits on Redis itself are the waiter's to publish.
+ */
+int
+shared_locks_wait_edges(int (*holder_of) (uint64 hash), WaitEdge **edges)
+{
+	dshash_seq_status status;
+	SharedLockRow *row;
+	List	   *waits = NIL;
+	List	   *ids = NIL;		/* pid and session id, as WaitEdges */
+	ListCell   *lc;
+	int			n = 0;
+
+	*edges = NULL;
+	if (!attach())
+		return 0;
+	dshash_seq_init(&status, table, false);
+	while ((row = dshash_seq_next(&status)) != NULL)
+	{
+		const char *key = dsa_get_address(area, row->keytext);
+		const char *ns = key + row->keylen + 1;
+		const char *owner = ns + strlen(ns) + 1;
+		WaitEdge   *e;
+
+		if (strlen(owner) < LOCKEXT_SESSION_ID_LEN)
+			continue;			/* an advisory hold: no id */
+		e = palloc0(sizeof(WaitEdge));
+		e->waiter_pid = row->key.pid;
+		memcpy(e->waiter, owner, LOCKEXT_SESSION_ID_LEN);
+		ids = lappend(ids, e);
+		if (row->state == 'w')
+		{
+			e = palloc0(sizeof(WaitEdge));
+			e->waiter_pid = row->key.pid;
+			memcpy(e->waiter, owner, LOCKEXT_SESSION_ID_LEN);
+			e->since = row->since;
+			e->hash = row->key.hash;
+			e->key = pstrdup(key);
+			waits = lappend(waits, e);
+		}
+	}
+	dshash_seq_term(&status);
+
+	*edges = palloc(Max(list_length(waits), 1) * sizeof(WaitEdge));
+	foreach(lc, waits)
+	{
+		WaitEdge   *w = lfirst(lc);
+		int			holder = holder_of(w->hash);
+		ListCell   *lc2;
+
+		if (holder == 0 || holder == w->waiter_pid)
+			continue;			/* not waiting in the local queue */
+		foreach(lc2, ids)
+		{
+			WaitEdge   *id = lfirst(lc2);
+
+			if (id->waiter_pid == holder)
+			{
+				(*edges)[n] = *w;
+				memcpy((*edges)[n].holder, id->waiter, LOCKEXT_SESSION_ID_LEN);
+				n++;
+				break;
+			}
+		}
+	}
+	return n;
 }

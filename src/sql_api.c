@@ -16,6 +16,7 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "catalog/pg_type_d.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -23,6 +24,7 @@
 #include "nodes/parsenodes.h"
 #include "storage/lock.h"
 #include "tcop/utility.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -149,17 +151,12 @@ _PG_init(void)
 	ProcessUtility_hook = lockext_process_utility;
 }
 
-/* Argument 0 as a validated key; *keylen receives its length. */
+/* A key as text, validated; *keylen receives its length. */
 static char *
-get_key_arg(FunctionCallInfo fcinfo, int *keylen)
+key_from_text(text *t, int *keylen)
 {
-	char	   *key;
+	char	   *key = text_to_cstring(t);
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("lock key must not be null")));
-	key = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	*keylen = strlen(key);
 	if (*keylen == 0)
 		ereport(ERROR,
@@ -172,6 +169,17 @@ get_key_arg(FunctionCallInfo fcinfo, int *keylen)
 				 errdetail("The key is %d bytes long; the limit is %d bytes.",
 						   *keylen, LOCKEXT_MAX_KEY_BYTES)));
 	return key;
+}
+
+/* Argument 0 as a validated key; *keylen receives its length. */
+static char *
+get_key_arg(FunctionCallInfo fcinfo, int *keylen)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("lock key must not be null")));
+	return key_from_text(PG_GETARG_TEXT_PP(0), keylen);
 }
 
 /* Timeout in ms: NULL the GUC, 0 try once, -1 forever (Infinity). */
@@ -293,6 +301,133 @@ Datum
 dlock_try_acquire(PG_FUNCTION_ARGS)
 {
 	return acquire_common(fcinfo, DLOCK_SCOPE_XACT, true);
+}
+
+/* One key of an array, and where it stood. */
+typedef struct ArrayKey
+{
+	char	   *key;
+	int			len;
+	int			pos;
+} ArrayKey;
+
+/* The canonical order of keys: by bytes, a prefix first. */
+static int
+compare_keys(const void *a, const void *b)
+{
+	const ArrayKey *ka = (const ArrayKey *) a;
+	const ArrayKey *kb = (const ArrayKey *) b;
+	int			c = memcmp(ka->key, kb->key, Min(ka->len, kb->len));
+
+	if (c != 0)
+		return c;
+	return (ka->len > kb->len) - (ka->len < kb->len);
+}
+
+/*
+ * dlock_acquire_all / dlock_try_acquire_all: every key of the array, in
+ * transaction scope, all or none.  The whole array is validated first;
+ * duplicates count once; the keys are taken in the canonical order.
+ */
+static Datum
+acquire_all_common(FunctionCallInfo fcinfo, bool try_only)
+{
+	int64		timeout_ms = try_only ? 0 : get_timeout_arg(fcinfo, 1);
+	int64		lease_ms = get_lease_arg(fcinfo, try_only ? 1 : 2);
+	Datum	   *elems;
+	bool	   *elem_nulls;
+	int			nelems;
+	ArrayKey   *sorted;
+	char	  **keys;
+	int		   *lens;
+	int		   *distinct_of;
+	DlockEntry **entries;
+	int			n = 0;
+	int			failed;
+	char	   *busy = NULL;
+	int			i;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("lock keys must not be null")));
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false,
+					  TYPALIGN_INT, &elems, &elem_nulls, &nelems);
+	if (nelems == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lock keys must not be an empty array")));
+	sorted = palloc(nelems * sizeof(ArrayKey));
+	for (i = 0; i < nelems; i++)
+	{
+		if (elem_nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("lock key must not be null"),
+					 errdetail("Element %d of the array is null.", i + 1)));
+		sorted[i].key = key_from_text(DatumGetTextPP(elems[i]), &sorted[i].len);
+		sorted[i].pos = i;
+	}
+	qsort(sorted, nelems, sizeof(ArrayKey), compare_keys);
+
+	keys = palloc(nelems * sizeof(char *));
+	lens = palloc(nelems * sizeof(int));
+	distinct_of = palloc(nelems * sizeof(int));
+	for (i = 0; i < nelems; i++)
+	{
+		if (n == 0 || compare_keys(&sorted[i], &sorted[i - 1]) != 0)
+		{
+			keys[n] = sorted[i].key;
+			lens[n++] = sorted[i].len;
+		}
+		distinct_of[sorted[i].pos] = n - 1;
+	}
+
+	entries = palloc(n * sizeof(DlockEntry *));
+	failed = registry_acquire_many(keys, lens, n, timeout_ms, lease_ms,
+								   entries, &busy);
+	if (failed < 0)
+		warn_if_released_at_once(fcinfo, try_only ?
+								 "dlock_try_acquire_all()" : "dlock_acquire_all()");
+	if (try_only)
+		PG_RETURN_BOOL(failed < 0);
+	if (failed >= 0)
+		lockext_report_busy(keys[failed],
+							registry_hash_key(keys[failed], lens[failed]),
+							timeout_ms, busy);
+
+	/* the tokens, in the order of the input array */
+	{
+		Datum	   *tokens = palloc(nelems * sizeof(Datum));
+		bool	   *nulls = palloc(nelems * sizeof(bool));
+		int			dims[1] = {nelems};
+		int			lbs[1] = {1};
+
+		for (i = 0; i < nelems; i++)
+		{
+			DlockEntry *entry = entries[distinct_of[i]];
+
+			tokens[i] = Int64GetDatum(entry->token);
+			nulls[i] = !entry->has_token;
+		}
+		PG_RETURN_ARRAYTYPE_P(construct_md_array(tokens, nulls, 1, dims, lbs,
+												 INT8OID, 8, FLOAT8PASSBYVAL,
+												 TYPALIGN_DOUBLE));
+	}
+}
+
+PG_FUNCTION_INFO_V1(dlock_acquire_all);
+Datum
+dlock_acquire_all(PG_FUNCTION_ARGS)
+{
+	return acquire_all_common(fcinfo, false);
+}
+
+PG_FUNCTION_INFO_V1(dlock_try_acquire_all);
+Datum
+dlock_try_acquire_all(PG_FUNCTION_ARGS)
+{
+	return acquire_all_common(fcinfo, true);
 }
 
 PG_FUNCTION_INFO_V1(dlock_acquire_session);

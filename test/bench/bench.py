@@ -201,11 +201,18 @@ def main():
         quorum = [srv.redis_server(f"q{i}") for i in range(3)]
         nodes_one = f"redis://127.0.0.1:{one}"
         nodes_q = ",".join(f"redis://127.0.0.1:{p}" for p in quorum)
-        if os.environ.get("BENCH_ONLY") == "keeper":
+        only = os.environ.get("BENCH_ONLY")
+        if only == "keeper":
             # the keeper's figure alone (BENCH_ONLY=keeper), for tuning it
             b = srv.cluster("beta", f"lockext.redis_nodes = '{nodes_one}'")
             srv.psql(b, "CREATE EXTENSION lockext")
             keeper_scenario(srv, b, rows, summary)
+        elif only == "multi":
+            # the multi-key figures alone (BENCH_ONLY=multi)
+            a = srv.cluster("alpha")
+            srv.psql(a, "CREATE EXTENSION lockext; CREATE TABLE acc (id int PRIMARY KEY, bal bigint);"
+                     "INSERT INTO acc SELECT g, 0 FROM generate_series(1, 100000) g;")
+            multi_key_scenario(srv, a, one, nodes_one, rows, summary)
         else:
             all_scenarios(srv, one, quorum, nodes_one, nodes_q, rows, summary)
     finally:
@@ -384,12 +391,133 @@ COMMIT;
     #    lockext.redis_nodes, which is what the keeper renews)
     keeper_scenario(srv, b, rows, summary)
 
+    # 9. many keys at once, and transfers between two accounts
+    multi_key_scenario(srv, a, one, nodes_one, rows, summary)
+
 
 def keeper_scenario(srv, port, rows, summary):
     pct, renewals = keeper_cpu(srv, port, 10000, 2 * SECONDS)
     median_row(rows, "keeper, 10000 held leases of 3 s", "keeper CPU", "% of one core", [pct])
     median_row(rows, "keeper, 10000 held leases of 3 s", "renewals", "renewals", [renewals])
     summary.append(("keeper CPU for 10,000 held leases (% of one core)", pct, "< 1", pct < 1))
+
+
+MANY_ALL = """\\set r random(1, 1000000000)
+BEGIN;
+SELECT count(*) FROM unnest(dlock_acquire_all(ARRAY(SELECT 'mk:' || :r || ':' || g FROM generate_series(1, 1000) g)));
+COMMIT;
+"""
+
+MANY_SINGLE = """\\set r random(1, 1000000000)
+BEGIN;
+SELECT count(dlock_acquire('mk:' || :r || ':' || g)) FROM generate_series(1, 1000) g;
+COMMIT;
+"""
+
+TRANSFER = """\\set from random(1, 100000)
+\\set to random(1, 100000)
+BEGIN;
+{lock}
+UPDATE acc SET bal = bal - 1 WHERE id = :from;
+UPDATE acc SET bal = bal + 1 WHERE id = :to;
+COMMIT;
+"""
+
+TRANSFER_PROC = """
+CREATE OR REPLACE PROCEDURE transfer(src int, dst int, amount bigint, locked bool DEFAULT true)
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF locked THEN
+    PERFORM dlock_acquire_all(ARRAY['acc:' || src, 'acc:' || dst]);
+  END IF;
+  UPDATE acc SET bal = bal - amount WHERE id = src;
+  UPDATE acc SET bal = bal + amount WHERE id = dst;
+END $$;
+"""
+
+
+def multi_key_scenario(srv, a, redis_port, nodes_one, rows, summary):
+    """dlock_acquire_all: the cost per key of 1,000 keys in one call against
+    1,000 single calls, a two-account transfer against one lock and two,
+    and the transfer procedure against redis-py Locks (one client)."""
+    opts = f"-c lockext.redis_nodes={nodes_one}"
+    per_key = {"1000 keys, one dlock_acquire_all": [], "1000 keys, 1000 dlock_acquire calls": []}
+    for _ in range(REPEATS):
+        for name, script in (("1000 keys, one dlock_acquire_all", MANY_ALL),
+                             ("1000 keys, 1000 dlock_acquire calls", MANY_SINGLE)):
+            t, _ = srv.pgbench(a, script, 1, SECONDS, opts)
+            per_key[name].append(1e6 / (t * 1000))
+    pk = {k: median_row(rows, "many keys, redis (1 node), 1 client", k, "us per key", v)
+          for k, v in per_key.items()}
+    summary.append(("1000 keys in one dlock_acquire_all (us per key)",
+                    pk["1000 keys, one dlock_acquire_all"], "<= 5",
+                    pk["1000 keys, one dlock_acquire_all"] <= 5))
+
+    variants = [
+        ("one lock", "SELECT dlock_acquire('acc:' || :from);"),
+        ("two dlock_acquire", "SELECT dlock_acquire('acc:' || :from), dlock_acquire('acc:' || :to);"),
+        ("one dlock_acquire_all of two", "SELECT dlock_acquire_all(ARRAY['acc:' || :from, 'acc:' || :to]);"),
+    ]
+    tps = {v[0]: [] for v in variants}
+    for _ in range(REPEATS):
+        for name, lock in variants:
+            srv.psql(a, "VACUUM acc")
+            t, _ = srv.pgbench(a, TRANSFER.format(lock=lock), 4, SECONDS, opts)
+            tps[name].append(t)
+    tm = {k: median_row(rows, "transfers, redis (1 node), 4 clients", k, "tps", v) for k, v in tps.items()}
+    r = tm["one dlock_acquire_all of two"] / tm["one lock"]
+    summary.append(("transfer with dlock_acquire_all / a one-lock transaction", r, "~1", None))
+    summary.append(("transfer with dlock_acquire_all / two dlock_acquire",
+                    tm["one dlock_acquire_all of two"] / tm["two dlock_acquire"], "> 1", None))
+
+    peer = run_transfer_peer(srv, a, redis_port)
+    pm = {k: median_row(rows, "transfer procedure, one Python client", k, "tps", v) for k, v in peer.items()}
+    r = pm["CALL transfer() with dlock_acquire_all inside"] / pm["redis-py Locks on both accounts around CALL transfer()"]
+    summary.append(("transfer(): dlock_acquire_all inside / redis-py Locks", r, ">= 1.2", r >= 1.2))
+
+
+def run_transfer_peer(srv, port, redis_port):
+    """One Python client calling the transfer procedure: with
+    dlock_acquire_all inside it, or without locks inside redis-py Locks on
+    both accounts (taken in order)."""
+    import psycopg2
+    import random
+    import redis as redislib
+
+    srv.psql(port, TRANSFER_PROC)
+    r = redislib.Redis(host="127.0.0.1", port=redis_port)
+    conn = psycopg2.connect(host=srv.work, port=port, user="postgres", dbname="postgres",
+                            options=f"-c lockext.redis_nodes=redis://127.0.0.1:{redis_port}")
+    conn.autocommit = True
+    cur = conn.cursor()
+
+    def in_db(src, dst):
+        cur.execute("CALL transfer(%s, %s, 1)", (src, dst))
+
+    def redis_py(src, dst):
+        first, second = sorted((src, dst))
+        with r.lock(f"peer:{first}", timeout=30, blocking_timeout=30):
+            with r.lock(f"peer:{second}", timeout=30, blocking_timeout=30):
+                cur.execute("CALL transfer(%s, %s, 1, false)", (src, dst))
+
+    variants = [("redis-py Locks on both accounts around CALL transfer()", redis_py),
+                ("CALL transfer() with dlock_acquire_all inside", in_db)]
+    results = {name: [] for name, _ in variants}
+    for _ in range(REPEATS):
+        for name, fn in variants:
+            n = 0
+            end = time.monotonic() + SECONDS
+            while time.monotonic() < end:
+                src = random.randint(1, 100000)
+                dst = random.randint(1, 100000)
+                if src == dst:
+                    continue
+                fn(src, dst)
+                n += 1
+            results[name].append(n / SECONDS)
+    conn.close()
+    r.close()
+    return results
 
 
 def psql_session(srv, port, opts):

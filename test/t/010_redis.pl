@@ -327,24 +327,9 @@ sub shared_counter_race
 	my ($lock) = @_;
 	(my $s = $script) =~ s/%LOCK%/$lock/;
 	$a->safe_psql('postgres', 'TRUNCATE incs; DELETE FROM counter; INSERT INTO counter VALUES (1, 0)');
-	my $dir = PostgreSQL::Test::Utils::tempdir();
-	open my $fh, '>', "$dir/race.sql" or die;
-	print $fh $s;
-	close $fh;
-	my @runs;
-	for my $node ($a, $b)
+	for my $r (pgbench_on([ $a, $b ], $s, '-c', '4', '-j', '2', '-t', '40'))
 	{
-		my ($o, $e) = ('', '');
-		local %ENV = %ENV;
-		$ENV{PGHOST} = $node->host;
-		$ENV{PGPORT} = $node->port;
-		push @runs, [ IPC::Run::start([ 'pgbench', '-n', '-c', '4', '-j', '2', '-t', '40',
-			'-f', "$dir/race.sql", 'postgres' ], '>', \$o, '2>', \$e), \$o, \$e ];
-	}
-	for my $r (@runs)
-	{
-		$r->[0]->finish;
-		note ${ $r->[2] } if ${ $r->[2] } ne '';
+		note $r->[1] if $r->[1] ne '';
 	}
 	return split /\|/, $a->safe_psql('postgres',
 		'SELECT (SELECT count(*) FROM incs), (SELECT count(*) FROM incs) - (SELECT v FROM counter)');

@@ -29,12 +29,12 @@ SELECT string_agg(p.proname || '=' || has_function_privilege('plain', p.oid, 'EX
   FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
  WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'lockext')
    AND d.classid = 'pg_proc'::regclass}),
-	join(',', (map { "$_=t" } qw(dlock_acquire dlock_acquire_session dlock_extend dlock_held
+	join(',', (map { "$_=t" } qw(dlock_acquire dlock_acquire_all dlock_acquire_session dlock_extend dlock_held
 		dlock_holder dlock_keeper_pid dlock_locks_internal)),
 		'dlock_redis_nodes_internal=f', 'dlock_release=t', 'dlock_release_all=t',
 		'dlock_stats_internal=t', 'dlock_stats_reset=f',
-		(map { "$_=t" } qw(dlock_token dlock_try_acquire dlock_try_acquire_session))),
-	'PUBLIC may execute thirteen of the fifteen dlock_* functions (dlock_locks_internal filters by role)');
+		(map { "$_=t" } qw(dlock_token dlock_try_acquire dlock_try_acquire_all dlock_try_acquire_session))),
+	'PUBLIC may execute fifteen of the seventeen dlock_* functions (dlock_locks_internal filters by role)');
 is($a->safe_psql('postgres',
 	"SELECT has_sequence_privilege('plain', 'dlock_fence_seq', 'USAGE,UPDATE,SELECT')"),
 	'f', 'but not touch the fence sequence (tokens only come with a lock)');

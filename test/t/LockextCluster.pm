@@ -1,6 +1,7 @@
 # LockextCluster: what lockext's Redis TAP tests do with clusters — start
-# one that shares Redis nodes, probe a key from it, and reach another
-# cluster's tables through postgres_fdw (to share data between clusters).
+# one that shares Redis nodes, probe a key from it, reach another
+# cluster's tables through postgres_fdw (to share data between clusters),
+# and run pgbench on several clusters at once.
 package LockextCluster;
 
 use strict;
@@ -8,8 +9,10 @@ use warnings;
 
 use Exporter 'import';
 use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use IPC::Run;
 
-our @EXPORT = qw(start_lockext_cluster free_on link_tables);
+our @EXPORT = qw(start_lockext_cluster free_on link_tables pgbench_on);
 
 # A started cluster with lockext preloaded and using $nodes (URL list);
 # %init goes to init() (allows_streaming => 1, ...).
@@ -49,6 +52,29 @@ sub link_tables
 		  . $owner->host . "', port '" . $owner->port . "', dbname 'postgres');",
 		"CREATE USER MAPPING FOR CURRENT_USER SERVER $server;",
 		map { "CREATE FOREIGN TABLE $_ ($tables{$_}) SERVER $server;" } sort keys %tables));
+}
+
+# Run pgbench with script (text) on every node at once; returns a
+# [stdout, stderr] pair per node once all are done.
+sub pgbench_on
+{
+	my ($nodes, $script, @args) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	open my $fh, '>', "$dir/script.sql" or die "cannot write $dir/script.sql: $!";
+	print $fh $script;
+	close $fh;
+	my @runs;
+	for my $node (@$nodes)
+	{
+		my ($o, $e) = ('', '');
+		local %ENV = %ENV;
+		$ENV{PGHOST} = $node->host;
+		$ENV{PGPORT} = $node->port;
+		push @runs, [ IPC::Run::start([ 'pgbench', '-n', @args, '-f', "$dir/script.sql", 'postgres' ],
+			'>', \$o, '2>', \$e), \$o, \$e ];
+	}
+	$_->[0]->finish for @runs;
+	return map { [ ${ $_->[1] }, ${ $_->[2] } ] } @runs;
 }
 
 1;
