@@ -31,6 +31,8 @@ int			lockext_command_timeout_ms = 1000;
 int			lockext_verify_on_commit = LOCKEXT_VERIFY_AUTO;
 bool		lockext_preloaded = false;
 
+char	   *lockext_redis_passfile = NULL;
+
 /* Is this backend running ALTER SYSTEM?  (sql_api.c's utility hook says.) */
 bool		lockext_in_alter_system = false;
 int			lockext_max_hold_ms = 0;
@@ -135,6 +137,27 @@ check_redis_nodes(char **newval, void **extra, GucSource source)
 	parsed->n = n;
 	memcpy(parsed->urls, urls, n * sizeof(RedisUrl));
 	*extra = parsed;
+
+	/*
+	 * A password in the setting reaches the server log (a reload logs the
+	 * new value) and anyone who may read the configuration: say where it
+	 * belongs, once from the postmaster, or to whoever SETs it.
+	 */
+	if (!IsUnderPostmaster || source >= PGC_S_INTERACTIVE)
+	{
+		int			i;
+
+		for (i = 0; i < n; i++)
+			if (urls[i].has_password)
+			{
+				ereport(WARNING,
+						(errcode(ERRCODE_WARNING),
+						 errmsg("lockext.redis_nodes contains a password"),
+						 errdetail("The server log and readers of the configuration can see it."),
+						 errhint("Remove it from the URL and put it in lockext.redis_passfile (host:port:user:password, mode 0600).")));
+				break;
+			}
+	}
 	return true;
 }
 
@@ -210,6 +233,15 @@ lockext_define_gucs(void)
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
 							   check_redis_nodes, assign_redis_nodes,
 							   show_redis_nodes);
+
+	DefineCustomStringVariable("lockext.redis_passfile",
+							   "File with the passwords of the Redis nodes, as libpq's .pgpass: host:port:user:password.",
+							   "Used for nodes whose URL has no password; relative to the data directory.",
+							   &lockext_redis_passfile,
+							   "lockext_redis.pass",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("lockext.namespace",
 							   "Prefix of lockext's keys in Redis.",

@@ -234,6 +234,7 @@ extern int	lockext_max_idle_hold_ms;
 extern bool lockext_session_locks;
 extern const int lockext_min_lease_ms;
 extern bool lockext_in_alter_system;	/* set by sql_api.c's utility hook */
+extern char *lockext_redis_passfile;
 
 extern void lockext_define_gucs(void);
 extern const DlockBackend *lockext_current_backend(void);

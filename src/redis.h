@@ -135,6 +135,10 @@ typedef struct RedisRenewal
 	int64		lease_ms;
 } RedisRenewal;
 
+/* redis_passfile.c: passwords from lockext.redis_passfile */
+extern bool redis_passfile_lookup(const RedisUrl *url, char *password,
+								  size_t size);
+
 /* redis_nodes.c: the configured node set */
 extern void redis_nodes_configure(const RedisUrl *urls, int n);
 extern RedisNodeSet *lockext_redis_nodes(void);

@@ -273,6 +273,7 @@ rconn_connect(RedisNode *node, RedisResult *res)
 {
 	redisContext *ctx;
 	const char *argv[3];
+	char		password[REDIS_URL_MAX_PASSWORD + 1];
 	char		db[16];
 	RedisPending *p;
 	RedisPending *next;
@@ -306,20 +307,25 @@ rconn_connect(RedisNode *node, RedisResult *res)
 	node->ctx = ctx;
 	node->connecting = true;
 
+	/* the URL's password, else lockext.redis_passfile's */
 	if (node->url.has_password)
+		strlcpy(password, node->url.password, sizeof(password));
+	if (node->url.has_password ||
+		redis_passfile_lookup(&node->url, password, sizeof(password)))
 	{
 		argv[0] = "AUTH";
 		if (node->url.user[0] != '\0')
 		{
 			argv[1] = node->url.user;
-			argv[2] = node->url.password;
+			argv[2] = password;
 			ok &= append_handshake(node, RCMD_HANDSHAKE, 3, argv);
 		}
 		else
 		{
-			argv[1] = node->url.password;
+			argv[1] = password;
 			ok &= append_handshake(node, RCMD_HANDSHAKE, 2, argv);
 		}
+		explicit_bzero(password, sizeof(password));
 	}
 	if (node->url.db != 0)
 	{
@@ -462,6 +468,18 @@ take_reply(RedisNode *node, redisReply *r)
 			}
 			break;
 		case RCMD_INFO:
+			if (r->type == REDIS_REPLY_ERROR)
+			{
+				/* no AUTH sent to a server that wants one, or INFO denied */
+				strlcpy(why, r->str, sizeof(why));
+				freeReplyObject(r);
+				free(p);
+				rconn_fail(node, RNODE_ERROR_REPLY,
+						   strncmp(why, "NOAUTH", 6) == 0 ?
+						   "authentication required (no password in the URL or lockext.redis_passfile)" :
+						   "INFO refused", why, 0);
+				return false;
+			}
 			if (!eviction_ok(r, why, sizeof(why)))
 			{
 				freeReplyObject(r);

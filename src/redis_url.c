@@ -193,10 +193,15 @@ parse_userinfo(Slice ui, RedisUrl *out, char *err, size_t errlen)
 	const char *colon = find_char(ui, ':');
 	Slice		user = ui;
 
+	/* a user alone: the password comes from lockext.redis_passfile */
 	if (colon == NULL)
 	{
-		set_err(err, errlen, "a user name needs a password (redis://user:password@host)");
-		return false;
+		if (ui.len == 0 || !decode(ui, out->user, sizeof(out->user)))
+		{
+			set_err(err, errlen, "invalid or too long user name");
+			return false;
+		}
+		return true;
 	}
 	user.len = (size_t) (colon - ui.p);
 	if (!decode(user, out->user, sizeof(out->user)))
@@ -402,11 +407,6 @@ parse_unix(Slice rest, RedisUrl *out, char *err, size_t errlen)
 			query.p = amp + 1;
 			query.len -= param.len + 1;
 		}
-	}
-	if (out->user[0] != '\0' && !out->has_password)
-	{
-		set_err(err, errlen, "a user name needs a password");
-		return false;
 	}
 	return true;
 }

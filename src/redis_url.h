@@ -5,10 +5,11 @@
  *
  * Plain C with no PostgreSQL dependency and no allocation, so the unit
  * test and the fuzzer build it alone.  Accepted forms, comma-separated:
- *   redis://[user:password@]host[:port][/db]   (host: name, IPv4, [IPv6])
+ *   redis://[user[:password]@]host[:port][/db] (host: name, IPv4, [IPv6])
  *   redis://:password@host[:port][/db]         (password only, Redis < 6)
  *   unix:///absolute/path[?db=N][&user=U][&password=P]
- * User and password may be percent-encoded (%40 for @, %2C for a comma).
+ * User and password may be percent-encoded (%40 for @, %2C for a comma);
+ * a user without a password takes it from lockext.redis_passfile.
  * Messages never contain a password.
  *
  *-------------------------------------------------------------------------

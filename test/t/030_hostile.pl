@@ -104,7 +104,11 @@ $redis->cli('ACL', 'SETUSER', 'noset', 'on', '>pw2', '~*', '&*', '+@all', '-set'
 my $port = $redis->port;
 for my $user ('noscript:pw1', 'noset:pw2')
 {
-	$s->query_safe("SET lockext.redis_nodes = 'redis://$user\@127.0.0.1:$port'");
+	$s->query("SET lockext.redis_nodes = 'redis://$user\@127.0.0.1:$port'");
+	like($s->{stderr}, qr/WARNING:  lockext.redis_nodes contains a password/,
+		'a password in the setting gets a WARNING pointing to the passfile');
+	unlike($s->{stderr}, qr/pw[12]/, 'which does not contain the password');
+	$s->{stderr} = '';
 	my $r = outcome("SELECT dlock_acquire('acl', 1)");
 	like($r, qr/^42501: Redis denied the commands of lock "acl"/, "ACL denial ($user): 42501");
 	unlike($r, qr/pw[12]/, 'the message does not contain the password');
