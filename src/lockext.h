@@ -340,7 +340,7 @@ extern int	shared_locks_renewable(uint64 nodes_fp, KeeperItem **items,
 								   uint64 *gen);
 extern uint64 shared_locks_renewable_gen(void);
 extern uint64 shared_locks_heartbeat(int backend_id);
-extern void shared_locks_renewed(const SharedLockKey *key,
+extern void shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
 								 TimestampTz lease_end, bool lost);
 extern struct dsa_area *shared_locks_area(void);
 extern struct dsa_area *shared_locks_area_attached(void);

@@ -637,9 +637,14 @@ shared_locks_heartbeat(int backend_id)
 	return pg_atomic_read_u64(&ctl->heartbeat[backend_id]);
 }
 
-/* The keeper renewed a hold to lease_end, or found it lost. */
+/*
+ * The keeper renewed the hold acquired at since to lease_end, or found it
+ * lost.  A row of a later hold of the same key (released and taken again
+ * meanwhile) is left alone.
+ */
 void
-shared_locks_renewed(const SharedLockKey *key, TimestampTz lease_end, bool lost)
+shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
+					 TimestampTz lease_end, bool lost)
 {
 	SharedLockRow *row;
 
@@ -648,6 +653,11 @@ shared_locks_renewed(const SharedLockKey *key, TimestampTz lease_end, bool lost)
 	row = dshash_find(table, key, true);
 	if (row == NULL)
 		return;					/* released meanwhile */
+	if (row->since != since)
+	{
+		dshash_release_lock(table, row);
+		return;
+	}
 	if (lost)
 		row->state = 'l';
 	else if (row->state == 'h')

@@ -352,7 +352,8 @@ my $calls = 0;
 while ($stats =~ /cmdstat_(\w+):calls=(\d+)/g)
 {
 	my ($command, $count) = ($1, $2);
-	$calls += $count if $command =~ /^(evalsha|eval|blpop|auth|select|ping|hello)$/;
+	# (not PING: the lease keeper pings every node once a second)
+	$calls += $count if $command =~ /^(evalsha|eval|blpop|auth|select|hello)$/;
 }
 is($calls, 2, 'an uncontended transaction costs exactly two Redis commands');
 
