@@ -45,7 +45,6 @@
 typedef struct CycleEdge
 {
 	char	   *waiter;
-	char	   *holder;
 	bool		can_act;		/* waits on Redis: may be the victim */
 	TimestampTz since;
 	char	   *instance;
@@ -56,9 +55,8 @@ typedef struct CycleEdge
 void
 deadlock_watch_start(DeadlockWatch *w)
 {
-	w->started_us = lockext_now_us();
 	w->started_at = GetCurrentTimestamp();
-	w->next_check_us = w->started_us + (int64) DeadlockTimeout * 1000;
+	w->next_check_us = lockext_now_us() + (int64) DeadlockTimeout * 1000;
 	w->published = false;
 }
 
@@ -111,7 +109,6 @@ parse_edge(char *s, CycleEdge *e)
 		s = bar + 1;
 	}
 	e->waiter = field[0];
-	e->holder = field[1];
 	e->can_act = (field[3][0] == '1');
 	e->since = strtoll(field[4], NULL, 10);
 	e->instance = field[5];

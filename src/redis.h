@@ -269,7 +269,6 @@ extern size_t redis_owner_unique_len(const char *owner);
  */
 typedef struct DeadlockWatch
 {
-	int64		started_us;		/* monotonic */
 	TimestampTz started_at;
 	int64		next_check_us;
 	bool		published;		/* our edge is in Redis */

@@ -281,8 +281,14 @@ redis_run_script(RedisNode **nodes, int n, int script, int nkeys,
 				 const char *undo, size_t undo_len, int64 extra_ms, bool quiet,
 				 RedisEnoughFn enough, RedisResult *results)
 {
-	const char **argv = palloc((3 + nkeys + nargs) * sizeof(char *));
-	size_t	   *argvlen = palloc((3 + nkeys + nargs) * sizeof(size_t));
+	/* the one-key scripts fit on the stack; many keys are allocated */
+	const char *argv_small[3 + 7];
+	size_t		argvlen_small[3 + 7];
+	bool		small = (nkeys + nargs <= 7);
+	const char **argv = small ? argv_small :
+		palloc((3 + nkeys + nargs) * sizeof(char *));
+	size_t	   *argvlen = small ? argvlen_small :
+		palloc((3 + nkeys + nargs) * sizeof(size_t));
 	char		nkeys_str[16];
 	RedisCommand cmd;
 	RedisNode  *again[LOCKEXT_MAX_NODES];

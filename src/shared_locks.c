@@ -36,6 +36,7 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/dsa.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
@@ -677,37 +678,50 @@ shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
  * Redis holds; a holder with neither cannot be part of a cycle and is
  * left out.  Waits on Redis itself are the waiter's to publish.
  */
+typedef struct SessionId
+{
+	int			pid;			/* the hash key */
+	char		id[LOCKEXT_SESSION_ID_LEN + 1];
+} SessionId;
+
 int
 shared_locks_wait_edges(int (*holder_of) (uint64 hash), WaitEdge **edges)
 {
 	dshash_seq_status status;
 	SharedLockRow *row;
 	List	   *waits = NIL;
-	List	   *ids = NIL;		/* pid and session id, as WaitEdges */
+	HTAB	   *ids;			/* pid -> session id, one per session */
+	HASHCTL		ctl_ids;
 	ListCell   *lc;
 	int			n = 0;
 
 	*edges = NULL;
 	if (!attach())
 		return 0;
+	ctl_ids.keysize = sizeof(int);
+	ctl_ids.entrysize = sizeof(SessionId);
+	ctl_ids.hcxt = CurrentMemoryContext;
+	ids = hash_create("lockext session ids", 64, &ctl_ids,
+					  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	dshash_seq_init(&status, table, false);
 	while ((row = dshash_seq_next(&status)) != NULL)
 	{
 		const char *key = dsa_get_address(area, row->keytext);
 		const char *ns = key + row->keylen + 1;
 		const char *owner = ns + strlen(ns) + 1;
-		WaitEdge   *e;
+		int			pid = row->key.pid;
+		SessionId  *sid;
 
 		if (strlen(owner) < LOCKEXT_SESSION_ID_LEN)
 			continue;			/* an advisory hold: no id */
-		e = palloc0(sizeof(WaitEdge));
-		e->waiter_pid = row->key.pid;
-		memcpy(e->waiter, owner, LOCKEXT_SESSION_ID_LEN);
-		ids = lappend(ids, e);
+		sid = hash_search(ids, &pid, HASH_ENTER, NULL);
+		memcpy(sid->id, owner, LOCKEXT_SESSION_ID_LEN);
+		sid->id[LOCKEXT_SESSION_ID_LEN] = '\0';
 		if (row->state == 'w')
 		{
-			e = palloc0(sizeof(WaitEdge));
-			e->waiter_pid = row->key.pid;
+			WaitEdge   *e = palloc0(sizeof(WaitEdge));
+
+			e->waiter_pid = pid;
 			memcpy(e->waiter, owner, LOCKEXT_SESSION_ID_LEN);
 			e->since = row->since;
 			e->hash = row->key.hash;
@@ -722,22 +736,17 @@ shared_locks_wait_edges(int (*holder_of) (uint64 hash), WaitEdge **edges)
 	{
 		WaitEdge   *w = lfirst(lc);
 		int			holder = holder_of(w->hash);
-		ListCell   *lc2;
+		SessionId  *sid;
 
 		if (holder == 0 || holder == w->waiter_pid)
 			continue;			/* not waiting in the local queue */
-		foreach(lc2, ids)
-		{
-			WaitEdge   *id = lfirst(lc2);
-
-			if (id->waiter_pid == holder)
-			{
-				(*edges)[n] = *w;
-				memcpy((*edges)[n].holder, id->waiter, LOCKEXT_SESSION_ID_LEN);
-				n++;
-				break;
-			}
-		}
+		sid = hash_search(ids, &holder, HASH_FIND, NULL);
+		if (sid == NULL)
+			continue;			/* no id known: it cannot be in a cycle */
+		(*edges)[n] = *w;
+		memcpy((*edges)[n].holder, sid->id, LOCKEXT_SESSION_ID_LEN + 1);
+		n++;
 	}
+	hash_destroy(ids);
 	return n;
 }
