@@ -433,6 +433,24 @@ eviction_ok(redisReply *r, char *why, size_t whylen)
 }
 
 /*
+ * A setup reply (handshake, eviction check) that makes the connection
+ * unusable: free it and its command, and fail the connection.  why may
+ * point into the reply.  Returns false, for take_reply().
+ */
+static bool
+refuse_connection(RedisNode *node, redisReply *r, RedisPending *p,
+				  const char *what, const char *why, int refusal)
+{
+	char		copy[256];
+
+	strlcpy(copy, why, sizeof(copy));
+	freeReplyObject(r);
+	free(p);
+	rconn_fail(node, RNODE_ERROR_REPLY, what, copy, refusal);
+	return false;
+}
+
+/*
  * Give one reply to whoever it belongs to.  False, with the connection
  * dropped, when the connection cannot be used.
  */
@@ -456,38 +474,22 @@ take_reply(RedisNode *node, redisReply *r)
 	switch (p->kind)
 	{
 		case RCMD_HANDSHAKE:
+			/* Redis's own text never contains the password */
 			if (r->type == REDIS_REPLY_ERROR)
-			{
-				/* Redis's own text never contains the password */
-				strlcpy(why, r->str, sizeof(why));
-				freeReplyObject(r);
-				free(p);
-				rconn_fail(node, RNODE_ERROR_REPLY,
-						  "authentication or database selection failed", why, 0);
-				return false;
-			}
+				return refuse_connection(node, r, p,
+										 "authentication or database selection failed",
+										 r->str, 0);
 			break;
 		case RCMD_INFO:
+			/* no AUTH sent to a server that wants one, or INFO denied */
 			if (r->type == REDIS_REPLY_ERROR)
-			{
-				/* no AUTH sent to a server that wants one, or INFO denied */
-				strlcpy(why, r->str, sizeof(why));
-				freeReplyObject(r);
-				free(p);
-				rconn_fail(node, RNODE_ERROR_REPLY,
-						   strncmp(why, "NOAUTH", 6) == 0 ?
-						   "authentication required (no password in the URL or lockext.redis_passfile)" :
-						   "INFO refused", why, 0);
-				return false;
-			}
+				return refuse_connection(node, r, p,
+										 strncmp(r->str, "NOAUTH", 6) == 0 ?
+										 "authentication required (no password in the URL or lockext.redis_passfile)" :
+										 "INFO refused", r->str, 0);
 			if (!eviction_ok(r, why, sizeof(why)))
-			{
-				freeReplyObject(r);
-				free(p);
-				rconn_fail(node, RNODE_ERROR_REPLY, "node refused by lockext", why,
-						  ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
-				return false;
-			}
+				return refuse_connection(node, r, p, "node refused by lockext", why,
+										 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
 			break;
 		case RCMD_AWAITED:
 			if (node->awaiting != NULL)
