@@ -15,7 +15,7 @@ SET lockext.redis_nodes = 'redis://';
 SET lockext.redis_nodes = 'redis://127.0.0.1:0';
 SET lockext.redis_nodes = 'redis://127.0.0.1:99999';
 SET lockext.redis_nodes = 'http://127.0.0.1';
-SET lockext.redis_nodes = 'rediss://127.0.0.1';
+SET lockext.redis_nodes = 'rediss://127.0.0.1?sslmode=disable';
 SET lockext.redis_nodes = 'redis://a:1,,redis://b:2';
 SET lockext.redis_nodes = 'redis://a:1,redis://a:1';
 SET lockext.redis_nodes = E'redis://a:1\nredis://b:2';

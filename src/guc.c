@@ -110,7 +110,7 @@ check_redis_nodes(char **newval, void **extra, GucSource source)
 	if (n < 0 && !keep_broken_value(source))
 	{
 		GUC_check_errmsg("invalid value for parameter \"lockext.redis_nodes\": %s", err);
-		GUC_check_errhint("Use a comma-separated list of redis://[user[:password]@]host[:port][/db] or unix:///path[?db=N].");
+		GUC_check_errhint("Use a comma-separated list of redis://[user[:password]@]host[:port][/db], rediss://... (TLS, with ?sslmode=...&sslrootcert=...) or unix:///path[?db=N].");
 		return false;
 	}
 	/* GUC extra data must be malloc'd */

@@ -34,6 +34,14 @@ typedef struct RedisNode
 	bool		connecting;		/* the non-blocking connect is under way */
 	bool		out_pending;	/* commands not yet written to the socket */
 
+	/* TLS (rediss://): redis_tls.c */
+	struct ssl_ctx_st *tls_ctx; /* the node's settings, kept across connections */
+	struct ssl_st *tls;			/* this connection's TLS session, or NULL */
+	int			tls_handshake_wait; /* WL_SOCKET_* the handshake waits for */
+	bool		tls_write_wants_read;	/* SSL_write needs the socket readable */
+	bool		tls_read_wants_write;	/* SSL_read needs it writable */
+	int			tls_write_len;	/* the length SSL_write must be retried with */
+
 	/* Commands sent (or queued) whose replies are due, oldest first. */
 	struct RedisPending *sent_head;
 	struct RedisPending *sent_tail;

@@ -6,7 +6,8 @@
  *
  * One hiredis context per node per backend, in non-blocking mode, reused
  * across calls; hiredis formats commands and parses replies, lockext owns
- * the waiting (redis_wait.c).  Every command sent on a connection is
+ * the waiting (redis_wait.c), and the transport of TLS connections
+ * (redis_tls.c), for which hiredis 0.14 has none.  Every command sent on a connection is
  * queued (RedisPending) so that each reply finds its owner in order: a
  * caller waiting for it, a handshake step, a reply nobody waits for any
  * more, or a give-back (a release) that must be confirmed.  Give-backs on
@@ -187,6 +188,7 @@ redis_disconnect(RedisNode *node)
 	RedisPending *p;
 	RedisPending *next;
 
+	rtls_close(node);
 	if (node->ctx != NULL)
 	{
 		rwait_forget_set();			/* the socket goes: epoll forgets it */
@@ -362,22 +364,74 @@ rconn_connect(RedisNode *node, RedisResult *res)
 	return true;
 }
 
-/* Has a non-blocking connect completed without error? */
+/*
+ * Has a non-blocking connect (and the TLS handshake of a rediss:// node)
+ * completed?  False when it is still under way, or failed (the connection
+ * is then dropped).
+ */
 bool
 rconn_connect_finished(RedisNode *node)
 {
-	int			err = 0;
-	socklen_t	len = sizeof(err);
+	char		why[256];
 
-	if (getsockopt(node->ctx->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err != 0)
+	if (node->tls == NULL)
 	{
-		rconn_fail(node, RNODE_UNREACHABLE, "cannot connect", strerror(err), 0);
-		return false;
+		int			err = 0;
+		socklen_t	len = sizeof(err);
+
+		if (getsockopt(node->ctx->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (err != 0)
+		{
+			rconn_fail(node, RNODE_UNREACHABLE, "cannot connect", strerror(err), 0);
+			return false;
+		}
+		if (node->url.tls && !rtls_start(node, why, sizeof(why)))
+		{
+			rconn_fail(node, RNODE_UNREACHABLE, "TLS setup failed", why, 0);
+			return false;
+		}
+	}
+	if (node->tls != NULL)
+	{
+		int			r = rtls_handshake(node, why, sizeof(why));
+
+		if (r < 0)
+			rconn_fail(node, RNODE_UNREACHABLE, "TLS handshake failed", why, 0);
+		if (r <= 0)
+			return false;
 	}
 	node->ctx->flags |= REDIS_CONNECTED;
 	node->connecting = false;
+	return true;
+}
+
+/* The socket condition the node's I/O waits for (WL_SOCKET_*). */
+int
+rconn_wait_events(RedisNode *node)
+{
+	if (node->connecting)
+		return node->tls ? node->tls_handshake_wait : WL_SOCKET_WRITEABLE;
+	if ((node->out_pending && !node->tls_write_wants_read) ||
+		node->tls_read_wants_write)
+		return WL_SOCKET_WRITEABLE;
+	return WL_SOCKET_READABLE;
+}
+
+/* Write what the socket takes; *done when all is written. */
+static bool
+write_some(RedisNode *node, bool *done, char *why, size_t whylen)
+{
+	int			written = 0;
+
+	if (node->tls != NULL)
+		return rtls_write(node, done, why, whylen);
+	if (redisBufferWrite(node->ctx, &written) != REDIS_OK)
+	{
+		strlcpy(why, node->ctx->errstr, whylen);
+		return false;
+	}
+	*done = written != 0;
 	return true;
 }
 
@@ -385,16 +439,30 @@ rconn_connect_finished(RedisNode *node)
 bool
 rconn_flush(RedisNode *node)
 {
-	int			done = 0;
+	bool		done = false;
+	char		why[256];
 
-	if (redisBufferWrite(node->ctx, &done) != REDIS_OK)
+	if (!write_some(node, &done, why, sizeof(why)))
 	{
-		rconn_fail(node, RNODE_UNREACHABLE, "cannot send", node->ctx->errstr, 0);
+		rconn_fail(node, RNODE_UNREACHABLE, "cannot send", why, 0);
 		return false;
 	}
 	if (done)
 		node->out_pending = false;
 	return true;
+}
+
+/*
+ * Write what the socket takes now, and leave errors to whoever reads the
+ * connection next (an undo sent just before the connection is dropped).
+ */
+void
+rconn_write_now(RedisNode *node)
+{
+	bool		done;
+	char		why[256];
+
+	(void) write_some(node, &done, why, sizeof(why));
 }
 
 /*
@@ -529,11 +597,13 @@ bool
 rconn_read(RedisNode *node)
 {
 	void	   *reply;
+	char		why[256];
 
-	if (redisBufferRead(node->ctx) != REDIS_OK)
+	if (node->tls != NULL ? !rtls_read(node, why, sizeof(why)) :
+		redisBufferRead(node->ctx) != REDIS_OK)
 	{
 		rconn_fail(node, RNODE_UNREACHABLE, "connection lost",
-				  node->ctx->errstr, 0);
+				   node->tls != NULL ? why : node->ctx->errstr, 0);
 		return false;
 	}
 	for (;;)

@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * redis_conn_int.h
- *	  What the two halves of the Redis connection layer share: connections
- *	  and their command queues (redis_conn.c), and waiting on them
- *	  (redis_wait.c).  Not for other layers: they use redis.h.
+ *	  What the parts of the Redis connection layer share: connections and
+ *	  their command queues (redis_conn.c), their TLS transport
+ *	  (redis_tls.c), and waiting on them (redis_wait.c).  Not for other
+ *	  layers: they use redis.h.
  *
  *-------------------------------------------------------------------------
  */
@@ -46,6 +47,15 @@ extern bool rconn_read(RedisNode *node);
 extern void rconn_fail(RedisNode *node, RedisOutcome outcome, const char *what,
 					   const char *why, int refusal);
 extern bool rconn_ready(RedisNode *node, RedisResult *res, bool *fresh);
+extern void rconn_write_now(RedisNode *node);
+extern int	rconn_wait_events(RedisNode *node);
+
+/* redis_tls.c: the transport of rediss:// connections */
+extern bool rtls_start(RedisNode *node, char *why, size_t whylen);
+extern int	rtls_handshake(RedisNode *node, char *why, size_t whylen);
+extern bool rtls_write(RedisNode *node, bool *done, char *why, size_t whylen);
+extern bool rtls_read(RedisNode *node, char *why, size_t whylen);
+extern void rtls_close(RedisNode *node);
 
 /* redis_wait.c: the socket set changed */
 extern void rwait_forget_set(void);

@@ -63,13 +63,11 @@ lockext_redis_nodes_in_use(void)
 	return current_set;
 }
 
+/* The parser zero-fills a RedisUrl, so equal URLs compare equal bytewise. */
 static bool
 same_url(const RedisUrl *a, const RedisUrl *b)
 {
-	return a->kind == b->kind && a->port == b->port && a->db == b->db &&
-		a->has_password == b->has_password &&
-		strcmp(a->host, b->host) == 0 && strcmp(a->path, b->path) == 0 &&
-		strcmp(a->user, b->user) == 0 && strcmp(a->password, b->password) == 0;
+	return memcmp(a, b, sizeof(RedisUrl)) == 0;
 }
 
 /* Does the current node set already reflect the configured URLs? */

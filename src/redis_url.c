@@ -223,8 +223,164 @@ parse_userinfo(Slice ui, RedisUrl *out, char *err, size_t errlen)
 }
 
 static bool
-parse_tcp(Slice rest, RedisUrl *out, char *err, size_t errlen)
+slice_is(Slice s, const char *word)
 {
+	return s.len == strlen(word) && memcmp(s.p, word, s.len) == 0;
+}
+
+/* A file name parameter of a rediss:// URL. */
+static bool
+parse_file(Slice value, char *dst, size_t dstsize, const char *name,
+		   char *err, size_t errlen)
+{
+	if (value.len == 0 || !decode(value, dst, dstsize))
+	{
+		set_err(err, errlen, "invalid, empty or too long %s (at most %d bytes)",
+				name, REDIS_URL_MAX_FILE);
+		return false;
+	}
+	return true;
+}
+
+/* One name=value of a rediss:// URL: the TLS options, libpq's names. */
+static bool
+parse_tls_param(Slice name, Slice value, RedisUrl *out, char *err,
+				size_t errlen)
+{
+	long		v;
+
+	if (slice_is(name, "sslmode"))
+	{
+		if (slice_is(value, "require"))
+			out->sslmode = REDIS_SSL_REQUIRE;
+		else if (slice_is(value, "verify-ca"))
+			out->sslmode = REDIS_SSL_VERIFY_CA;
+		else if (slice_is(value, "verify-full"))
+			out->sslmode = REDIS_SSL_VERIFY_FULL;
+		else if (slice_is(value, "disable") || slice_is(value, "allow") ||
+				 slice_is(value, "prefer"))
+		{
+			set_err(err, errlen, "sslmode %.*s is not supported (a rediss:// URL always uses TLS; use redis:// for a node without TLS)",
+					(int) value.len, value.p);
+			return false;
+		}
+		else
+		{
+			set_err(err, errlen, "invalid sslmode (use require, verify-ca or verify-full)");
+			return false;
+		}
+	}
+	else if (slice_is(name, "sslrootcert"))
+		return parse_file(value, out->sslrootcert, sizeof(out->sslrootcert),
+						  "sslrootcert", err, errlen);
+	else if (slice_is(name, "sslcert"))
+		return parse_file(value, out->sslcert, sizeof(out->sslcert),
+						  "sslcert", err, errlen);
+	else if (slice_is(name, "sslkey"))
+		return parse_file(value, out->sslkey, sizeof(out->sslkey),
+						  "sslkey", err, errlen);
+	else if (slice_is(name, "sslsni"))
+	{
+		if (!parse_number(value, 0, 1, &v))
+		{
+			set_err(err, errlen, "invalid sslsni (use 0 or 1)");
+			return false;
+		}
+		out->sslsni = (v == 1);
+	}
+	else
+	{
+		set_err(err, errlen, "unknown query parameter (use sslmode, sslrootcert, sslcert, sslkey or sslsni)");
+		return false;
+	}
+	return true;
+}
+
+/* One name=value of a unix:// URL. */
+static bool
+parse_unix_param(Slice name, Slice value, RedisUrl *out, char *err,
+				 size_t errlen)
+{
+	long		v;
+
+	if (slice_is(name, "db"))
+	{
+		if (!parse_number(value, 0, REDIS_URL_MAX_DB, &v))
+		{
+			set_err(err, errlen, "invalid database number (must be 0..%d)",
+					REDIS_URL_MAX_DB);
+			return false;
+		}
+		out->db = (int) v;
+	}
+	else if (slice_is(name, "user"))
+	{
+		if (!decode(value, out->user, sizeof(out->user)))
+		{
+			set_err(err, errlen, "invalid or too long user name");
+			return false;
+		}
+	}
+	else if (slice_is(name, "password"))
+	{
+		if (!decode(value, out->password, sizeof(out->password)))
+		{
+			set_err(err, errlen, "invalid percent-encoding or length of the password");
+			return false;
+		}
+		out->has_password = true;
+	}
+	else
+	{
+		set_err(err, errlen, "unknown query parameter (use db, user or password)");
+		return false;
+	}
+	return true;
+}
+
+/* The query string (after "?"): name=value pairs separated by "&". */
+static bool
+parse_query(Slice query, RedisUrl *out, char *err, size_t errlen)
+{
+	while (query.len > 0)
+	{
+		const char *amp = find_char(query, '&');
+		Slice		param = {query.p, amp ? (size_t) (amp - query.p) : query.len};
+		const char *eq = find_char(param, '=');
+		Slice		name = {param.p, eq ? (size_t) (eq - param.p) : param.len};
+		Slice		value = {eq ? eq + 1 : NULL, eq ? param.len - name.len - 1 : 0};
+		bool		ok;
+
+		if (eq == NULL)
+		{
+			set_err(err, errlen, "query parameter without a value");
+			return false;
+		}
+		if (out->kind == REDIS_URL_UNIX)
+			ok = parse_unix_param(name, value, out, err, errlen);
+		else
+			ok = parse_tls_param(name, value, out, err, errlen);
+		if (!ok)
+			return false;
+		if (amp == NULL)
+			break;
+		query.p = amp + 1;
+		query.len -= param.len + 1;
+	}
+	if (out->kind == REDIS_URL_TCP &&
+		(out->sslcert[0] == '\0') != (out->sslkey[0] == '\0'))
+	{
+		set_err(err, errlen, "sslcert and sslkey go together (a client certificate needs its key)");
+		return false;
+	}
+	return true;
+}
+
+static bool
+parse_tcp(Slice all, RedisUrl *out, char *err, size_t errlen)
+{
+	const char *q = find_char(all, '?');
+	Slice		rest = {all.p, q ? (size_t) (q - all.p) : all.len};
 	const char *slash = find_char(rest, '/');
 	Slice		authority = {rest.p, slash ? (size_t) (slash - rest.p) : rest.len};
 	const char *at = find_last_char(authority, '@');
@@ -233,11 +389,6 @@ parse_tcp(Slice rest, RedisUrl *out, char *err, size_t errlen)
 	Slice		port = {NULL, 0};
 	long		v;
 
-	if (find_char(rest, '?') != NULL)
-	{
-		set_err(err, errlen, "query parameters are not supported in redis:// URLs");
-		return false;
-	}
 	if (at != NULL)
 	{
 		Slice		ui = {authority.p, (size_t) (at - authority.p)};
@@ -332,6 +483,17 @@ parse_tcp(Slice rest, RedisUrl *out, char *err, size_t errlen)
 			out->db = (int) v;
 		}
 	}
+	if (q != NULL)
+	{
+		Slice		query = {q + 1, all.len - rest.len - 1};
+
+		if (!out->tls)
+		{
+			set_err(err, errlen, "query parameters are not supported in redis:// URLs (TLS options need rediss://)");
+			return false;
+		}
+		return parse_query(query, out, err, errlen);
+	}
 	return true;
 }
 
@@ -356,57 +518,7 @@ parse_unix(Slice rest, RedisUrl *out, char *err, size_t errlen)
 	{
 		Slice		query = {q + 1, rest.len - path.len - 1};
 
-		while (query.len > 0)
-		{
-			const char *amp = find_char(query, '&');
-			Slice		param = {query.p, amp ? (size_t) (amp - query.p) : query.len};
-			const char *eq = find_char(param, '=');
-			Slice		name = {param.p, eq ? (size_t) (eq - param.p) : param.len};
-			Slice		value = {eq ? eq + 1 : NULL, eq ? param.len - name.len - 1 : 0};
-			long		v;
-
-			if (eq == NULL)
-			{
-				set_err(err, errlen, "query parameter without a value");
-				return false;
-			}
-			if (name.len == 2 && memcmp(name.p, "db", 2) == 0)
-			{
-				if (!parse_number(value, 0, REDIS_URL_MAX_DB, &v))
-				{
-					set_err(err, errlen, "invalid database number (must be 0..%d)",
-							REDIS_URL_MAX_DB);
-					return false;
-				}
-				out->db = (int) v;
-			}
-			else if (name.len == 4 && memcmp(name.p, "user", 4) == 0)
-			{
-				if (!decode(value, out->user, sizeof(out->user)))
-				{
-					set_err(err, errlen, "invalid or too long user name");
-					return false;
-				}
-			}
-			else if (name.len == 8 && memcmp(name.p, "password", 8) == 0)
-			{
-				if (!decode(value, out->password, sizeof(out->password)))
-				{
-					set_err(err, errlen, "invalid percent-encoding or length of the password");
-					return false;
-				}
-				out->has_password = true;
-			}
-			else
-			{
-				set_err(err, errlen, "unknown query parameter (use db, user or password)");
-				return false;
-			}
-			if (amp == NULL)
-				break;
-			query.p = amp + 1;
-			query.len -= param.len + 1;
-		}
+		return parse_query(query, out, err, errlen);
 	}
 	return true;
 }
@@ -444,9 +556,16 @@ redis_url_parse(const char *url, size_t len, RedisUrl *out, char *err,
 		return parse_unix(rest, out, err, errlen);
 	}
 	if (has_prefix_ci(s, "rediss://"))
-		set_err(err, errlen, "TLS (rediss://) is not supported");
-	else
-		set_err(err, errlen, "unknown scheme (use redis:// or unix://)");
+	{
+		Slice		rest = {url + 9, len - 9};
+
+		out->kind = REDIS_URL_TCP;
+		out->tls = true;
+		out->sslmode = REDIS_SSL_VERIFY_FULL;
+		out->sslsni = true;
+		return parse_tcp(rest, out, err, errlen);
+	}
+	set_err(err, errlen, "unknown scheme (use redis://, rediss:// or unix://)");
 	return false;
 }
 
@@ -551,6 +670,7 @@ void
 redis_url_display(const RedisUrl *url, char *buf, size_t buflen)
 {
 	char		db[16] = "";
+	char		opts[64] = "";
 	char		user[3 * REDIS_URL_MAX_USER + 1];
 
 	if (buflen == 0)
@@ -574,14 +694,22 @@ redis_url_display(const RedisUrl *url, char *buf, size_t buflen)
 	}
 	if (url->db)
 		snprintf(db, sizeof(db), "/%d", url->db);
-	snprintf(buf, buflen, "redis://%s%s%s%s%s%s:%d%s",
+	/* TLS: the options that differ from the defaults, file names left out */
+	if (url->tls && (url->sslmode != REDIS_SSL_VERIFY_FULL || !url->sslsni))
+		snprintf(opts, sizeof(opts), "?%s%s%s",
+				 url->sslmode == REDIS_SSL_REQUIRE ? "sslmode=require" :
+				 url->sslmode == REDIS_SSL_VERIFY_CA ? "sslmode=verify-ca" : "",
+				 url->sslmode != REDIS_SSL_VERIFY_FULL && !url->sslsni ? "&" : "",
+				 url->sslsni ? "" : "sslsni=0");
+	snprintf(buf, buflen, "%s://%s%s%s%s%s%s:%d%s%s",
+			 url->tls ? "rediss" : "redis",
 			 user,
 			 url->has_password ? ":***" : "",
 			 (user[0] || url->has_password) ? "@" : "",
 			 strchr(url->host, ':') ? "[" : "",
 			 url->host,
 			 strchr(url->host, ':') ? "]" : "",
-			 url->port, db);
+			 url->port, db, opts);
 }
 
 bool

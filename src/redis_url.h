@@ -7,9 +7,13 @@
  * test and the fuzzer build it alone.  Accepted forms, comma-separated:
  *   redis://[user[:password]@]host[:port][/db] (host: name, IPv4, [IPv6])
  *   redis://:password@host[:port][/db]         (password only, Redis < 6)
+ *   rediss://...                               (TLS; as redis://, then
+ *       [?sslmode=require|verify-ca|verify-full][&sslrootcert=F]
+ *       [&sslcert=F&sslkey=F][&sslsni=0|1], libpq's names and meanings)
  *   unix:///absolute/path[?db=N][&user=U][&password=P]
- * User and password may be percent-encoded (%40 for @, %2C for a comma);
- * a user without a password takes it from lockext.redis_passfile.
+ * User, password and file names may be percent-encoded (%40 for @, %2C
+ * for a comma); a user without a password takes it from
+ * lockext.redis_passfile.
  * Messages never contain a password.
  *
  *-------------------------------------------------------------------------
@@ -26,12 +30,21 @@
 #define REDIS_URL_MAX_USER 127
 #define REDIS_URL_MAX_PASSWORD 255
 #define REDIS_URL_MAX_DB 1023
+#define REDIS_URL_MAX_FILE 255
 
 typedef enum RedisUrlKind
 {
 	REDIS_URL_TCP,
 	REDIS_URL_UNIX
 } RedisUrlKind;
+
+/* libpq's sslmode values that make sense for a rediss:// URL */
+typedef enum RedisSslMode
+{
+	REDIS_SSL_REQUIRE,			/* encrypt; verify only with sslrootcert */
+	REDIS_SSL_VERIFY_CA,		/* and the certificate chain */
+	REDIS_SSL_VERIFY_FULL		/* and the host name (the default) */
+} RedisSslMode;
 
 typedef struct RedisUrl
 {
@@ -43,6 +56,13 @@ typedef struct RedisUrl
 	char		password[REDIS_URL_MAX_PASSWORD + 1];	/* "" when none */
 	bool		has_password;	/* a password was given, maybe empty */
 	int			db;
+	/* TLS (rediss://); file names as given, relative to the data directory */
+	bool		tls;
+	RedisSslMode sslmode;
+	bool		sslsni;			/* send the host name (SNI); default on */
+	char		sslrootcert[REDIS_URL_MAX_FILE + 1];	/* "": system CAs */
+	char		sslcert[REDIS_URL_MAX_FILE + 1];	/* "": no client cert */
+	char		sslkey[REDIS_URL_MAX_FILE + 1];
 } RedisUrl;
 
 /* Parse one URL of len bytes; false with a message in err. */

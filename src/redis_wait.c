@@ -178,7 +178,9 @@ pump(RedisNode **nodes, int n, PumpGoal goal, int64 deadline,
 			{
 				if (ms_left(connect_deadline) == 0)
 				{
-					rconn_fail(node, RNODE_TIMED_OUT, "connect timed out", NULL, 0);
+					rconn_fail(node, RNODE_TIMED_OUT, node->tls ?
+							   "TLS handshake timed out" : "connect timed out",
+							   NULL, 0);
 					continue;
 				}
 				timeout = Min(timeout, ms_left(connect_deadline));
@@ -198,9 +200,7 @@ pump(RedisNode **nodes, int n, PumpGoal goal, int64 deadline,
 
 			if (node->ctx == NULL)
 				continue;
-			ModifyWaitEvent(set, pos++,
-							node->connecting || node->out_pending ?
-							WL_SOCKET_WRITEABLE : WL_SOCKET_READABLE, NULL);
+			ModifyWaitEvent(set, pos++, rconn_wait_events(node), NULL);
 		}
 		nev = WaitEventSetWait(set, timeout, events, lengthof(events),
 							   PG_WAIT_EXTENSION);
@@ -228,7 +228,8 @@ pump(RedisNode **nodes, int n, PumpGoal goal, int64 deadline,
 				continue;
 			if (node->out_pending && !rconn_flush(node))
 				continue;
-			if (events[e].events & WL_SOCKET_READABLE)
+			/* TLS may hold decrypted data, or want a read to finish a write */
+			if ((events[e].events & WL_SOCKET_READABLE) || node->tls != NULL)
 				(void) rconn_read(node);
 		}
 	}
@@ -246,11 +247,7 @@ give_back_undo(RedisNode *node)
 		return;
 	if (rconn_queue(node, RCMD_GIVEBACK, inflight.undo, inflight.undo_len, 1,
 					  NULL))
-	{
-		int			done;
-
-		(void) redisBufferWrite(node->ctx, &done);
-	}
+		rconn_write_now(node);
 }
 
 /*
@@ -353,7 +350,8 @@ run_once(RedisNode **nodes, int n, const char *cmd, size_t len,
 			continue;
 		}
 		rconn_set_failure(node, &results[i], RNODE_TIMED_OUT,
-						  node->connecting ? "connect timed out" : "command timed out",
+						  !node->connecting ? "command timed out" :
+						  node->tls ? "TLS handshake timed out" : "connect timed out",
 						  NULL);
 		if (!node->connecting)
 			give_back_undo(node);

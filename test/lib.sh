@@ -3,7 +3,7 @@
 PGVER=15
 PGBIN=/usr/lib/postgresql/$PGVER/bin
 PGXS_DIR=/usr/lib/postgresql/$PGVER/lib/pgxs
-PACKAGES="make gcc libc6-dev postgresql-$PGVER postgresql-server-dev-$PGVER
+PACKAGES="make gcc libc6-dev libssl-dev openssl postgresql-$PGVER postgresql-server-dev-$PGVER
           postgresql-contrib libipc-run-perl perl libhiredis-dev redis-server
           redis-tools clang libclang-rt-14-dev cppcheck pgbouncer"
 

@@ -14,7 +14,9 @@ use Time::HiRes qw(usleep);
 
 my @servers;
 
-# RedisServer->new($name, appendonly => 1, requirepass => 'secret', conf => [...])
+# RedisServer->new($name, appendonly => 1, requirepass => 'secret', conf => [...],
+#   tls => { dir => $certs, cert => 'server', auth_clients => 'yes' })
+# With tls, the port is a TLS port only (no plain one).
 sub new
 {
 	my ($class, $name, %opts) = @_;
@@ -38,7 +40,8 @@ sub url
 	my ($self) = @_;
 	my $auth = defined $self->{opts}{requirepass}
 	  ? ":$self->{opts}{requirepass}@" : '';
-	return "redis://${auth}127.0.0.1:$self->{port}";
+	my $scheme = $self->{opts}{tls} ? 'rediss' : 'redis';
+	return "$scheme://${auth}127.0.0.1:$self->{port}";
 }
 
 sub start
@@ -46,7 +49,18 @@ sub start
 	my ($self) = @_;
 	my $conf = "$self->{dir}/redis.conf";
 	open my $fh, '>', $conf or die "cannot write $conf: $!";
-	print $fh "bind 127.0.0.1\nport $self->{port}\ndir $self->{dir}\n";
+	if (my $tls = $self->{opts}{tls})
+	{
+		my $cert = $tls->{cert} // 'server';
+		print $fh "bind 127.0.0.1\nport 0\ntls-port $self->{port}\ndir $self->{dir}\n";
+		print $fh "tls-cert-file $tls->{dir}/$cert.crt\ntls-key-file $tls->{dir}/$cert.key\n";
+		print $fh "tls-ca-cert-file $tls->{dir}/ca.crt\n";
+		print $fh "tls-auth-clients ", $tls->{auth_clients} // 'no', "\n";
+	}
+	else
+	{
+		print $fh "bind 127.0.0.1\nport $self->{port}\ndir $self->{dir}\n";
+	}
 	print $fh "save \"\"\ndaemonize no\nprotected-mode yes\n";
 	print $fh "logfile $self->{dir}/redis.log\n";
 	if ($self->{opts}{appendonly})
@@ -82,6 +96,10 @@ sub cli
 	my ($self, @args) = @_;
 	my @auth = defined $self->{opts}{requirepass}
 	  ? ('-a', $self->{opts}{requirepass}, '--no-auth-warning') : ();
+	# the test's own certificates, some expired on purpose: no checks here
+	my $tls = $self->{opts}{tls};
+	push @auth, '--tls', '--insecure', '--cert', "$tls->{dir}/client.crt",
+	  '--key', "$tls->{dir}/client.key" if $tls;
 	my ($out, $err) = ('', '');
 	IPC::Run::run([ 'redis-cli', '-h', '127.0.0.1', '-p', $self->{port},
 		@auth, @args ], '>', \$out, '2>', \$err, IPC::Run::timeout(10));

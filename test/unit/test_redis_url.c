@@ -35,6 +35,14 @@ static const struct
 	{"redis://u:@h:1", 1, "redis://u:***@h:1"},
 	{"redis://u:p@ss@h:1", 1, "redis://u:***@h:1"},
 	{"redis://app@h:1", 1, "redis://app@h:1"},
+	{"rediss://h:6380", 1, "rediss://h:6380"},
+	{"rediss://app:pw@h:6380/2?sslmode=verify-full", 1, "rediss://app:***@h:6380/2"},
+	{"REDISS://h?sslmode=verify-ca&sslrootcert=ca.crt", 1,
+	"rediss://h:6379?sslmode=verify-ca"},
+	{"rediss://h:1?sslmode=require&sslsni=0", 1, "rediss://h:1?sslmode=require&sslsni=0"},
+	{"rediss://h:1?sslsni=0", 1, "rediss://h:1?sslsni=0"},
+	{"rediss://[::1]:1?sslcert=c.crt&sslkey=c%26.key", 1, "rediss://[::1]:1"},
+	{"rediss://h:1,redis://h:2", 2, "rediss://h:1"},
 	{"unix:///tmp/r.sock?user=app", 1, "unix:///tmp/r.sock?user=app"},
 	{"unix:///tmp/redis.sock", 1, "unix:///tmp/redis.sock"},
 	{"unix:///tmp/redis.sock?db=3", 1, "unix:///tmp/redis.sock?db=3"},
@@ -73,7 +81,18 @@ static const struct
 	{"redis://[zz]:1", "invalid IPv6"},
 	{"redis://[::1]x", "unexpected"},
 	{"redis://ho$t:1", "invalid host"},
-	{"rediss://h:1", "TLS"},
+	{"rediss://h:1?sslmode=disable", "use redis://"},
+	{"rediss://h:1?sslmode=prefer", "not supported"},
+	{"rediss://h:1?sslmode=verify", "invalid sslmode"},
+	{"rediss://h:1?sslsni=2", "invalid sslsni"},
+	{"rediss://h:1?sslrootcert=", "sslrootcert"},
+	{"rediss://h:1?sslcert=c.crt", "go together"},
+	{"rediss://h:1?sslkey=c.key", "go together"},
+	{"rediss://h:1?db=1", "unknown query"},
+	{"rediss://h:1?sslmode", "without a value"},
+	{"redis://h:1?sslmode=require", "need rediss://"},
+	{"unix:///s?sslmode=require", "unknown query"},
+	{"rediss://h:1,redis://H:1", "same as node 1"},
 	{"http://h:1", "unknown scheme"},
 	{"h:1", "unknown scheme"},
 	{"unix://tmp/r.sock", "absolute"},
@@ -153,6 +172,17 @@ test_fields(void)
 	check(redis_url_parse("unix:///tmp/r.sock?db=2&password=pw", 35, &u, err, sizeof(err)) &&
 		  u.kind == REDIS_URL_UNIX && strcmp(u.path, "/tmp/r.sock") == 0 && u.db == 2 &&
 		  strcmp(u.password, "pw") == 0, "fields", "unix socket with db and password");
+	{
+		const char *tls = "rediss://u@h:7/1?sslrootcert=%2Fetc%2Fca.pem&sslcert=c&sslkey=k&sslsni=0";
+
+		check(redis_url_parse(tls, strlen(tls), &u, err, sizeof(err)) &&
+			  u.tls && u.kind == REDIS_URL_TCP && u.sslmode == REDIS_SSL_VERIFY_FULL &&
+			  !u.sslsni && strcmp(u.sslrootcert, "/etc/ca.pem") == 0 &&
+			  strcmp(u.sslcert, "c") == 0 && strcmp(u.sslkey, "k") == 0 &&
+			  u.db == 1 && strcmp(u.user, "u") == 0, "fields", "rediss:// with TLS options");
+		check(redis_url_parse("redis://h:1", 11, &u, err, sizeof(err)) && !u.tls,
+			  "fields", "redis:// is not TLS");
+	}
 	/* length-bounded: trailing bytes beyond len are not read */
 	check(redis_url_parse("redis://h:1XXXX", 11, &u, err, sizeof(err)) && u.port == 1,
 		  "length", "only len bytes are parsed");
