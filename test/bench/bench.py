@@ -86,14 +86,43 @@ shared_preload_libraries = 'lockext'
         self.clusters[name] = port
         return port
 
-    def redis_server(self, name):
+    def certs(self):
+        """A CA and a server certificate for 127.0.0.1, made with openssl."""
+        d = f"{self.work}/certs"
+        os.mkdir(d)
+        def run(*args):
+            subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+        for name in ("ca", "server"):
+            run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                "-out", f"{d}/{name}.key")
+        run("req", "-x509", "-new", "-key", f"{d}/ca.key", "-subj", "/CN=bench CA",
+            "-days", "2", "-out", f"{d}/ca.crt")
+        run("req", "-new", "-key", f"{d}/server.key", "-subj", "/CN=bench",
+            "-out", f"{d}/server.csr")
+        with open(f"{d}/server.ext", "w") as f:
+            f.write("subjectAltName = IP:127.0.0.1\n")
+        run("x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.crt", "-CAkey",
+            f"{d}/ca.key", "-CAcreateserial", "-days", "2", "-extfile", f"{d}/server.ext",
+            "-out", f"{d}/server.crt")
+        for f in os.listdir(d):
+            shutil.chown(f"{d}/{f}", USER)
+        return d
+
+    def redis_server(self, name, tls_port=None):
+        """A redis-server; with tls_port, also listening for TLS there."""
         port = free_port(self.next_port)
         self.next_port = port + 1
+        tls = []
+        if tls_port:
+            d = f"{self.work}/certs"
+            tls = ["--tls-port", str(tls_port), "--tls-cert-file", f"{d}/server.crt",
+                   "--tls-key-file", f"{d}/server.key", "--tls-ca-cert-file", f"{d}/ca.crt",
+                   "--tls-auth-clients", "no"]
         proc = subprocess.Popen(
             ["runuser", "-u", USER, "--", "redis-server", "--bind", "127.0.0.1",
              "--port", str(port), "--save", "", "--appendonly", "no",
              "--unixsocket", f"{self.work}/redis_{name}.sock", "--unixsocketperm", "700",
-             "--dir", self.work, "--logfile", f"{self.work}/redis_{name}.log"])
+             "--dir", self.work, "--logfile", f"{self.work}/redis_{name}.log"] + tls)
         for _ in range(100):
             if self.redis_cli(port, "PING") == "PONG":
                 break
@@ -197,7 +226,10 @@ def main():
     rows = []
     summary = []        # (figure, value, target text, met)
     try:
-        one = srv.redis_server("one")
+        srv.certs()
+        one_tls = free_port(56000)
+        one = srv.redis_server("one", tls_port=one_tls)
+        nodes_tls = f"rediss://127.0.0.1:{one_tls}?sslrootcert={srv.work}/certs/ca.crt"
         quorum = [srv.redis_server(f"q{i}") for i in range(3)]
         nodes_one = f"redis://127.0.0.1:{one}"
         nodes_q = ",".join(f"redis://127.0.0.1:{p}" for p in quorum)
@@ -214,13 +246,15 @@ def main():
                      "INSERT INTO acc SELECT g, 0 FROM generate_series(1, 100000) g;")
             multi_key_scenario(srv, a, one, nodes_one, rows, summary)
         else:
-            all_scenarios(srv, one, quorum, nodes_one, nodes_q, rows, summary)
+            all_scenarios(srv, one, quorum, nodes_one, nodes_q, nodes_tls, rows, summary,
+                          only == "uncontended")
     finally:
         srv.stop()
     report(rows, summary)
 
 
-def all_scenarios(srv, one, quorum, nodes_one, nodes_q, rows, summary):
+def all_scenarios(srv, one, quorum, nodes_one, nodes_q, nodes_tls, rows, summary,
+                  uncontended_only=False):
     a = srv.cluster("alpha")
     b = srv.cluster("beta", f"lockext.redis_nodes = '{nodes_one}'")
     for port in (a, b):
@@ -240,11 +274,15 @@ def all_scenarios(srv, one, quorum, nodes_one, nodes_q, rows, summary):
     ]
     variants.insert(4, ("dlock redis (1 node, unix socket)", "SELECT dlock_acquire('acc:' || :id);",
                         f"-c lockext.redis_nodes=unix://{srv.work}/redis_one.sock"))
+    # the same redis-server, over TLS (verify-full): what TLS costs a lock
+    variants.insert(5, ("dlock redis (1 node, TLS)", "SELECT dlock_acquire('acc:' || :id);",
+                        f"-c lockext.redis_nodes={nodes_tls}"))
     # where the CPU goes: the whole machine's, and the redis-servers'
     redis_pids = {"one": [srv.redis_pid(one)], "quorum": [srv.redis_pid(p) for p in quorum]}
     tps = {v[0]: [] for v in variants}
     machine_us = {v[0]: [] for v in variants}
-    redis_us = {"dlock redis (1 node)": [], "dlock quorum (3 nodes)": []}
+    redis_us = {"dlock redis (1 node)": [], "dlock redis (1 node, TLS)": [],
+                "dlock quorum (3 nodes)": []}
     for _ in range(REPEATS):
         for name, lock, opts in variants:        # interleaved: same conditions
             # the same table and WAL state for every run: no run pays for
@@ -272,8 +310,18 @@ def all_scenarios(srv, one, quorum, nodes_one, nodes_q, rows, summary):
         summary.append((f"uncontended: {name} / pg_advisory_xact_lock", med[name] / base,
                         f">= {target}", med[name] / base >= target))
     summary.append(("uncontended: quorum(3) cost / single node",
-                    med["dlock redis (1 node)"] / med["dlock quorum (3 nodes)"], "< 2", 
+                    med["dlock redis (1 node)"] / med["dlock quorum (3 nodes)"], "< 2",
                     med["dlock redis (1 node)"] / med["dlock quorum (3 nodes)"] < 2))
+    # TLS against plain TCP to the same redis-server, this run
+    plain, tls = "dlock redis (1 node)", "dlock redis (1 node, TLS)"
+    summary.append(("uncontended: redis over TLS / over plain TCP", med[tls] / med[plain],
+                    "(report)", None))
+    cost = (statistics.median(machine_us[tls]) - statistics.median(machine_us[plain]))
+    median_row(rows, "uncontended, TLS cost per lock", "machine CPU, TLS minus plain TCP", "us",
+               [cost])
+    summary.append(("uncontended: TLS cost per lock, machine CPU (us)", cost, "(report)", None))
+    if uncontended_only:
+        return
 
     # 2. Redis commands per uncontended transaction (what clients sent)
     srv.redis_cli(one, "CONFIG", "RESETSTAT")
