@@ -89,9 +89,18 @@ cmp_ok($r1->cli('EXISTS', 'lockext:lock:q') + $r2->cli('EXISTS', 'lockext:lock:q
 	  + $r3->cli('EXISTS', 'lockext:lock:q'), '>=', 2, 'the quorum lock is on a majority of the nodes');
 ($out, $err) = with_nodes($b, $quorum, "BEGIN; SELECT dlock_try_acquire('q'); COMMIT;");
 is($out, 'f', 'a TLS quorum lock excludes the other cluster');
+my $qb = $b->background_psql('postgres', on_error_stop => 0);
+$qb->query_safe("SET lockext.redis_nodes = '$quorum'");
+$qb->query_until(qr/go/, "BEGIN;\n\\echo go\nSELECT dlock_acquire('q', 30) > 0 AS got;\n");
+usleep(300_000);
+$t0 = time;
 $qa->query_safe("COMMIT");
+$qb->query_until(qr/^t$/m, '');
+$handoff = time - $t0;
+cmp_ok($handoff, '<', 1, sprintf('a TLS quorum hands the lock over to the other cluster (%.3f s)', $handoff));
+$qb->query_safe("COMMIT");
 ($out, $err) = with_nodes($b, $quorum, "BEGIN; SELECT dlock_try_acquire('q'); COMMIT;");
-is($out, 't', 'and is free after COMMIT');
+is($out, 't', 'and it is free after that COMMIT');
 
 # 3. Verification, as libpq does it.
 my $other = $rother->url;
@@ -118,6 +127,11 @@ like($err, qr/unknown certificate authority \(.*sslrootcert is the system's CAs\
 	'without sslrootcert the system CAs are used, which do not know the test CA');
 ($out, $err) = with_nodes($a, $rexpired->url . "?$ca", "SELECT dlock_acquire_session('v', 0);");
 like($err, qr/ERROR:  08006.*\n.*server certificate has expired/, 'an expired certificate: 08006, expired');
+
+# a password in a failing TLS URL stays masked
+($out, $err) = with_nodes($a, ($other =~ s{//}{//:Sekr1t\@}r) . "?$ca", "SELECT dlock_acquire_session('v', 0);");
+like($err, qr{rediss://:\*\*\*\@127\.0\.0\.1}, 'a TLS failure names the node with its password masked');
+unlike($err, qr/Sekr1t/, 'and never shows the password');
 
 # a relative file name is in the data directory
 copy("$certs/ca.crt", $a->data_dir . '/redis_ca.crt') or die "copy: $!";
@@ -176,9 +190,12 @@ is($c->query_safe("SELECT dlock_acquire_session('h', 5) > 0"), 't', 'the session
 $c->quit;
 
 # 7. No secret and no file content in the logs; the node names are masked.
-$_->quit for ($sa, $wb, $qa);
+$_->quit for ($sa, $wb, $qa, $qb);
 my $log = slurp_file($a->logfile);
 unlike($log, qr/BEGIN (EC )?PRIVATE KEY/, 'no key material in the server log');
+# (the test's own SET statements are logged by log_statement = all)
+unlike(join("\n", grep { !/LOG:  statement: / } split /\n/, $log), qr/Sekr1t/,
+	'and no password in any line of lockext (WARNING, ERROR, DETAIL, LOG)');
 
 $a->stop;
 $b->stop;
