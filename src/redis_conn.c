@@ -7,10 +7,11 @@
  * One hiredis context per node per backend, in non-blocking mode, reused
  * across calls; hiredis formats commands and parses replies, lockext owns
  * the waiting (redis_wait.c), and the transport of TLS connections
- * (redis_tls.c), for which hiredis 0.14 has none.  Every command sent on a connection is
- * queued (RedisPending) so that each reply finds its owner in order: a
- * caller waiting for it, a handshake step, a reply nobody waits for any
- * more, or a give-back (a release) that must be confirmed.  Give-backs on
+ * (redis_tls.c), for which hiredis 0.14 has none.  Every command sent on
+ * a connection is queued (RedisPending) so that each reply finds its
+ * owner in order: a caller waiting for it, a handshake step, a reply
+ * nobody waits for any more, or a give-back (a release) that must be
+ * confirmed.  Give-backs on
  * a connection that is lost before they are confirmed are kept and sent
  * again, first thing, on the node's next connection.
  *
