@@ -153,6 +153,19 @@ like($err, qr/private key file ".*client\.key" has group or world access/,
 	'a key file others may read is refused, as libpq does');
 chmod 0600, "$certs/client.key";
 
+# 4b. The managed-Redis recipe: TLS, an ACL user, its password from the
+#     passfile (none in the URL).
+$r1->cli('ACL', 'SETUSER', 'app', 'on', '>tls-app-pw', 'resetkeys', '~lockext:*', '+@all');
+my $pass = $a->data_dir . '/lockext_redis.pass';
+open my $pf, '>', $pass or die "cannot write $pass: $!";
+print $pf "127.0.0.1:*:app:tls-app-pw\n";
+close $pf;
+chmod 0600, $pass;
+($out, $err) = with_nodes($a, ($r1->url =~ s{//}{//app\@}r) . "?$ca",
+	"SELECT dlock_acquire_session('acl', 0) > 0; SELECT dlock_release('acl');");
+is($out, "t\nt", 'TLS with an ACL user whose password comes from the passfile');
+unlink $pass;
+
 # 5. The wrong kind of port, either way: a TLS server drops a client
 #    that speaks plain Redis; a plain server waits for a line end the
 #    ClientHello never sends, so the handshake times out.
