@@ -10,12 +10,6 @@ SELECT current_setting('max_prepared_transactions')::int > 0 AS prepared_xacts_e
 \endif
 CREATE EXTENSION lockext;
 
-CREATE FUNCTION held() RETURNS text LANGUAGE sql AS $$
-  SELECT coalesce(string_agg(key || '/' || scope || '/' || holds, ', '
-                             ORDER BY key, scope), '-')
-    FROM dlock_held()
-$$;
-
 -- a session lock, held throughout
 SELECT dlock_acquire_session('sess') IS NOT NULL;
 
@@ -23,7 +17,7 @@ SELECT dlock_acquire_session('sess') IS NOT NULL;
 BEGIN;
 SELECT dlock_acquire('prep') IS NOT NULL;
 PREPARE TRANSACTION 'lockext_p1';
-SELECT held();
+SELECT key || '/' || scope || '/' || holds AS held FROM dlock_held();
 SELECT count(*) FROM pg_prepared_xacts;
 -- ... also when they were taken in a released savepoint
 BEGIN;
@@ -40,11 +34,10 @@ PREPARE TRANSACTION 'lockext_p3';
 ROLLBACK PREPARED 'lockext_p3';
 -- session locks are not part of the transaction: PREPARE is allowed
 BEGIN;
-SELECT held();
+SELECT key || '/' || scope || '/' || holds AS held FROM dlock_held();
 PREPARE TRANSACTION 'lockext_p4';
 COMMIT PREPARED 'lockext_p4';
-SELECT held();
+SELECT key || '/' || scope || '/' || holds AS held FROM dlock_held();
 SELECT dlock_release_all();
 
-DROP FUNCTION held();
 DROP EXTENSION lockext;
