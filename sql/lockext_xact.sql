@@ -1,5 +1,6 @@
 -- lockext_xact: transaction semantics through PostgreSQL's callbacks:
--- savepoints, PL/pgSQL exception blocks, procedures that COMMIT, PREPARE.
+-- savepoints, PL/pgSQL exception blocks, procedures that COMMIT.
+-- PREPARE TRANSACTION: lockext_prepared.
 CREATE EXTENSION lockext;
 
 CREATE FUNCTION held() RETURNS text LANGUAGE sql AS $$
@@ -112,31 +113,6 @@ SELECT held();
 ROLLBACK;
 SELECT held();
 
--- PREPARE TRANSACTION is refused while holding transaction-scoped dlocks
-BEGIN;
-SELECT dlock_acquire('prep') IS NOT NULL;
-PREPARE TRANSACTION 'lockext_p1';
-SELECT held();
-SELECT count(*) FROM pg_prepared_xacts;
--- ... also when they were taken in a released savepoint
-BEGIN;
-SAVEPOINT p;
-SELECT dlock_acquire('prep') IS NOT NULL;
-RELEASE SAVEPOINT p;
-PREPARE TRANSACTION 'lockext_p2';
--- but not after the savepoint that took them rolled back
-BEGIN;
-SAVEPOINT p;
-SELECT dlock_acquire('prep') IS NOT NULL;
-ROLLBACK TO SAVEPOINT p;
-PREPARE TRANSACTION 'lockext_p3';
-ROLLBACK PREPARED 'lockext_p3';
--- session locks are not part of the transaction: PREPARE is allowed
-BEGIN;
-SELECT held();
-PREPARE TRANSACTION 'lockext_p4';
-COMMIT PREPARED 'lockext_p4';
-SELECT held();
 SELECT dlock_release_all();
 
 -- outside a transaction block a transaction-scoped lock of the statement
@@ -172,4 +148,5 @@ SELECT count(*) AS none_left FROM dlock_held();
 DROP PROCEDURE locked_proc();
 DROP FUNCTION locked_work();
 
+DROP FUNCTION held();
 DROP EXTENSION lockext;

@@ -9,10 +9,26 @@ PACKAGES="make gcc libc6-dev libssl-dev openssl postgresql-$PGVER postgresql-ser
 
 log() { printf '== %s\n' "$*"; }
 
-# Install what is missing from $PACKAGES (as root), starting no services.
+# What building lockext needs, named in the README's "Installing" (the
+# test command checks that the build used nothing else; clang and, through
+# postgresql-server-dev, llvm make the bitcode for PostgreSQL's JIT).
+BUILD_PACKAGES="make gcc libc6-dev postgresql-server-dev-$PGVER libhiredis-dev clang
+                libssl-dev"
+# What the test command needs besides, to build from the release archive
+# and watch that build.
+TEST_PACKAGES="git unzip strace"
+
+# LOCKEXT_PG_CONFIG=/path/bin/pg_config: build, install and test against that
+# PostgreSQL $PGVER (a relocated copy of Debian's, say) instead of Debian's.
+PG_CONFIG=${LOCKEXT_PG_CONFIG:-$PGBIN/pg_config}
+PGBIN=$(dirname "$PG_CONFIG")
+PGXS_DIR=$(dirname "$PGBIN")/lib/pgxs
+
+# Install what is missing from $PACKAGES, $BUILD_PACKAGES and $TEST_PACKAGES
+# (as root), starting no services.
 install_packages() {
 	local missing="" p
-	for p in $PACKAGES; do
+	for p in $PACKAGES $BUILD_PACKAGES $TEST_PACKAGES; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 	done
 	[ -z "$missing" ] && return 0
@@ -36,18 +52,33 @@ install_packages() {
 	return $rc
 }
 
-# Create $1 as a system user when missing.
+# Create $1 as a system user when missing; RUN_USER_CREATED=1 when we did.
 ensure_user() {
-	id "$1" >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/bash "$1"
+	id "$1" >/dev/null 2>&1 && return 0
+	useradd --system --no-create-home --shell /bin/bash "$1" && RUN_USER_CREATED=1
+}
+
+# Remove the user setup_runner created (not one that was there before),
+# with whatever it still runs: everything of that user is ours.
+remove_runner() {
+	[ -n "${RUN_USER_CREATED:-}" ] || return 0
+	local i
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		pkill -u "$RUN_USER" 2>/dev/null || break
+		sleep 0.3
+		[ "$i" -ge 5 ] && pkill -9 -u "$RUN_USER" 2>/dev/null
+	done
+	userdel "$RUN_USER" 2>/dev/null || echo "could not remove the user $RUN_USER" >&2
 }
 
 # As root: install what is missing and run servers as user $1 (created when
-# missing); otherwise run them as ourselves.  Sets RUN_USER, defines as_user.
+# missing, removed by remove_runner); otherwise run them as ourselves.
+# Sets RUN_USER, defines as_user.
 setup_runner() {
 	if [ "$(id -u)" = 0 ]; then
 		install_packages || return 1
-		ensure_user "$1"
 		RUN_USER=$1
+		ensure_user "$1" || return 1
 		as_user() { runuser -u "$RUN_USER" -- "$@"; }
 	else
 		RUN_USER=$(id -un)
@@ -55,11 +86,15 @@ setup_runner() {
 	fi
 }
 
-# Build and install the extension from the repository at $1.
+# Build and install the extension from the source tree at $1.  Further
+# arguments go before the build's make: a command that runs it
+# (env COPT=-Werror strace ...).
 build_and_install() {
-	make -C "$1" -s clean >/dev/null 2>&1
-	make -C "$1" -s PG_CONFIG="$PGBIN/pg_config" &&
-		make -C "$1" -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null
+	local dir=$1
+	shift
+	make -C "$dir" -s clean >/dev/null 2>&1
+	"$@" make -C "$dir" -s PG_CONFIG="$PG_CONFIG" &&
+		make -C "$dir" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 }
 
 # A loopback TCP port nothing listens on, from $1 upwards.

@@ -1,33 +1,40 @@
 #!/usr/bin/env bash
 # lockext's test command: installs what is missing (when run as root, from
-# Debian's archive), builds and installs the extension, runs every suite
-# (unit test, static checks, fuzzing, pg_regress, isolation, TAP) as an
-# unprivileged user against throwaway clusters, and ends with one line
-# "N passed, N failed".
+# Debian's archive), makes the release archive of git HEAD (make dist),
+# builds it in an empty directory at -Werror while watching which files the
+# build uses, installs it, and runs every suite (unit tests, static checks,
+# fuzzing, release checks, then make installcheck against a server started
+# as the README says and make prove_installcheck) as an unprivileged user;
+# ends with one line "N passed, N failed".  It tests what git HEAD holds:
+# commit first (uncommitted changes are pointed out, not tested).  Every
+# user, server and directory it made is gone when it exits.
 #
 #   bash test/run.sh                   # everything
 #   LOCKEXT_KEEP=1 bash ...            # keep the scratch directory for inspection
 #   LOCKEXT_FUZZ_SECONDS=60 bash ...   # fuzz each parser longer than the default 20 s
+#   LOCKEXT_TEST_USER=name bash ...    # the unprivileged user (default lockext_test;
+#                                      # created and removed again when missing)
+#   LOCKEXT_PG_CONFIG=/x/bin/pg_config bash ...   # another PostgreSQL 15 install
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/test/lib.sh"
-setup_runner "${LOCKEXT_TEST_USER:-lockext_test}" ||
-	{ echo "package installation failed"; echo "0 passed, 1 failed"; exit 1; }
 
-log "building and installing lockext"
-if ! build_and_install "$ROOT"; then
-	echo "build failed"
+fail() {
+	echo "$1"
 	echo "0 passed, 1 failed"
 	exit 1
-fi
+}
 
 WORK=$(mktemp -d /tmp/lockext-test.XXXXXX)
+chmod 755 "$WORK"
 cleanup() {
-	# Anything a failed suite left running under our scratch directory.
-	pkill -u "$RUN_USER" -f "$WORK" 2>/dev/null
-	sleep 0.2
-	pkill -9 -u "$RUN_USER" -f "$WORK" 2>/dev/null
+	if [ -n "${RUN_USER:-}" ]; then
+		# Anything a failed suite left running under our scratch directory.
+		pkill -u "$RUN_USER" -f "$WORK" 2>/dev/null && sleep 0.2
+		pkill -9 -u "$RUN_USER" -f "$WORK" 2>/dev/null
+		remove_runner
+	fi
 	if [ -n "${LOCKEXT_KEEP:-}" ]; then
 		echo "scratch directory kept: $WORK"
 	else
@@ -37,11 +44,32 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cp -r "$ROOT/sql" "$ROOT/expected" "$ROOT/src" "$ROOT/test/specs" "$ROOT/test/t" \
-	"$ROOT/test/suites.sh" "$WORK/"
-mkdir "$WORK/test"
-cp -r "$ROOT/test/unit" "$ROOT/test/static_checks.sh" "$ROOT/test/fuzz.sh" "$WORK/test/"
-chown -R "$RUN_USER" "$WORK"
+setup_runner "${LOCKEXT_TEST_USER:-lockext_test}" || fail "package installation failed"
 
-as_user env PGBIN="$PGBIN" PGXS_DIR="$PGXS_DIR" ROOT="$ROOT" \
-	bash "$WORK/suites.sh" "$WORK"
+log "packing git HEAD (make dist)"
+git -C "$ROOT" rev-parse -q --verify HEAD >/dev/null ||
+	fail "test/run.sh tests git HEAD: run it in a git checkout"
+[ -n "$(git -C "$ROOT" status --porcelain)" ] &&
+	log "note: uncommitted changes and untracked files are not tested (the build is of HEAD)"
+git -C "$ROOT" ls-tree -r --name-only HEAD >"$WORK/head_files"
+make -s -C "$ROOT" PG_CONFIG="$PG_CONFIG" DISTDIR="$WORK" dist || fail "make dist failed"
+ZIP=$(echo "$WORK"/lockext-*.zip)
+SRC=${ZIP%.zip}
+unzip -q "$ZIP" -d "$WORK" && [ -d "$SRC" ] || fail "cannot unpack $ZIP into $SRC"
+
+log "building and installing lockext from ${ZIP##*/} (COPT=-Werror)"
+mkdir "$WORK/trace"
+build_and_install "$SRC" env COPT=-Werror \
+	strace -f -qq -ff -o "$WORK/trace/build" -e trace=execve,open,openat ||
+	fail "build failed"
+
+# A relocated copy of Debian's PostgreSQL: its files count as Debian's.
+case $PGBIN in
+*/usr/lib/postgresql/$PGVER/bin) PG_PREFIX=${PGBIN%/usr/lib/postgresql/$PGVER/bin} ;;
+*) PG_PREFIX= ;;
+esac
+
+chown -R "$RUN_USER" "$WORK"
+as_user env ${LOCKEXT_PG_CONFIG:+LOCKEXT_PG_CONFIG="$LOCKEXT_PG_CONFIG"} \
+	${LOCKEXT_FUZZ_SECONDS:+LOCKEXT_FUZZ_SECONDS="$LOCKEXT_FUZZ_SECONDS"} \
+	PG_PREFIX="$PG_PREFIX" ZIP="$ZIP" bash "$SRC/test/suites.sh" "$SRC" "$WORK"

@@ -4,6 +4,7 @@
 # (test/unit/*.c).  No build products, no network, no root needed.
 #
 #   bash test/static_checks.sh [SRCDIR]     SRCDIR defaults to the repo's src/
+#   PG_CONFIG=/x/bin/pg_config bash ...      headers of another PostgreSQL 15
 #
 # TAP output (ok N / not ok N, then 1..N, diagnostics as # lines); exit 0
 # only when every check passes.  Needs gcc, clang, cppcheck,
@@ -13,7 +14,7 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 srcdir=${1:-$root/src}
 unitdir=$root/test/unit
-pg_config=/usr/lib/postgresql/15/bin/pg_config
+pg_config=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 
 n=0
 failed=0

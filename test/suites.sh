@@ -1,23 +1,20 @@
 #!/usr/bin/env bash
-# Runs lockext's suites as an unprivileged user in the scratch directory
-# test/run.sh prepared ($1), and prints the summary line.  Each pg_regress
-# test, each isolation spec and each TAP assertion counts once.
+# Runs lockext's suites as an unprivileged user on the unpacked release
+# archive $1 that test/run.sh built and installed, with scratch space in
+# $2, and prints the summary line.  Each pg_regress test, each isolation
+# spec and each TAP assertion (unit, static and release checks, fuzzing,
+# the TAP suite) counts once.  The environment: ZIP (the archive),
+# PG_PREFIX (see release_checks.pl), and what test/lib.sh reads.
 set -uo pipefail
 
-WORK=$1
-cd "$WORK" || exit 1
+SRC=$1
+WORK=$2
+cd "$SRC" || exit 1
+. "$SRC/test/lib.sh"
 export PATH="$PGBIN:$PATH"
-PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress"
-PG_ISOLATION_REGRESS="$PGXS_DIR/src/test/isolation/pg_isolation_regress"
 
 passed=0
 failed=0
-
-# Settings of the throwaway instances.
-cat >"$WORK/temp.conf" <<'EOF'
-max_prepared_transactions = 2
-deadlock_timeout = 100ms
-EOF
 
 count_regress() {
 	local out=$1 p f
@@ -26,10 +23,6 @@ count_regress() {
 	passed=$((passed + p))
 	failed=$((failed + f))
 	[ "$p" -eq 0 ] && [ "$f" -eq 0 ] && failed=$((failed + 1))
-}
-
-regress_tests() {
-	ls "$WORK"/sql/*.sql | xargs -n1 basename | sed 's/\.sql$//' | grep -v '^lockext--'
 }
 
 # Count a TAP log's lines; one without a plan line also fails.
@@ -46,8 +39,8 @@ count_tap() {
 for unit in redis_url owner_value; do
 	echo "== unit: $unit (ASan, UBSan)"
 	if gcc -std=c99 -Wall -Wextra -Werror -O1 -g -fsanitize=address,undefined \
-		-fno-omit-frame-pointer -I"$WORK/src" -I"$WORK/test/unit" -o "$WORK/test_$unit" \
-		"$WORK/test/unit/test_$unit.c" "$WORK/src/$unit.c"; then
+		-fno-omit-frame-pointer -I"$SRC/src" -I"$SRC/test/unit" -o "$WORK/test_$unit" \
+		"$SRC/test/unit/test_$unit.c" "$SRC/src/$unit.c"; then
 		"$WORK/test_$unit" >"$WORK/unit_$unit.log" 2>&1
 		count_tap "$WORK/unit_$unit.log"
 	else
@@ -55,38 +48,73 @@ for unit in redis_url owner_value; do
 	fi
 done
 
-echo "== static checks: gcc and clang -Wall -Wextra, cppcheck"
-bash "$WORK/test/static_checks.sh" "$WORK/src" >"$WORK/static.log" 2>&1
+echo "== static checks: gcc and clang -Wall -Wextra -Werror, cppcheck"
+PG_CONFIG="$PG_CONFIG" bash "$SRC/test/static_checks.sh" "$SRC/src" >"$WORK/static.log" 2>&1
 grep -E '^ok' "$WORK/static.log"
 count_tap "$WORK/static.log"
 
 echo "== fuzzing the parsers (libFuzzer, ASan, UBSan)"
 mkdir -p "$WORK/tmp"
-TMPDIR="$WORK/tmp" bash "$WORK/test/fuzz.sh" "${LOCKEXT_FUZZ_SECONDS:-20}" >"$WORK/fuzz.log" 2>&1
+TMPDIR="$WORK/tmp" bash "$SRC/test/fuzz.sh" "${LOCKEXT_FUZZ_SECONDS:-20}" >"$WORK/fuzz.log" 2>&1
 grep -E '^ok' "$WORK/fuzz.log"
 count_tap "$WORK/fuzz.log"
 
-echo "== pg_regress"
-"$PG_REGRESS" --temp-instance="$WORK/tmp_regress" --temp-config="$WORK/temp.conf" \
-	--bindir="$PGBIN" --inputdir="$WORK" --outputdir="$WORK/regress" \
-	--dbname=lockext_regress $(regress_tests) 2>&1 | tee "$WORK/regress.log"
-count_regress "$WORK/regress.log"
-[ -f "$WORK/regress/regression.diffs" ] && cat "$WORK/regress/regression.diffs"
+echo "== release: META.json, one version, the packages the build used, make dist"
+perl "$SRC/test/release_checks.pl" --packages "$BUILD_PACKAGES" --pg-prefix "$PG_PREFIX" \
+	--trace "$WORK/trace" --zip "$ZIP" --head-files "$WORK/head_files" "$SRC" \
+	>"$WORK/release.log" 2>&1
+grep -E '^ok' "$WORK/release.log"
+count_tap "$WORK/release.log"
 
-echo "== isolation"
-"$PG_ISOLATION_REGRESS" --temp-instance="$WORK/tmp_isolation" --temp-config="$WORK/temp.conf" \
-	--bindir="$PGBIN" --inputdir="$WORK" --outputdir="$WORK/isolation" \
-	--dbname=lockext_isolation \
-	$(ls "$WORK"/specs/*.spec | xargs -n1 basename | sed 's/\.spec$//') 2>&1 |
-	tee "$WORK/isolation.log"
-count_regress "$WORK/isolation.log"
-[ -f "$WORK/isolation/regression.diffs" ] && cat "$WORK/isolation/regression.diffs"
+# make installcheck against a server started as the README's "Installing"
+# says (its two settings; a socket of its own instead of a TCP port).
+PGDATA_DIR="$WORK/pg_installcheck"
+stop_server() {
+	[ -f "$PGDATA_DIR/postmaster.pid" ] && pg_ctl -D "$PGDATA_DIR" -m fast -w stop >/dev/null
+}
+trap stop_server EXIT
+echo "== a server for make installcheck"
+port=$(free_port 55432)
+if initdb -D "$PGDATA_DIR" -A trust -U postgres >"$WORK/initdb.log" 2>&1 &&
+	cat >>"$PGDATA_DIR/postgresql.conf" <<-EOF &&
+		shared_preload_libraries = 'lockext'
+		max_prepared_transactions = 2
+		listen_addresses = ''
+		unix_socket_directories = '$WORK'
+		port = $port
+	EOF
+	pg_ctl -D "$PGDATA_DIR" -l "$WORK/installcheck_server.log" -w start >/dev/null; then
+	export PGHOST=$WORK PGPORT=$port PGUSER=postgres
 
-echo "== TAP"
-# TMPDIR too: the TAP helpers' socket directories go with the scratch tree
-export PG_REGRESS TESTDIR="$WORK/tap" PERL5LIB="$PGXS_DIR/src/test/perl:$WORK/t" TMPDIR="$WORK/tmp"
-mkdir -p "$TESTDIR" "$TMPDIR"
-(cd "$TESTDIR" && prove -v "$WORK"/t/*.pl) 2>&1 | tee "$WORK/tap.log"
+	echo "== pg_regress (make installcheck)"
+	make -C "$SRC" -s installcheck PG_CONFIG="$PG_CONFIG" ISOLATION= TAP_TESTS= 2>&1 |
+		tee "$WORK/regress.log"
+	count_regress "$WORK/regress.log"
+	[ -f "$SRC/regression.diffs" ] && cat "$SRC/regression.diffs"
+	# this server allows prepared transactions: the test must not skip
+	if grep -q '^skipped:' "$SRC/results/lockext_prepared.out" 2>/dev/null; then
+		echo "lockext_prepared skipped on a server with max_prepared_transactions = 2"
+		failed=$((failed + 1))
+	fi
+
+	echo "== isolation (make installcheck)"
+	make -C "$SRC" -s installcheck PG_CONFIG="$PG_CONFIG" REGRESS= TAP_TESTS= 2>&1 |
+		tee "$WORK/isolation.log"
+	count_regress "$WORK/isolation.log"
+	[ -f "$SRC/test/regression.diffs" ] && cat "$SRC/test/regression.diffs"
+
+	unset PGHOST PGPORT PGUSER
+else
+	echo "the server did not start:"
+	cat "$WORK/initdb.log" "$WORK/installcheck_server.log" 2>/dev/null | tail -n 20
+	failed=$((failed + 1))
+fi
+stop_server
+
+echo "== TAP (make prove_installcheck)"
+# TMPDIR: the TAP helpers' socket directories go with the scratch tree
+TMPDIR="$WORK/tmp" make -C "$SRC" -s prove_installcheck PG_CONFIG="$PG_CONFIG" \
+	PROVE_FLAGS=-v 2>&1 | tee "$WORK/tap.log"
 prove_rc=${PIPESTATUS[0]}
 p=$(grep -cE '^ok [0-9]' "$WORK/tap.log")
 f=$(grep -cE '^not ok [0-9]' "$WORK/tap.log")
@@ -95,7 +123,7 @@ failed=$((failed + f))
 # a script that died without a failed assertion still fails the run
 [ "$prove_rc" -ne 0 ] && [ "$f" -eq 0 ] && failed=$((failed + 1))
 if [ "$prove_rc" -ne 0 ]; then
-	for l in "$TESTDIR"/tmp_check/log/*.log; do
+	for l in "$SRC"/tmp_check/log/*.log; do
 		[ -f "$l" ] && { echo "---- $l"; tail -n 40 "$l"; }
 	done
 fi
