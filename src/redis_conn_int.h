@@ -55,6 +55,7 @@ extern bool rtls_start(RedisNode *node, char *why, size_t whylen);
 extern int	rtls_handshake(RedisNode *node, char *why, size_t whylen);
 extern bool rtls_write(RedisNode *node, bool *done, char *why, size_t whylen);
 extern bool rtls_read(RedisNode *node, char *why, size_t whylen);
+extern bool rtls_pending(RedisNode *node);
 extern void rtls_close(RedisNode *node);
 
 /* redis_wait.c: the socket set changed */

@@ -105,6 +105,8 @@ make_context(const RedisUrl *url, char *why, size_t whylen)
 	/* the output buffer grows and moves while a write waits for the socket */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* one recv() for what has arrived, not one per record header and body */
+	SSL_CTX_set_read_ahead(ctx, 1);
 
 	/* verify-ca and verify-full verify; require does when given a CA file */
 	if (url->sslmode != REDIS_SSL_REQUIRE || url->sslrootcert[0] != '\0')
@@ -121,8 +123,7 @@ make_context(const RedisUrl *url, char *why, size_t whylen)
 			snprintf(why, whylen, "could not read root certificate file \"%s\": %s",
 					 url->sslrootcert[0] ? url->sslrootcert : "(system)",
 					 reason ? reason : strerror(errno));
-			SSL_CTX_free(ctx);
-			return NULL;
+			goto fail;
 		}
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	}
@@ -136,25 +137,24 @@ make_context(const RedisUrl *url, char *why, size_t whylen)
 			reason = queued_error(&code);
 			snprintf(why, whylen, "could not load client certificate file \"%s\": %s",
 					 url->sslcert, reason ? reason : strerror(errno));
-			SSL_CTX_free(ctx);
-			return NULL;
+			goto fail;
 		}
 		if (!key_file_ok(url->sslkey, why, whylen))
-		{
-			SSL_CTX_free(ctx);
-			return NULL;
-		}
+			goto fail;
 		if (SSL_CTX_use_PrivateKey_file(ctx, url->sslkey, SSL_FILETYPE_PEM) != 1 ||
 			SSL_CTX_check_private_key(ctx) != 1)
 		{
 			reason = queued_error(&code);
 			snprintf(why, whylen, "could not load private key file \"%s\": %s",
 					 url->sslkey, reason ? reason : "does not match the certificate");
-			SSL_CTX_free(ctx);
-			return NULL;
+			goto fail;
 		}
 	}
 	return ctx;
+
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
 }
 
 static bool
@@ -367,8 +367,9 @@ rtls_write(RedisNode *node, bool *done, char *why, size_t whylen)
 }
 
 /*
- * Read everything the connection has into hiredis's reader.  False with
- * why filled when the connection failed or the server closed it.
+ * Read what the connection has into hiredis's reader: what the socket
+ * holds and what OpenSSL read ahead.  False with why filled when the
+ * connection failed or the server closed it.
  */
 bool
 rtls_read(RedisNode *node, char *why, size_t whylen)
@@ -391,7 +392,10 @@ rtls_read(RedisNode *node, char *why, size_t whylen)
 				snprintf(why, whylen, "out of memory");
 				return false;
 			}
-			continue;
+			/* more only if OpenSSL holds some, or buf was too small */
+			if (SSL_has_pending(node->tls) || n == (int) sizeof(buf))
+				continue;
+			return true;
 		}
 		err = SSL_get_error(node->tls, n);
 		if (err == SSL_ERROR_WANT_READ)
@@ -404,6 +408,16 @@ rtls_read(RedisNode *node, char *why, size_t whylen)
 		tls_failure(node, n, err, why, whylen);
 		return false;
 	}
+}
+
+/*
+ * Does OpenSSL hold data it read from the socket but we did not (the
+ * socket may not say it is readable)?
+ */
+bool
+rtls_pending(RedisNode *node)
+{
+	return node->tls != NULL && SSL_has_pending(node->tls);
 }
 
 /* Forget the connection's TLS state (the socket is closed by hiredis). */

@@ -208,6 +208,7 @@ pump(RedisNode **nodes, int n, PumpGoal goal, int64 deadline,
 		for (e = 0; e < nev; e++)
 		{
 			RedisNode  *node = (RedisNode *) events[e].user_data;
+			bool		read_due;
 
 			if (events[e].events & WL_LATCH_SET)
 			{
@@ -224,12 +225,15 @@ pump(RedisNode **nodes, int n, PumpGoal goal, int64 deadline,
 			}
 			if (node == NULL || node->ctx == NULL)
 				continue;
+			/* a TLS read may have waited for the socket to take a write */
+			read_due = (events[e].events & WL_SOCKET_READABLE) ||
+				node->tls_read_wants_write;
 			if (node->connecting && !rconn_connect_finished(node))
 				continue;
 			if (node->out_pending && !rconn_flush(node))
 				continue;
-			/* TLS may hold decrypted data, or want a read to finish a write */
-			if ((events[e].events & WL_SOCKET_READABLE) || node->tls != NULL)
+			/* OpenSSL may hold data the socket no longer shows */
+			if (read_due || rtls_pending(node))
 				(void) rconn_read(node);
 		}
 	}
