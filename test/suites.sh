@@ -113,9 +113,13 @@ stop_server
 
 echo "== TAP (make prove_installcheck)"
 # TMPDIR: the TAP helpers' socket directories go with the scratch tree
+# (-v, for one line per assertion to count; printed: each script, the
+# failed assertions with what follows them, prove's summary)
 TMPDIR="$WORK/tmp" make -C "$SRC" -s prove_installcheck PG_CONFIG="$PG_CONFIG" \
-	PROVE_FLAGS=-v 2>&1 | tee "$WORK/tap.log"
-prove_rc=${PIPESTATUS[0]}
+	PROVE_FLAGS=-v >"$WORK/tap.log" 2>&1
+prove_rc=$?
+grep -E -A 12 '^not ok [0-9]' "$WORK/tap.log"
+grep -E '^test/t/[^ ]+\.pl \.|^(Files=|Result:|All tests|Test Summary)|^[a-z/0-9_]+\.pl +\(Wstat' "$WORK/tap.log"
 p=$(grep -cE '^ok [0-9]' "$WORK/tap.log")
 f=$(grep -cE '^not ok [0-9]' "$WORK/tap.log")
 passed=$((passed + p))
@@ -123,6 +127,8 @@ failed=$((failed + f))
 # a script that died without a failed assertion still fails the run
 [ "$prove_rc" -ne 0 ] && [ "$f" -eq 0 ] && failed=$((failed + 1))
 if [ "$prove_rc" -ne 0 ]; then
+	echo "---- the end of prove's output"
+	tail -n 40 "$WORK/tap.log"
 	for l in "$SRC"/tmp_check/log/*.log; do
 		[ -f "$l" ] && { echo "---- $l"; tail -n 40 "$l"; }
 	done
