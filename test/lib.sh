@@ -97,6 +97,22 @@ build_and_install() {
 		make -C "$dir" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 }
 
+# Without strace: what a build of the tree at $1 used, from the compilers'
+# -H output ($2) and the tools and libraries the build names, as the lines
+# of a trace (the format test/release_checks.pl reads).
+headers_as_trace() {
+	local l
+	{
+		sed -n 's/^\.\+ \(\/.*\)$/\1/p' "$2"
+		command -v make gcc "$("$PG_CONFIG" --cc | cut -d' ' -f1)"
+		sed -n 's/^CLANG *= *//p' "$(dirname "$("$PG_CONFIG" --pgxs)")/../Makefile.global" |
+			xargs -r -n1 sh -c 'command -v "$0"'
+		for l in $(grep -o -- '-l[a-z0-9_]*' "$1/Makefile" | sort -u); do
+			gcc -print-file-name="lib${l#-l}.so"
+		done
+	} | sort -u | sed 's/.*/openat(AT_FDCWD, "&", O_RDONLY) = 3/'
+}
+
 # A loopback TCP port nothing listens on, from $1 upwards.
 free_port() {
 	local p=${1:-55000}
