@@ -2,7 +2,6 @@
 # user that runs PostgreSQL (initdb refuses root), free loopback ports.
 PGVER=15
 PGBIN=/usr/lib/postgresql/$PGVER/bin
-PGXS_DIR=/usr/lib/postgresql/$PGVER/lib/pgxs
 PACKAGES="make gcc libc6-dev libssl-dev openssl postgresql-$PGVER postgresql-server-dev-$PGVER
           postgresql-contrib libipc-run-perl perl libhiredis-dev redis-server
           redis-tools clang libclang-rt-14-dev cppcheck pgbouncer"
@@ -22,7 +21,6 @@ TEST_PACKAGES="git unzip strace"
 # PostgreSQL $PGVER (a relocated copy of Debian's, say) instead of Debian's.
 PG_CONFIG=${LOCKEXT_PG_CONFIG:-$PGBIN/pg_config}
 PGBIN=$(dirname "$PG_CONFIG")
-PGXS_DIR=$(dirname "$PGBIN")/lib/pgxs
 
 # Install what is missing from $PACKAGES, $BUILD_PACKAGES and $TEST_PACKAGES
 # (as root), starting no services.
