@@ -38,6 +38,7 @@ bool		lockext_in_alter_system = false;
 int			lockext_max_hold_ms = 0;
 int			lockext_max_idle_hold_ms = 0;
 bool		lockext_session_locks = true;
+bool		lockext_debug_skip_exit_cleanup = false;
 
 /* Shorter leases cannot outlast the clock-drift allowance (1% + 2 ms). */
 const int	lockext_min_lease_ms = 10;
@@ -344,6 +345,25 @@ lockext_define_gucs(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("lockext.max_redis_locks",
+							"Most Redis holds the lease keeper's table keeps for this instance.",
+							"Beyond it new Redis locks are refused (53200); lockext.max_tracked_locks does not apply to them.",
+							&lockext_max_redis_locks,
+							1000000, 0, INT_MAX,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	/* a test aid: an exit whose cleanup fails midway, for the keeper's orphan check */
+	DefineCustomBoolVariable("lockext.debug_skip_exit_cleanup",
+							 "Leaves this session's holds and rows behind at exit (for tests only).",
+							 NULL,
+							 &lockext_debug_skip_exit_cleanup,
+							 false,
+							 PGC_SUSET,
+							 GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("lockext");
 }

@@ -11,13 +11,16 @@
  * lock table (shared_locks.c), read again only when that changed, sleeps
  * until the next lease falls due (a backend that publishes an earlier one
  * sets its latch), and renews, in one batched command per node, every
- * hold before a third of its lease has passed, if its holder still beats:
- * each backend that holds renewable locks sets a heartbeat from a timer,
- * so a holder stopped by SIGSTOP, or swapped out, stops being renewed
- * within LOCKEXT_HEARTBEAT_STALE_MS and its lease runs out as it would
- * without the keeper.  Renewal is compare-and-renew: it extends only a value that
- * is still ours and never re-creates a key, so it cannot resurrect a lock
- * someone else took meanwhile.  A lock it finds no longer ours (flushed,
+ * hold before a third of its lease has passed, if the process that took it
+ * still lives and can act (liveness.c: the row names the process by pid
+ * and start time).  A holder stopped by SIGSTOP is not renewed, and its
+ * lease runs out as it would without the keeper (its holds are marked
+ * lost then); the holds of a process that is gone (an exit that failed
+ * midway) are released and their rows removed.  Nothing of this needs the
+ * holder to do anything, so no error path of the holder can stop it.
+ * Renewal is compare-and-renew: it extends only a value that is still ours
+ * and never re-creates a key, so it cannot resurrect a lock someone else
+ * took meanwhile.  A lock it finds no longer ours (flushed,
  * deleted, taken after an outage) is marked lost at once, so the holder's
  * COMMIT fails without a round trip.
  *
@@ -47,6 +50,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/backend_status.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -93,14 +97,71 @@ keeper_register(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/* Has the holder with this backend id beaten lately? */
-static bool
-holder_beats(int backend_id, int64 now_us)
+/* A holder's process, as one round saw it. */
+typedef struct HolderSeen
 {
-	uint64		beat = shared_locks_heartbeat(backend_id);
+	int32		pid;			/* the hash key: pid and start time */
+	uint64		start;
+	HolderLiveness state;
+} HolderSeen;
 
-	return beat != 0 &&
-		now_us - (int64) beat < LOCKEXT_HEARTBEAT_STALE_MS * INT64CONST(1000);
+/*
+ * What the process that made item's hold is now; each process is looked
+ * at once per round (seen: a hash made for the round).
+ */
+static HolderLiveness
+holder_liveness(HTAB *seen, const KeeperItem *it)
+{
+	HolderSeen	key;
+	HolderSeen *h;
+	bool		found;
+
+	memset(&key, 0, sizeof(key));
+	key.pid = it->key.pid;
+	key.start = it->proc_start;
+	h = hash_search(seen, &key, HASH_ENTER, &found);
+	if (!found)
+		h->state = liveness_of(key.pid, key.start);
+	return h->state;
+}
+
+/*
+ * Release the holds of processes that are gone (orphans[0..n) index
+ * items), and remove their rows: nobody is left to do either.
+ */
+static void
+release_orphans(RedisNodeSet *set, const int *orphans, int n)
+{
+	RedisHold  *holds = palloc0(n * sizeof(RedisHold));
+	RedisRelease *rel = palloc(n * sizeof(RedisRelease));
+	char		detail[512];
+	int			left;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		KeeperItem *it = &items[orphans[i]];
+
+		holds[i].set = set;
+		strlcpy(holds[i].ns, it->ns, sizeof(holds[i].ns));
+		strlcpy(holds[i].owner, it->owner, sizeof(holds[i].owner));
+		holds[i].token = it->token;
+		holds[i].lease_ms = it->lease_ms;
+		rel[i].key = it->keytext;
+		rel[i].hold = &holds[i];
+	}
+	left = redis_proto_release_many(rel, n, true, detail, sizeof(detail));
+	for (i = 0; i < n; i++)
+	{
+		KeeperItem *it = &items[orphans[i]];
+
+		shared_locks_drop_orphan(&it->key, it->proc_start);
+		it->lease_ms = 0;
+	}
+	ereport(LOG,
+			(errmsg("lockext: released %d Redis locks whose holders are gone", n),
+			 left > 0 ? errdetail("%d releases were not confirmed by %s; their leases will free them.",
+								  left, detail) : 0));
 }
 
 /*
@@ -166,30 +227,60 @@ renew_due(RedisNodeSet *set)
 	int64		now_us = lockext_now_us();
 	TimestampTz wake = PG_INT64_MAX;
 	int			ndue = 0;
+	int			norphans = 0;
 	int		   *due;
+	int		   *orphans;
 	RedisRenewal *renewals;
 	int64	   *outcome;
+	HTAB	   *seen;
+	HASHCTL		hctl;
 	int			i;
 
 	refresh_items(set);
 	if (nitems == 0)
 		return wake;
+	hctl.keysize = offsetof(HolderSeen, state);
+	hctl.entrysize = sizeof(HolderSeen);
+	hctl.hcxt = CurrentMemoryContext;
+	seen = hash_create("lockext holders seen", 64, &hctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	due = palloc(nitems * sizeof(int));
+	orphans = palloc(nitems * sizeof(int));
 	for (i = 0; i < nitems; i++)
 	{
 		KeeperItem *it = &items[i];
+		HolderLiveness live;
 
 		if (it->lease_ms <= 0)
-			continue;			/* found lost */
-		if (it->lease_end - now > LOCKEXT_RENEW_LEFT_US(it->lease_ms) ||
-			!holder_beats(it->backend_id, now_us) || !within_caps(it, now))
+			continue;			/* found lost, or released */
+		live = holder_liveness(seen, it);
+		if (live == HOLDER_GONE)
 		{
-			/* not yet, or not now: a stalled holder may beat again */
+			orphans[norphans++] = i;
+			continue;
+		}
+		if (live == HOLDER_STOPPED || !within_caps(it, now))
+		{
+			/* not renewed: once the lease is over, the lock is lost */
+			if (it->lease_end <= now)
+			{
+				shared_locks_renewed(&it->key, it->since, 0, true);
+				it->lease_ms = 0;
+			}
+			else				/* a stopped holder may be continued */
+				wake = Min(wake, Min(it->lease_end,
+									 TimestampTzPlusMilliseconds(now, KEEPER_RETRY_MS)));
+			continue;
+		}
+		if (it->lease_end - now > LOCKEXT_RENEW_LEFT_US(it->lease_ms))
+		{
 			wake = Min(wake, it->lease_end - LOCKEXT_WAKE_LEFT_US(it->lease_ms));
 			continue;
 		}
 		due[ndue++] = i;
 	}
+	if (norphans > 0)
+		release_orphans(set, orphans, norphans);
 	if (ndue == 0)
 		return wake;
 

@@ -73,6 +73,7 @@ typedef struct DlockEntry
 	int			maxsubs;
 	DlockSubHold *subs;			/* ordered by subid, innermost last */
 	dlist_node	xact_node;		/* in the registry's list while xact_holds */
+	dlist_node	session_node;	/* in its list while session_holds */
 
 	bool		has_token;		/* false: no token could be drawn */
 	int64		token;
@@ -235,6 +236,7 @@ extern bool lockext_session_locks;
 extern const int lockext_min_lease_ms;
 extern bool lockext_in_alter_system;	/* set by sql_api.c's utility hook */
 extern char *lockext_redis_passfile;
+extern bool lockext_debug_skip_exit_cleanup;
 
 extern void lockext_define_gucs(void);
 extern const DlockBackend *lockext_current_backend(void);
@@ -244,14 +246,6 @@ extern const DlockBackend *lockext_current_backend(void);
  * shared_locks.c: every hold and wait on this instance, in shared memory,
  * for the dlock_locks view.  One row per (backend, kind, key).
  */
-/*
- * How often a holder of renewable locks beats (a timer, so also during a
- * long query), and how long without a beat makes the keeper stop renewing
- * its leases (a SIGSTOPped or swapped-out holder).
- */
-#define LOCKEXT_HEARTBEAT_MS		200
-#define LOCKEXT_HEARTBEAT_STALE_MS	1000
-
 #define LOCKEXT_ROW_XACT	0
 #define LOCKEXT_ROW_SESSION	1
 #define LOCKEXT_ROW_WAIT	2
@@ -276,8 +270,8 @@ typedef struct SharedLockRow
 	TimestampTz lease_expires_at;	/* 0: no lease */
 	char		blocker_instance[64];	/* a remote holder, for a wait */
 	int32		blocker_pid;
+	uint64		proc_start;		/* with key.pid, the process that made it */
 	/* renewable holds (the lease keeper's part) */
-	int32		backend_id;		/* the holder's, for its heartbeat */
 	uint64		nodes_fp;		/* 0: nothing to renew */
 	int64		lease_ms;
 	int64		renewals;
@@ -298,12 +292,15 @@ typedef struct KeeperItem
 {
 	SharedLockKey key;
 	Oid			dboid;
-	int32		backend_id;
+	uint64		proc_start;		/* of the holder's process */
 	int64		lease_ms;
 	TimestampTz lease_end;
 	TimestampTz since;			/* acquired_at */
+	int64		token;			/* 0: none */
 	char	   *lockkey;		/* <ns>:lock:<key> */
 	int			lockkey_len;
+	char	   *keytext;		/* the key itself */
+	char	   *ns;
 	char	   *owner;
 } KeeperItem;
 
@@ -322,6 +319,7 @@ typedef struct WaitEdge
 } WaitEdge;
 
 extern int	lockext_max_tracked_locks;
+extern int	lockext_max_redis_locks;
 extern const char *shared_locks_session_id(void);
 extern int	shared_locks_wait_edges(int (*holder_of) (uint64 hash),
 									WaitEdge **edges);
@@ -332,14 +330,14 @@ extern void shared_locks_wait_start(DlockEntry *entry,
 									const char *blocker_instance,
 									int blocker_pid);
 extern int64 shared_locks_wait_end(void);
-extern void shared_locks_heartbeat_rearm(void);
 extern void shared_locks_forget_backend(void);
 extern bool shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
 								   TimestampTz *lease_end, bool *lost);
 extern int	shared_locks_renewable(uint64 nodes_fp, KeeperItem **items,
 								   uint64 *gen);
 extern uint64 shared_locks_renewable_gen(void);
-extern uint64 shared_locks_heartbeat(int backend_id);
+extern void shared_locks_drop_orphan(const SharedLockKey *key,
+									 uint64 proc_start);
 extern void shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
 								 TimestampTz lease_end, bool lost);
 extern struct dsa_area *shared_locks_area(void);
@@ -431,6 +429,17 @@ extern bool keeper_state_hand_over(uint64 set_fp, int index,
 								   size_t len, int nkeys);
 extern List *keeper_state_take_handovers(void);
 
+/* liveness.c: is a holder's process there, and can it act? */
+typedef enum HolderLiveness
+{
+	HOLDER_ACTIVE,
+	HOLDER_STOPPED,				/* SIGSTOP, a debugger: cannot act now */
+	HOLDER_GONE					/* exited, or its pid is another's now */
+} HolderLiveness;
+
+extern uint64 liveness_my_start(void);
+extern HolderLiveness liveness_of(int pid, uint64 start);
+
 /* keeper.c: the lease keeper (a background worker) */
 extern void keeper_register(void);
 
@@ -452,6 +461,7 @@ extern bool registry_release_session(DlockEntry *entry);
 extern void registry_republish(DlockEntry *entry);
 extern int	registry_release_all_session(void);
 extern int	registry_count(void);
+extern void registry_check_session_holds(void);
 extern void registry_foreach(void (*fn) (DlockEntry *entry, void *arg),
 							 void *arg);
 

@@ -35,6 +35,13 @@ static HTAB *registry = NULL;
 static dlist_head xact_entries = DLIST_STATIC_INIT(xact_entries);
 static int	xact_entry_count = 0;
 
+/*
+ * Entries with session holds: the first one tells in O(1) whether
+ * pg_advisory_unlock_all() or DISCARD ALL took the session locks.
+ */
+static dlist_head session_entries = DLIST_STATIC_INIT(session_entries);
+static int	session_entry_count = 0;
+
 static void registry_xact_callback(XactEvent event, void *arg);
 static void registry_subxact_callback(SubXactEvent event,
 									  SubTransactionId mySubid,
@@ -88,6 +95,18 @@ registry_hash_key(const char *key, int keylen)
 {
 	return hash_bytes_extended((const unsigned char *) key, keylen,
 							   REGISTRY_HASH_SEED);
+}
+
+/* entry's last session hold is gone (or is being ended). */
+static void
+clear_session_holds(DlockEntry *entry)
+{
+	if (entry->session_holds > 0)
+	{
+		dlist_delete(&entry->session_node);
+		session_entry_count--;
+	}
+	entry->session_holds = 0;
 }
 
 static inline int
@@ -147,7 +166,7 @@ sync_entry(DlockEntry *entry)
 	if (entry->session_holds > 0 &&
 		!entry->backend->still_held(entry, DLOCK_SCOPE_SESSION))
 	{
-		entry->session_holds = 0;
+		clear_session_holds(entry);
 		/* the local lock is gone; let the backend drop the rest */
 		release_scope(entry, DLOCK_SCOPE_SESSION, true, false);
 	}
@@ -199,7 +218,11 @@ registry_add_hold(DlockEntry *entry, DlockScope scope)
 {
 	if (scope == DLOCK_SCOPE_SESSION)
 	{
-		entry->session_holds++;
+		if (entry->session_holds++ == 0)
+		{
+			dlist_push_tail(&session_entries, &entry->session_node);
+			session_entry_count++;
+		}
 		return;
 	}
 	else
@@ -347,6 +370,20 @@ registry_count_failed_acquire(int64 wait_us, MemoryContext cxt)
 	FreeErrorData(edata);
 }
 
+/* Give back the scope of entry just granted (its only hold). */
+static void
+undo_grant(DlockEntry *entry, DlockScope scope)
+{
+	if (scope == DLOCK_SCOPE_SESSION)
+	{
+		clear_session_holds(entry);
+		release_scope(entry, scope, false, false);
+		registry_forget_if_unheld(entry);
+	}
+	else
+		end_xact_holds(entry, false, false);
+}
+
 DlockEntry *
 registry_acquire(const char *key, int keylen, DlockScope scope,
 				 int64 timeout_ms, int64 lease_ms, char **busy_detail)
@@ -408,14 +445,7 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 		PG_CATCH();
 		{
 			/* Give the lock back rather than hold it without a token. */
-			if (scope == DLOCK_SCOPE_SESSION)
-			{
-				entry->session_holds = 0;
-				release_scope(entry, scope, false, false);
-				registry_forget_if_unheld(entry);
-			}
-			else
-				end_xact_holds(entry, false, false);
+			undo_grant(entry, scope);
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
@@ -423,7 +453,17 @@ registry_acquire(const char *key, int keylen, DlockScope scope,
 	else
 		registry_add_hold(entry, scope);
 
-	shared_locks_publish(entry, scope);
+	PG_TRY();
+	{
+		shared_locks_publish(entry, scope);
+	}
+	PG_CATCH();
+	{
+		/* no row, no renewal: never hold a lock nobody renews */
+		undo_grant(entry, scope);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	return entry;
 }
 
@@ -442,8 +482,11 @@ registry_release_session(DlockEntry *entry)
 {
 	if (entry->session_holds == 0)
 		return false;
-	if (--entry->session_holds == 0)
+	if (entry->session_holds > 1)
+		entry->session_holds--;
+	else
 	{
+		clear_session_holds(entry);
 		release_scope(entry, DLOCK_SCOPE_SESSION, false, false);
 		registry_forget_if_unheld(entry);
 	}
@@ -467,7 +510,7 @@ registry_release_all_session(void)
 		sync_entry(entry);
 		if (entry->session_holds > 0)
 		{
-			entry->session_holds = 0;
+			clear_session_holds(entry);
 			ends[released].entry = entry;
 			ends[released++].scope = DLOCK_SCOPE_SESSION;
 		}
@@ -476,6 +519,52 @@ registry_release_all_session(void)
 	end_holds(ends, released, false, false);
 	pfree(ends);
 	return released;
+}
+
+/*
+ * pg_advisory_unlock_all() and DISCARD ALL release every session lock of
+ * the user lock method, ours with them: end those holds everywhere at
+ * once (Redis too, in one sweep), so that no Redis lock outlives its local
+ * lock and the keeper renews no orphan.  O(1) when nothing happened: they
+ * take all session locks or none, so the first entry's tells.  Runs at the
+ * end of every statement and of every transaction; never ERRORs.
+ */
+void
+registry_check_session_holds(void)
+{
+	dlist_mutable_iter iter;
+	DlockEntry *first;
+	DlockEnding *ends;
+	int			nends = 0;
+
+	if (dlist_is_empty(&session_entries))
+		return;
+	first = dlist_head_element(DlockEntry, session_node, &session_entries);
+	if (first->backend->still_held(first, DLOCK_SCOPE_SESSION))
+		return;
+
+	ends = alloc_endings(session_entry_count);
+	dlist_foreach_modify(iter, &session_entries)
+	{
+		DlockEntry *entry = dlist_container(DlockEntry, session_node, iter.cur);
+
+		if (entry->backend->still_held(entry, DLOCK_SCOPE_SESSION))
+			continue;
+		clear_session_holds(entry);
+		if (ends == NULL)
+		{
+			release_scope(entry, DLOCK_SCOPE_SESSION, true, false);
+			registry_forget_if_unheld(entry);
+			continue;
+		}
+		ends[nends].entry = entry;
+		ends[nends++].scope = DLOCK_SCOPE_SESSION;
+	}
+	if (ends != NULL)
+	{
+		end_holds(ends, nends, true, false);
+		free(ends);
+	}
 }
 
 int
@@ -569,6 +658,8 @@ registry_executor_end(QueryDesc *queryDesc)
 		prev_executor_end(queryDesc);
 	else
 		standard_ExecutorEnd(queryDesc);
+	/* the statement may have called pg_advisory_unlock_all() */
+	registry_check_session_holds();
 }
 
 void
@@ -581,9 +672,6 @@ registry_install_hooks(void)
 static void
 registry_xact_callback(XactEvent event, void *arg)
 {
-	/* error recovery disabled every timeout, the heartbeat's too */
-	if (event == XACT_EVENT_ABORT)
-		shared_locks_heartbeat_rearm();
 	registry_late_xact_callback(event, arg);
 
 	/* Like postgres_fdw: a prepared transaction cannot keep our holds. */
@@ -605,8 +693,6 @@ registry_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		shared_locks_heartbeat_rearm();	/* as at XACT_EVENT_ABORT */
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 		ends = alloc_endings(xact_entry_count);
 
@@ -668,6 +754,9 @@ registry_resowner_callback(ResourceReleasePhase phase, bool isCommit,
 		CurrentResourceOwner != TopTransactionResourceOwner)
 		return;
 
+	/* pg_advisory_unlock_all() in a statement that failed afterwards */
+	registry_check_session_holds();
+
 	ends = alloc_endings(xact_entry_count);
 	dlist_foreach_modify(iter, &xact_entries)
 	{
@@ -703,7 +792,7 @@ registry_exit_callback(int code pg_attribute_unused(), Datum arg pg_attribute_un
 	DlockEnding *ends;
 	int			nends = 0;
 
-	if (registry == NULL)
+	if (registry == NULL || lockext_debug_skip_exit_cleanup)
 		return;
 	ends = alloc_endings(registry_count());
 	hash_seq_init(&status, registry);
@@ -716,7 +805,7 @@ registry_exit_callback(int code pg_attribute_unused(), Datum arg pg_attribute_un
 			continue;
 		if (entry->session_holds > 0 && entry->xact_holds > 0)
 			shared_locks_unpublish(entry, DLOCK_SCOPE_XACT);
-		entry->session_holds = 0;
+		clear_session_holds(entry);
 		if (entry->xact_holds > 0)
 			unlink_xact_entry(entry);
 		if (ends == NULL)

@@ -3,15 +3,23 @@
  * shared_locks.c
  *	  The shared-memory table of every dlock hold and wait on this instance,
  *	  by key text: what the dlock_locks view shows and the lease keeper
- *	  renews from, and the holders' heartbeats.
+ *	  renews from.
  *
  * Needs shared_preload_libraries: the control struct is reserved at server
  * start (shmem_request_hook / shmem_startup_hook, as pg_stat_statements
  * does).  The rows live in a dshash table in a DSA area created by the
  * first backend that publishes, so the table grows with use rather than
  * being sized up front; keys are up to 1 kB and a backend's holds are
- * unbounded.  lockext.max_tracked_locks caps the rows: beyond it locking
- * goes on and the rows are counted as missing, which the view reports.
+ * unbounded.  Two caps, for two purposes: the rows of Redis holds are what
+ * the lease keeper renews, so every Redis hold has one, and beyond
+ * lockext.max_redis_locks (or when shared memory runs out) a new Redis
+ * lock is refused; the other rows (advisory holds, waits) only serve the
+ * view, and beyond lockext.max_tracked_locks locking goes on and they are
+ * counted as missing, which the view reports.
+ *
+ * Every row names the process that made it, by pid and start time
+ * (liveness.c): the keeper renews only for that very process, and
+ * releases what a process that is gone left behind.
  *
  * The same area holds the per-database counters (shared_stats.c) and the
  * releases handed to the keeper (keeper_state.c), whose control structs
@@ -30,7 +38,6 @@
 #include "lib/dshash.h"
 #include "nodes/pg_list.h"
 #include "miscadmin.h"
-#include "storage/backendid.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -38,7 +45,6 @@
 #include "utils/dsa.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
-#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "lockext.h"
@@ -50,20 +56,14 @@ typedef struct SharedLocksCtl
 	dsa_handle	area;			/* DSM_HANDLE_INVALID until first use */
 	dshash_table_handle table;
 	pg_atomic_uint64 rows;		/* rows in the table */
+	pg_atomic_uint64 renewable_rows;	/* of them, rows of Redis holds */
 	pg_atomic_uint64 missing;	/* holds and waits not in it (cap reached) */
 	pg_atomic_uint64 renewable_gen; /* bumped when a renewable row changes */
-	int			nbackends;		/* heartbeat[] runs 0..nbackends */
-
-	/*
-	 * Set to the monotonic clock (microseconds) by a timer in each backend
-	 * that holds renewable locks: a stopped (SIGSTOP) or swapped-out holder
-	 * sets nothing, and the keeper stops renewing for it.
-	 */
-	pg_atomic_uint64 heartbeat[FLEXIBLE_ARRAY_MEMBER];
 } SharedLocksCtl;
 
 
 int			lockext_max_tracked_locks = 1000000;
+int			lockext_max_redis_locks = 1000000;
 
 static SharedLocksCtl *ctl = NULL;
 static dsa_area *area = NULL;
@@ -88,8 +88,7 @@ static dshash_parameters table_params = {
 static Size
 ctl_size(void)
 {
-	return MAXALIGN(add_size(offsetof(SharedLocksCtl, heartbeat),
-							 mul_size(MaxBackends + 1, sizeof(pg_atomic_uint64))));
+	return MAXALIGN(sizeof(SharedLocksCtl));
 }
 
 static void
@@ -113,12 +112,8 @@ shared_locks_shmem_startup(void)
 	ctl = ShmemInitStruct("lockext shared locks", ctl_size(), &found);
 	if (!found)
 	{
-		int			i;
-
-		ctl->nbackends = MaxBackends;
-		for (i = 0; i <= MaxBackends; i++)
-			pg_atomic_init_u64(&ctl->heartbeat[i], 0);
 		pg_atomic_init_u64(&ctl->renewable_gen, 0);
+		pg_atomic_init_u64(&ctl->renewable_rows, 0);
 		ctl->tranche = LWLockNewTrancheId();
 		LWLockInitialize(&ctl->lock, ctl->tranche);
 		ctl->area = DSM_HANDLE_INVALID;
@@ -210,8 +205,57 @@ shared_locks_require_preload(const char *what)
 }
 
 /*
- * Insert or update a row; false (and counted as missing) when the cap is
- * reached.  May ERROR.
+ * Count a new row in; false when the view's cap says no.  A Redis hold
+ * (renewable) must have its row, so for it a cap is an ERROR, before the
+ * caller goes on holding a lock that nobody would renew.
+ */
+static bool
+count_new_row(bool renewable, const char *keytext)
+{
+	if (!renewable)
+	{
+		if (pg_atomic_fetch_add_u64(&ctl->rows, 1) -
+			pg_atomic_read_u64(&ctl->renewable_rows) >=
+			(uint64) lockext_max_tracked_locks)
+		{
+			pg_atomic_fetch_sub_u64(&ctl->rows, 1);
+			pg_atomic_fetch_add_u64(&ctl->missing, 1);
+			return false;
+		}
+		return true;
+	}
+	if (pg_atomic_fetch_add_u64(&ctl->renewable_rows, 1) >=
+		(uint64) lockext_max_redis_locks)
+	{
+		pg_atomic_fetch_sub_u64(&ctl->renewable_rows, 1);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("too many Redis locks are held on this instance to take lock \"%s\"",
+						keytext),
+				 errdetail("The lease keeper's table holds lockext.max_redis_locks (%d) Redis holds.",
+						   lockext_max_redis_locks),
+				 errhint("Release locks, or raise lockext.max_redis_locks and reload the configuration.")));
+	}
+	pg_atomic_fetch_add_u64(&ctl->rows, 1);
+	return true;
+}
+
+/* A row is going: count it out. */
+static void
+count_row_gone(const SharedLockRow *row)
+{
+	pg_atomic_fetch_sub_u64(&ctl->rows, 1);
+	if (row->nodes_fp != 0)
+	{
+		pg_atomic_fetch_sub_u64(&ctl->renewable_rows, 1);
+		pg_atomic_fetch_add_u64(&ctl->renewable_gen, 1);
+	}
+}
+
+/*
+ * Insert or update a row; false (and counted as missing) when the view's
+ * cap is reached.  May ERROR, and does for a Redis hold's row that finds
+ * no room.
  */
 static bool
 put_row(const SharedLockKey *key, const char *keytext, int keylen,
@@ -247,21 +291,42 @@ put_row(const SharedLockKey *key, const char *keytext, int keylen,
 		return true;
 	}
 
-	if (pg_atomic_fetch_add_u64(&ctl->rows, 1) >= (uint64) lockext_max_tracked_locks)
-	{
-		pg_atomic_fetch_sub_u64(&ctl->rows, 1);
-		pg_atomic_fetch_add_u64(&ctl->missing, 1);
+	if (!count_new_row(values->nodes_fp != 0, keytext))
 		return false;
-	}
 	/* allocate before taking the partition lock: an ERROR then is clean */
-	text = dsa_allocate(area, keylen + nslen + ownerlen + 3);
+	text = dsa_allocate_extended(area, keylen + nslen + ownerlen + 3,
+								 DSA_ALLOC_NO_OOM);
+	if (!DsaPointerIsValid(text))
+	{
+		count_row_gone(values);
+		if (values->nodes_fp == 0)
+		{
+			pg_atomic_fetch_add_u64(&ctl->missing, 1);
+			return false;
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of shared memory for the Redis lock \"%s\"", keytext),
+				 errdetail("The lease keeper's table could not grow."),
+				 errhint("Release locks, or give the server more shared memory (/dev/shm).")));
+	}
 	p = dsa_get_address(area, text);
 	memcpy(p, keytext, keylen);
 	p[keylen] = '\0';
 	memcpy(p + keylen + 1, ns, nslen + 1);
 	memcpy(p + keylen + 1 + nslen + 1, owner, ownerlen + 1);
 
-	row = dshash_find_or_insert(table, key, &found);
+	PG_TRY();
+	{
+		row = dshash_find_or_insert(table, key, &found);
+	}
+	PG_CATCH();
+	{
+		dsa_free(area, text);
+		count_row_gone(values);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	Assert(!found);				/* only this backend writes its rows */
 	memcpy(row, values, sizeof(SharedLockRow));
 	row->keytext = text;
@@ -270,6 +335,15 @@ put_row(const SharedLockKey *key, const char *keytext, int keylen,
 	if (values->nodes_fp != 0)
 		pg_atomic_fetch_add_u64(&ctl->renewable_gen, 1);
 	return true;
+}
+
+/* Remove a row found (and locked) with dshash_find.  Never ERRORs. */
+static void
+remove_row(SharedLockRow *row)
+{
+	count_row_gone(row);
+	dsa_free(area, row->keytext);
+	dshash_delete_entry(table, row);	/* releases the lock */
 }
 
 /* Remove a row if it is there.  Never ERRORs. */
@@ -283,11 +357,7 @@ drop_row(const SharedLockKey *key)
 	row = dshash_find(table, key, true);
 	if (row == NULL)
 		return;
-	if (row->nodes_fp != 0)
-		pg_atomic_fetch_add_u64(&ctl->renewable_gen, 1);
-	dsa_free(area, row->keytext);
-	dshash_delete_entry(table, row);	/* releases the lock */
-	pg_atomic_fetch_sub_u64(&ctl->rows, 1);
+	remove_row(row);
 }
 
 static inline int
@@ -304,6 +374,7 @@ row_init(SharedLockRow *row, DlockEntry *entry, int kind, char state)
 	row->key.pid = MyProcPid;
 	row->key.kind = kind;
 	row->key.hash = entry->hash;
+	row->proc_start = liveness_my_start();
 	row->dboid = MyDatabaseId;
 	row->userid = GetUserId();
 	row->state = state;
@@ -326,41 +397,6 @@ put_tracked(DlockEntry *entry, const SharedLockRow *row, bool *untracked,
 	*untracked = !ok;
 }
 
-static void
-heartbeat_beat(void)
-{
-	/* a signal handler: atomics and clock_gettime() only */
-	if (ctl != NULL && MyBackendId > 0 && MyBackendId <= ctl->nbackends)
-		pg_atomic_write_u64(&ctl->heartbeat[MyBackendId], lockext_now_us());
-}
-
-static TimeoutId heartbeat_timer = MAX_TIMEOUTS;
-
-/*
- * Beat every LOCKEXT_HEARTBEAT_MS from now on, even during a long query.
- * Error recovery disables every timeout (PostgresMain), so the registry's
- * transaction callbacks call this again after an abort.
- */
-void
-shared_locks_heartbeat_rearm(void)
-{
-	if (heartbeat_timer == MAX_TIMEOUTS || get_timeout_active(heartbeat_timer))
-		return;
-	heartbeat_beat();
-	enable_timeout_every(heartbeat_timer,
-						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													 LOCKEXT_HEARTBEAT_MS),
-						 LOCKEXT_HEARTBEAT_MS);
-}
-
-static void
-start_heartbeat(void)
-{
-	if (heartbeat_timer == MAX_TIMEOUTS)
-		heartbeat_timer = RegisterTimeout(USER_TIMEOUT, heartbeat_beat);
-	shared_locks_heartbeat_rearm();
-}
-
 /*
  * A scope of entry was granted (or its token or lease changed): publish
  * it.  May ERROR (out of memory), like the acquire it belongs to.
@@ -381,10 +417,8 @@ shared_locks_publish(DlockEntry *entry, DlockScope scope)
 	memset(&info, 0, sizeof(info));
 	if (entry->backend->lease_info && entry->backend->lease_info(entry, &info))
 	{
-		row.backend_id = MyBackendId;
 		row.nodes_fp = info.nodes_fp;
 		row.lease_ms = info.lease_ms;
-		start_heartbeat();
 	}
 	put_tracked(entry, &row, scope == DLOCK_SCOPE_SESSION ?
 				&entry->session_untracked : &entry->xact_untracked,
@@ -505,11 +539,9 @@ shared_locks_forget_backend(void)
 	{
 		if (row->key.pid != MyProcPid)
 			continue;
-		if (row->nodes_fp != 0)
-			pg_atomic_fetch_add_u64(&ctl->renewable_gen, 1);
+		count_row_gone(row);
 		dsa_free(area, row->keytext);
 		dshash_delete_current(&status);
-		pg_atomic_fetch_sub_u64(&ctl->rows, 1);
 	}
 	dshash_seq_term(&status);
 }
@@ -611,12 +643,15 @@ shared_locks_renewable(uint64 nodes_fp, KeeperItem **items, uint64 *gen)
 		it = &(*items)[n++];
 		it->key = row->key;
 		it->dboid = row->dboid;
-		it->backend_id = row->backend_id;
+		it->proc_start = row->proc_start;
 		it->lease_ms = row->lease_ms;
 		it->lease_end = row->lease_expires_at;
 		it->since = row->since;
+		it->token = row->has_token ? row->token : 0;
 		it->lockkey = psprintf("%s:lock:%s", ns, key);
 		it->lockkey_len = strlen(it->lockkey);
+		it->keytext = pstrdup(key);
+		it->ns = pstrdup(ns);
 		it->owner = pstrdup(ns + strlen(ns) + 1);
 	}
 	dshash_seq_term(&status);
@@ -630,12 +665,27 @@ shared_locks_renewable_gen(void)
 	return ctl ? pg_atomic_read_u64(&ctl->renewable_gen) : 0;
 }
 
-uint64
-shared_locks_heartbeat(int backend_id)
+/*
+ * The keeper: the row key, made by the process started at proc_start, is
+ * an orphan (that process is gone): remove it, unless the key now names a
+ * row of another process (the pid was reused).
+ */
+void
+shared_locks_drop_orphan(const SharedLockKey *key, uint64 proc_start)
 {
-	if (ctl == NULL || backend_id <= 0 || backend_id > ctl->nbackends)
-		return 0;
-	return pg_atomic_read_u64(&ctl->heartbeat[backend_id]);
+	SharedLockRow *row;
+
+	if (table == NULL)
+		return;
+	row = dshash_find(table, key, true);
+	if (row == NULL)
+		return;
+	if (row->proc_start != proc_start)
+	{
+		dshash_release_lock(table, row);
+		return;
+	}
+	remove_row(row);
 }
 
 /*

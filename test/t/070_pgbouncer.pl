@@ -5,12 +5,10 @@
 # database, superuser) refuses session locks with 55000.
 use strict;
 use warnings;
-use File::Path qw(make_path);
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
+use LockextCluster;
 
 my $node = PostgreSQL::Test::Cluster->new('pooled');
 $node->init;
@@ -22,60 +20,11 @@ CREATE DATABASE pooled_off;
 ALTER DATABASE pooled_off SET lockext.session_locks = off;
 });
 $node->safe_psql($_, 'CREATE EXTENSION lockext') for ('pooled', 'pooled_off');
-my $user = $node->safe_psql('postgres', 'SELECT current_user');
 
 # PgBouncer in transaction mode, one server connection per database.
-my $dir = "$PostgreSQL::Test::Utils::tmp_check/pgbouncer";
-make_path($dir);
-my $bport = PostgreSQL::Test::Cluster::get_free_port();
-my $socket = $node->host;
-my $pgport = $node->port;
-open my $fh, '>', "$dir/userlist.txt" or die $!;
-print $fh qq{"$user" ""\n};
-close $fh;
-open $fh, '>', "$dir/pgbouncer.ini" or die $!;
-print $fh <<"EOF";
-[databases]
-pooled = host=$socket port=$pgport dbname=pooled
-pooled_off = host=$socket port=$pgport dbname=pooled_off
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bport
-unix_socket_dir =
-auth_type = trust
-auth_file = $dir/userlist.txt
-pool_mode = transaction
-default_pool_size = 1
-max_client_conn = 20
-logfile = $dir/pgbouncer.log
-pidfile = $dir/pgbouncer.pid
-EOF
-close $fh;
-my $bouncer = IPC::Run::start([ 'pgbouncer', "$dir/pgbouncer.ini" ],
-	'>', "$dir/stdout.log", '2>', "$dir/stderr.log");
-END
-{
-	local $?;
-	if ($bouncer)
-	{
-		$bouncer->signal('TERM');
-		eval { $bouncer->finish; };
-	}
-}
-my $up = 0;
-for (1 .. 200)
-{
-	if (IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $bport))
-	{
-		$up = 1;
-		last;
-	}
-	usleep(25_000);
-}
-ok($up, 'pgbouncer listens') or BAIL_OUT('pgbouncer did not start');
-
-# The node as clients of the pooler see it: same cluster, pgbouncer's port.
-my $via = bless { %$node, _host => '127.0.0.1', _port => $bport }, ref $node;
+my $via = start_pgbouncer($node, 'transaction', [ 'pooled', 'pooled_off' ],
+	'default_pool_size = 1');
+ok(1, 'pgbouncer listens');
 
 # 1. lockext.session_locks = on (the default): the leak, documented.
 my $c1 = $via->background_psql('pooled', on_error_stop => 0);
@@ -126,8 +75,5 @@ is($d2->query_safe("BEGIN; SELECT dlock_try_acquire('acct'); COMMIT"), 't',
 $d1->quit;
 $d2->quit;
 
-$bouncer->signal('TERM');
-eval { $bouncer->finish; };
-$bouncer = undef;
 $node->stop;
 done_testing();

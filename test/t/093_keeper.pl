@@ -108,7 +108,7 @@ ok(!free_on($b, 'after'), 'and renews again');
 $s->query_safe("SELECT dlock_release('after')");
 
 # 6. lockext.max_hold and lockext.max_idle_hold: past them the keeper
-#    stops renewing, and the lease runs out.
+#    stops renewing, the lease runs out, and the hold is marked lost.
 sub wait_free
 {
 	my ($key, $limit) = @_;
@@ -123,7 +123,9 @@ usleep(1_500_000);
 ok(!free_on($b, 'capped'), 'under lockext.max_hold the keeper renews (1.5 s into a 1 s lease)');
 my $waited = wait_free('capped', 6);
 cmp_ok($waited, '<', 3.5, "past max_hold (2 s) the lease runs out (free ${waited}s later)");
-$s->query_safe("SELECT dlock_release('capped')");
+is($s->query("SELECT dlock_release('capped')"), 'f',
+	'past max_hold the hold is marked lost: dlock_release returns false');
+like($s->{stderr}, qr/lock "capped" was lost/, 'with a WARNING');
 $s->{stderr} = '';
 $a->safe_psql('postgres', "ALTER SYSTEM RESET lockext.max_hold; "
 	  . "ALTER SYSTEM SET lockext.max_idle_hold = '2s'; SELECT pg_reload_conf()");
