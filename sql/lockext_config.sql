@@ -37,9 +37,21 @@ SELECT count(*) AS no_row FROM pg_settings WHERE name = 'lockext.redis_nodes';
 SET lockext.redis_nodes = ' redis://127.0.0.1:6390 , unix:///tmp/x.sock?db=2 ';
 SHOW lockext.redis_nodes;
 RESET lockext.redis_nodes;
+-- role, database and function settings are readable by every role: no
+-- password there (the passfile is the place)
+CREATE ROLE lockext_pw_role;
+ALTER ROLE lockext_pw_role SET lockext.redis_nodes = 'redis://:secret@127.0.0.1:6390';
+ALTER DATABASE postgres SET lockext.redis_nodes = 'redis://u:secret@127.0.0.1:6390';
+CREATE FUNCTION lockext_pw_f() RETURNS int LANGUAGE sql
+  SET lockext.redis_nodes = 'redis://:secret@127.0.0.1:6390' AS 'SELECT 1';
+ALTER ROLE lockext_pw_role SET lockext.redis_nodes = 'redis://127.0.0.1:6390';
+SELECT rolconfig FROM pg_roles WHERE rolname = 'lockext_pw_role';
+DROP ROLE lockext_pw_role;
 
 SET lockext.namespace = '';
 SET lockext.namespace = 'has space';
+-- "<ns>:lock:<key>": a colon in the namespace could alias another's keys
+SET lockext.namespace = 'a:lock:b';
 SET lockext.namespace = 'app1';
 SHOW lockext.namespace;
 RESET lockext.namespace;

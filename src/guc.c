@@ -140,6 +140,29 @@ check_redis_nodes(char **newval, void **extra, GucSource source)
 	*extra = parsed;
 
 	/*
+	 * ALTER ROLE/DATABASE ... SET and CREATE FUNCTION ... SET store the
+	 * value in catalogs every role may read (pg_db_role_setting, pg_roles,
+	 * pg_proc): no password goes there.  They validate with PGC_S_TEST;
+	 * ALTER SYSTEM does too, but its file is the superuser's alone.
+	 */
+	if (source == PGC_S_TEST && !lockext_in_alter_system)
+	{
+		int			i;
+
+		for (i = 0; i < n; i++)
+			if (urls[i].has_password)
+			{
+				free(parsed);
+				*extra = NULL;
+				GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+				GUC_check_errmsg("a password in lockext.redis_nodes cannot be stored in a role, database or function setting");
+				GUC_check_errdetail("Every role can read those settings in the system catalogs.");
+				GUC_check_errhint("Remove it from the URL and put it in lockext.redis_passfile (host:port:user:password, mode 0600).");
+				return false;
+			}
+	}
+
+	/*
 	 * A password in the setting reaches the server log (a reload logs the
 	 * new value) and anyone who may read the configuration: say where it
 	 * belongs, once from the postmaster, or to whoever SETs it.
@@ -199,11 +222,19 @@ check_namespace(char **newval, void **extra pg_attribute_unused(), GucSource sou
 		return false;
 	}
 	for (p = *newval; *p; p++)
+	{
 		if ((unsigned char) *p <= ' ' || *p == 0x7f)
 		{
 			GUC_check_errdetail("The namespace must not contain spaces or control characters.");
 			return false;
 		}
+		/* "<ns>:lock:<key>": the first colon must end the namespace */
+		if (*p == ':')
+		{
+			GUC_check_errdetail("The namespace must not contain \":\": in Redis key names the first colon ends it.");
+			return false;
+		}
+	}
 	return true;
 }
 

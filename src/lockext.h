@@ -462,6 +462,7 @@ extern void registry_republish(DlockEntry *entry);
 extern int	registry_release_all_session(void);
 extern int	registry_count(void);
 extern void registry_check_session_holds(void);
+extern void registry_statement_end(void);
 extern void registry_foreach(void (*fn) (DlockEntry *entry, void *arg),
 							 void *arg);
 

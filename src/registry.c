@@ -15,8 +15,8 @@
  */
 #include "postgres.h"
 
+#include "access/parallel.h"
 #include "access/xact.h"
-#include "catalog/pg_class.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
 #include "storage/ipc.h"
@@ -54,12 +54,14 @@ static void registry_exit_callback(int code, Datum arg);
 static void registry_late_xact_callback(XactEvent event, void *arg);
 
 /*
- * Transaction callbacks run newest first, and postgres_fdw commits its
- * remote transactions in its PRE_COMMIT callback, registered when the
- * session first uses a foreign table.  Our check of the leases must run
- * before that, or a lost lock would roll back only the local writes.  So
- * after the first statement that touches a foreign table we register a
- * second callback, newer than the FDW's, that does the PRE_COMMIT check.
+ * Transaction callbacks run newest first, and postgres_fdw (like other
+ * FDWs) commits its remote transactions in its PRE_COMMIT callback,
+ * registered when the session first connects, in whatever statement that
+ * is: a query, a foreign partition, COPY FROM into a foreign table.  Our
+ * check of the leases must run before that, or a lost lock would roll
+ * back only the local writes.  So after every statement of a transaction
+ * that holds dlocks, a second callback that does the PRE_COMMIT check is
+ * registered anew, newest of all.
  */
 static bool late_callback_registered = false;
 static bool pre_commit_checked = false;
@@ -75,6 +77,13 @@ registry_init(void)
 {
 	HASHCTL		ctl;
 
+	/* a worker's registry is its own, empty: it would see none of ours */
+	if (IsParallelWorker())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("dlock functions cannot run in a parallel worker"),
+				 errdetail("A parallel worker does not share its leader's locks."),
+				 errhint("Mark the function that calls them PARALLEL UNSAFE.")));
 	if (registry != NULL)
 		return;
 	ctl.keysize = sizeof(uint64);
@@ -628,38 +637,34 @@ registry_late_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 		pre_commit_checked = false;		/* the transaction has ended */
 }
 
-static bool
-touches_foreign_table(List *rtable)
+/*
+ * A statement ended: an FDW may have registered its callbacks while it
+ * ran, and it may have called pg_advisory_unlock_all().  From the
+ * executor's and the utility hooks; may ERROR (a statement's end).
+ */
+void
+registry_statement_end(void)
 {
-	ListCell   *lc;
-
-	foreach(lc, rtable)
+	/* not once the commit's callbacks run: one may be next in their list */
+	if (!dlist_is_empty(&xact_entries) && !pre_commit_checked)
 	{
-		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
-
-		if (rte->rtekind == RTE_RELATION && rte->relkind == RELKIND_FOREIGN_TABLE)
-			return true;
-	}
-	return false;
-}
-
-/* The FDW registered its callbacks while this statement ran, if ever. */
-static void
-registry_executor_end(QueryDesc *queryDesc)
-{
-	if (!late_callback_registered && queryDesc->plannedstmt != NULL &&
-		touches_foreign_table(queryDesc->plannedstmt->rtable))
-	{
-		/* prepending is safe even while the callbacks are being run */
+		/* re-registering keeps ours the newest callback */
+		if (late_callback_registered)
+			UnregisterXactCallback(registry_late_xact_callback, NULL);
 		RegisterXactCallback(registry_late_xact_callback, NULL);
 		late_callback_registered = true;
 	}
+	registry_check_session_holds();
+}
+
+static void
+registry_executor_end(QueryDesc *queryDesc)
+{
 	if (prev_executor_end)
 		prev_executor_end(queryDesc);
 	else
 		standard_ExecutorEnd(queryDesc);
-	/* the statement may have called pg_advisory_unlock_all() */
-	registry_check_session_holds();
+	registry_statement_end();
 }
 
 void

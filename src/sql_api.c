@@ -125,8 +125,8 @@ lockext_process_utility(PlannedStmt *pstmt, const char *queryString,
 		lockext_in_alter_system = saved_alter_system;
 	}
 	PG_END_TRY();
-	/* DISCARD ALL released our session locks with the others */
-	registry_check_session_holds();
+	/* COPY FROM into a foreign table; DISCARD ALL took our session locks */
+	registry_statement_end();
 }
 
 /*
