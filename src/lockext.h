@@ -440,6 +440,9 @@ typedef enum HolderLiveness
 extern uint64 liveness_my_start(void);
 extern HolderLiveness liveness_of(int pid, uint64 start);
 
+/* views.c */
+extern bool views_may_see_holder(const DlockHolderInfo *info);
+
 /* keeper.c: the lease keeper (a background worker) */
 extern void keeper_register(void);
 

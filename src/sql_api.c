@@ -608,9 +608,19 @@ dlock_holder(PG_FUNCTION_ARGS)
 
 	if (!backend->holder(key, keylen, registry_hash_key(key, keylen), &info))
 		PG_RETURN_NULL();
+	/* held, and for how long, is anyone's to know; by whom is not */
+	if (!views_may_see_holder(&info))
+	{
+		info.instance = NULL;
+		info.pid = 0;
+		info.database = NULL;
+		info.application_name = NULL;
+	}
 
-	values[0] = CStringGetTextDatum(info.instance);
+	values[0] = info.instance ? CStringGetTextDatum(info.instance) : (Datum) 0;
+	nulls[0] = (info.instance == NULL);
 	values[1] = Int32GetDatum(info.pid);
+	nulls[1] = (info.pid == 0);
 	values[2] = info.database ? CStringGetTextDatum(info.database) : (Datum) 0;
 	nulls[2] = (info.database == NULL);
 	values[3] = info.application_name ?

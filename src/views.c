@@ -7,21 +7,27 @@
  *	  nodes as the lease keeper sees them), and whether the keeper runs.
  *
  * Like pg_stat_activity with its query text, other roles' rows of
- * dlock_locks are shown only to superusers and members of
- * pg_read_all_stats.
+ * dlock_locks, and who holds a key in dlock_holder(), are shown only to
+ * superusers and members of pg_read_all_stats.  Keys of another database
+ * whose encoding differs from this one's are shown as escaped bytes
+ * unless they are plain ASCII: their bytes are not text here.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/pg_authid_d.h"
+#include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "common/string.h"
+#include "mb/pg_wchar.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "lockext.h"
@@ -64,6 +70,83 @@ backend_appname(int pid)
 	return NULL;
 }
 
+/* Does the current user see other roles' holds and waits? */
+static bool
+sees_all(void)
+{
+	return superuser() || has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+}
+
+/* The role of a live backend of this instance, InvalidOid if none. */
+static Oid
+backend_role(int pid)
+{
+	int			n = pgstat_fetch_stat_numbackends();
+	int			i;
+
+	for (i = 1; i <= n; i++)
+	{
+		PgBackendStatus *be = &pgstat_fetch_stat_local_beentry(i)->backendStatus;
+
+		if (be->st_procpid == pid)
+			return be->st_userid;
+	}
+	return InvalidOid;
+}
+
+/*
+ * dlock_holder(): may the current user see who holds a key (instance,
+ * pid, database, application_name)?  The dlock_locks rule: a holder of a
+ * role whose privileges the user has, on this instance, or anyone to
+ * superusers and pg_read_all_stats.  A holder on another instance has no
+ * role we could check.
+ */
+bool
+views_may_see_holder(const DlockHolderInfo *info)
+{
+	Oid			role;
+
+	if (sees_all())
+		return true;
+	if (info->instance == NULL || strcmp(info->instance, lockext_instance_name()) != 0)
+		return false;
+	role = backend_role(info->pid);
+	return OidIsValid(role) && has_privs_of_role(GetUserId(), role);
+}
+
+static int
+database_encoding(Oid dboid)
+{
+	HeapTuple	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+	int			encoding = -1;
+
+	if (HeapTupleIsValid(tup))
+	{
+		encoding = ((Form_pg_database) GETSTRUCT(tup))->encoding;
+		ReleaseSysCache(tup);
+	}
+	return encoding;
+}
+
+/* A key of database dboid as text here: escaped bytes when not ours. */
+static Datum
+key_text(Oid dboid, const char *key, int keylen)
+{
+	StringInfoData buf;
+	int			i;
+
+	if ((dboid == MyDatabaseId ||
+		 pg_is_ascii(key) ||
+		 database_encoding(dboid) == GetDatabaseEncoding()) &&
+		pg_verifymbstr(key, keylen, true))
+		return CStringGetTextDatum(key);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "\\x");
+	for (i = 0; i < keylen; i++)
+		appendStringInfo(&buf, "%02x", (unsigned char) key[i]);
+	return CStringGetTextDatum(buf.data);
+}
+
 static void
 lock_row(const SharedLockRow *row, const char *key, int kind, void *arg)
 {
@@ -81,7 +164,7 @@ lock_row(const SharedLockRow *row, const char *key, int kind, void *arg)
 	user = GetUserNameFromId(row->userid, true);
 	app = backend_appname(row->key.pid);
 
-	values[0] = CStringGetTextDatum(key);
+	values[0] = key_text(row->dboid, key, row->keylen);
 	values[1] = scope ? CStringGetTextDatum(scope) : (Datum) 0;
 	nulls[1] = (scope == NULL);
 	values[2] = CStringGetTextDatum(row->backend);
@@ -122,8 +205,7 @@ dlock_locks_internal(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	scan.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	scan.see_all = superuser() ||
-		has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	scan.see_all = sees_all();
 	scan.instance = lockext_instance_name();
 	missing = shared_locks_scan(lock_row, &scan);
 	if (missing > 0)
