@@ -386,6 +386,7 @@ extern void shared_stats_scan(void (*fn) (Oid dboid, const uint64 *counters,
 										  TimestampTz reset_at, void *arg),
 							  void *arg);
 extern void shared_stats_reset(void);
+extern void shared_stats_forget_db(Oid dboid);
 
 /*
  * keeper_state.c: what the keeper shares with backends and views: whether

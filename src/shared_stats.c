@@ -10,7 +10,9 @@
  * database's entry and counts with atomic additions alone: counting never
  * ERRORs, takes no lock and allocates nothing, so it also works on the
  * abort path and after the commit record.  Entries of dropped databases
- * stay (a few hundred bytes each) and the view, which lists
+ * stay (a few hundred bytes each: the keeper may still hold a pointer),
+ * zeroed by the DROP DATABASE (shared_stats_forget_db), so a database
+ * that gets the OID again starts from zero; the view, which lists
  * pg_database, does not show them.  The lease keeper counts renewals into
  * the holders' databases the same way.
  *
@@ -259,6 +261,30 @@ shared_stats_scan(void (*fn) (Oid dboid, const uint64 *counters,
 	}
 }
 
+static void
+zero_entry(StatsEntry *entry, TimestampTz now)
+{
+	int			i;
+
+	for (i = 0; i < DLOCK_NSTATS; i++)
+		pg_atomic_write_u64(&entry->c[i], 0);
+	pg_atomic_write_u64(&entry->reset_at, (uint64) now);
+}
+
+/*
+ * DROP DATABASE dropped dboid: zero its counters, so that a database that
+ * gets the same OID later does not inherit them.  May ERROR.
+ */
+void
+shared_stats_forget_db(Oid dboid)
+{
+	StatsEntry *entry;
+
+	if (ctl == NULL || (entry = entry_of(dboid, false)) == NULL)
+		return;
+	zero_entry(entry, GetCurrentTimestamp());
+}
+
 /* Zero every database's counters.  ERRORs without preloading. */
 void
 shared_stats_reset(void)
@@ -271,12 +297,6 @@ shared_stats_reset(void)
 	(void) attach();
 	dshash_seq_init(&status, table, false);
 	while ((entry = dshash_seq_next(&status)) != NULL)
-	{
-		int			i;
-
-		for (i = 0; i < DLOCK_NSTATS; i++)
-			pg_atomic_write_u64(&entry->c[i], 0);
-		pg_atomic_write_u64(&entry->reset_at, (uint64) now);
-	}
+		zero_entry(entry, now);
 	dshash_seq_term(&status);
 }

@@ -17,6 +17,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type_d.h"
+#include "commands/dbcommands.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -103,11 +104,15 @@ lockext_process_utility(PlannedStmt *pstmt, const char *queryString,
 {
 	MemoryContext saved_cxt = toplevel_query_cxt;
 	bool		saved_alter_system = lockext_in_alter_system;
+	volatile Oid dropped_db = InvalidOid;
 
 	if (exec_nested_level == 0)
 		toplevel_query_cxt = NULL;
 	if (IsA(pstmt->utilityStmt, AlterSystemStmt))
 		lockext_in_alter_system = true;
+	if (IsA(pstmt->utilityStmt, DropdbStmt))
+		dropped_db = get_database_oid(((DropdbStmt *) pstmt->utilityStmt)->dbname,
+									  true);
 	exec_nested_level++;
 	PG_TRY();
 	{
@@ -127,6 +132,9 @@ lockext_process_utility(PlannedStmt *pstmt, const char *queryString,
 	PG_END_TRY();
 	/* COPY FROM into a foreign table; DISCARD ALL took our session locks */
 	registry_statement_end();
+	/* dlock_stats must not hand its counters to a later database's OID */
+	if (OidIsValid(dropped_db))
+		shared_stats_forget_db(dropped_db);
 }
 
 /*

@@ -202,6 +202,18 @@ kill 'TERM', $a->safe_psql('postgres', 'SELECT dlock_keeper_pid()');
 ok($a->poll_query_until('postgres', "SELECT state = 'unknown' FROM dlock_redis_nodes"),
 	'without the keeper the state is unknown');
 
+# 10. A dropped database's counters do not pass to a database that gets
+#     its OID again (CREATE DATABASE ... OID, as pg_upgrade does).
+$a->safe_psql('postgres', 'CREATE DATABASE gone');
+$a->safe_psql('gone', "CREATE EXTENSION lockext; SELECT dlock_try_acquire_session('g1'), dlock_try_acquire_session('g2')");
+my $gone_oid = $a->safe_psql('postgres', "SELECT oid FROM pg_database WHERE datname = 'gone'");
+is($a->safe_psql('postgres', "SELECT acquired FROM dlock_stats WHERE datname = 'gone'"), '2',
+	'a database counts its acquisitions');
+$a->safe_psql('postgres', 'DROP DATABASE gone');
+$a->safe_psql('postgres', "CREATE DATABASE reborn OID = $gone_oid");
+is($a->safe_psql('postgres', "SELECT acquired FROM dlock_stats WHERE datname = 'reborn'"), '0',
+	'a new database with a dropped one\'s OID starts from zero');
+
 $_->quit for ($h, $hb, $w);
 $_->stop for ($a, $b);
 done_testing();
