@@ -264,7 +264,7 @@ renew_due(RedisNodeSet *set)
 			/* not renewed: once the lease is over, the lock is lost */
 			if (it->lease_end <= now)
 			{
-				shared_locks_renewed(&it->key, it->since, 0, true);
+				shared_locks_renewed(&it->key, it->since, 0, 0, true);
 				it->lease_ms = 0;
 			}
 			else				/* a stopped holder may be continued */
@@ -307,7 +307,7 @@ renew_due(RedisNodeSet *set)
 		if (outcome[i] > 0)
 		{
 			it->lease_end = now + (outcome[i] - now_us);
-			shared_locks_renewed(&it->key, it->since, it->lease_end, false);
+			shared_locks_renewed(&it->key, it->since, it->lease_end, outcome[i], false);
 			shared_stats_count_db(it->dboid, DLOCK_STAT_RENEWALS, 1);
 			wake = Min(wake, it->lease_end - LOCKEXT_WAKE_LEFT_US(it->lease_ms));
 		}
@@ -317,7 +317,7 @@ renew_due(RedisNodeSet *set)
 			if (outcome[i] == 0)
 			{
 				/* no longer ours: the holder's COMMIT must fail */
-				shared_locks_renewed(&it->key, it->since, 0, true);
+				shared_locks_renewed(&it->key, it->since, 0, 0, true);
 				it->lease_ms = 0;
 			}
 			else				/* too few nodes answered: soon again */

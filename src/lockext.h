@@ -268,6 +268,7 @@ typedef struct SharedLockRow
 	int64		token;
 	TimestampTz since;			/* acquired_at, or the wait's start */
 	TimestampTz lease_expires_at;	/* 0: no lease */
+	int64		lease_until_us; /* the keeper's lease end, monotonic; 0: none */
 	char		blocker_instance[64];	/* a remote holder, for a wait */
 	int32		blocker_pid;
 	uint64		proc_start;		/* with key.pid, the process that made it */
@@ -332,14 +333,16 @@ extern void shared_locks_wait_start(DlockEntry *entry,
 extern int64 shared_locks_wait_end(void);
 extern void shared_locks_forget_backend(void);
 extern bool shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
-								   TimestampTz *lease_end, bool *lost);
+								   TimestampTz *lease_end,
+								   int64 *lease_until_us, bool *lost);
 extern int	shared_locks_renewable(uint64 nodes_fp, KeeperItem **items,
 								   uint64 *gen);
 extern uint64 shared_locks_renewable_gen(void);
 extern void shared_locks_drop_orphan(const SharedLockKey *key,
 									 uint64 proc_start);
 extern void shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
-								 TimestampTz lease_end, bool lost);
+								 TimestampTz lease_end, int64 lease_until_us,
+								 bool lost);
 extern struct dsa_area *shared_locks_area(void);
 extern struct dsa_area *shared_locks_area_attached(void);
 extern int	shared_locks_tranche(void);

@@ -664,13 +664,15 @@ redis_verify(DlockEntry *entry)
 	StringInfoData detail;
 
 	TimestampTz lease_end;
+	int64		lease_until_us;
 	bool		lost;
 
 	if (hold == NULL || lockext_verify_on_commit == LOCKEXT_VERIFY_OFF)
 		return;
 
 	/* what the lease keeper found: lost, or renewed far enough */
-	if (shared_locks_hold_state(entry, DLOCK_SCOPE_XACT, &lease_end, &lost))
+	if (shared_locks_hold_state(entry, DLOCK_SCOPE_XACT, &lease_end,
+								&lease_until_us, &lost))
 	{
 		if (lost)
 		{
@@ -681,9 +683,10 @@ redis_verify(DlockEntry *entry)
 					 errdetail("The lease keeper found the lock no longer held in Redis: it was deleted, flushed or taken over."),
 					 errhint("Find out what removed the key in Redis; lockext.verify_on_commit = always checks at every COMMIT too.")));
 		}
+		/* the monotonic clock: a wall clock set back must not stretch it */
 		if (lockext_verify_on_commit == LOCKEXT_VERIFY_AUTO &&
-			TimestampDifferenceExceeds(GetCurrentTimestamp(), lease_end,
-									   lockext_command_timeout_ms))
+			lockext_now_us() + lockext_command_timeout_ms * INT64CONST(1000) <
+			lease_until_us)
 			return;
 	}
 	if (lockext_verify_on_commit == LOCKEXT_VERIFY_AUTO &&

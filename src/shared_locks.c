@@ -587,7 +587,8 @@ shared_locks_scan(void (*fn) (const SharedLockRow *row, const char *key,
  */
 bool
 shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
-						TimestampTz *lease_end, bool *lost)
+						TimestampTz *lease_end, int64 *lease_until_us,
+						bool *lost)
 {
 	SharedLockKey key;
 	SharedLockRow *row;
@@ -601,6 +602,8 @@ shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
 	if (row == NULL)
 		return false;
 	*lease_end = row->lease_expires_at;
+	if (lease_until_us)
+		*lease_until_us = row->lease_until_us;
 	*lost = (row->state == 'l');
 	dshash_release_lock(table, row);
 	return true;
@@ -689,13 +692,13 @@ shared_locks_drop_orphan(const SharedLockKey *key, uint64 proc_start)
 }
 
 /*
- * The keeper renewed the hold acquired at since to lease_end, or found it
- * lost.  A row of a later hold of the same key (released and taken again
+ * The keeper renewed the hold acquired at since to lease_end (and, on the
+ * monotonic clock, to lease_until_us), or found it lost.  A row of a later hold of the same key (released and taken again
  * meanwhile) is left alone.
  */
 void
 shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
-					 TimestampTz lease_end, bool lost)
+					 TimestampTz lease_end, int64 lease_until_us, bool lost)
 {
 	SharedLockRow *row;
 
@@ -714,6 +717,7 @@ shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
 	else if (row->state == 'h')
 	{
 		row->lease_expires_at = lease_end;
+		row->lease_until_us = lease_until_us;
 		row->renewals++;
 	}
 	dshash_release_lock(table, row);

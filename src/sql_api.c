@@ -464,7 +464,7 @@ hold_lost(DlockEntry *entry, DlockScope scope, TimestampTz *lease_end)
 	TimestampTz end = entry->lease_expires_at;
 	bool		lost = false;
 
-	if (!shared_locks_hold_state(entry, scope, &end, &lost))
+	if (!shared_locks_hold_state(entry, scope, &end, NULL, &lost))
 		end = entry->lease_expires_at;
 	if (lease_end)
 		*lease_end = end;

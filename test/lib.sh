@@ -4,7 +4,7 @@ PGVER=15
 PGBIN=/usr/lib/postgresql/$PGVER/bin
 PACKAGES="make gcc libc6-dev libssl-dev openssl postgresql-$PGVER postgresql-server-dev-$PGVER
           postgresql-contrib libipc-run-perl perl libhiredis-dev redis-server
-          redis-tools clang libclang-rt-14-dev cppcheck pgbouncer"
+          redis-tools clang libclang-rt-14-dev cppcheck pgbouncer faketime"
 
 log() { printf '== %s\n' "$*"; }
 
