@@ -18,6 +18,7 @@
 
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
@@ -52,29 +53,46 @@ typedef struct SharedHandover
 } SharedHandover;
 
 static KeeperShared *ks = NULL;
+static shmem_request_hook_type prev_shmem_request = NULL;
+static shmem_startup_hook_type prev_shmem_startup = NULL;
 
-Size
-keeper_state_shmem_size(void)
+static void
+keeper_state_shmem_request(void)
 {
-	return MAXALIGN(sizeof(KeeperShared));
+	if (prev_shmem_request)
+		prev_shmem_request();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(KeeperShared)));
 }
 
-/* From shared_locks.c's shmem_startup_hook, under AddinShmemInitLock. */
-void
-keeper_state_shmem_startup(int tranche)
+static void
+keeper_state_shmem_startup(void)
 {
 	bool		found;
 
-	ks = ShmemInitStruct("lockext keeper", keeper_state_shmem_size(), &found);
+	if (prev_shmem_startup)
+		prev_shmem_startup();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	ks = ShmemInitStruct("lockext keeper", MAXALIGN(sizeof(KeeperShared)), &found);
 	if (!found)
 	{
 		memset(ks, 0, sizeof(*ks));
 		pg_atomic_init_u32(&ks->pid, 0);
 		pg_atomic_init_u32(&ks->procno, 0);
 		pg_atomic_init_u64(&ks->wake_at, 0);
-		LWLockInitialize(&ks->lock, tranche);
+		LWLockInitialize(&ks->lock, shared_area_tranche());
 		ks->handover_head = ks->handover_tail = InvalidDsaPointer;
 	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* From _PG_init while preloading: reserve the control struct. */
+void
+keeper_state_install_hooks(void)
+{
+	prev_shmem_request = shmem_request_hook;
+	shmem_request_hook = keeper_state_shmem_request;
+	prev_shmem_startup = shmem_startup_hook;
+	shmem_startup_hook = keeper_state_shmem_startup;
 }
 
 /* The keeper starts (running) or exits. */
@@ -157,7 +175,7 @@ bool
 keeper_state_hand_over(uint64 set_fp, int index, TimestampTz until,
 					   const char *cmd, size_t len, int nkeys)
 {
-	dsa_area   *area = shared_locks_area_attached();
+	dsa_area   *area = shared_area_attached();
 	dsa_pointer dp;
 	SharedHandover *sh;
 
@@ -202,7 +220,7 @@ keeper_state_take_handovers(void)
 	List	   *taken = NIL;
 
 	if (ks == NULL || ks->nhandovers == 0 ||	/* unlocked: a hint */
-		(area = shared_locks_area_attached()) == NULL)
+		(area = shared_area_attached()) == NULL)
 		return NIL;
 	LWLockAcquire(&ks->lock, LW_EXCLUSIVE);
 	dp = ks->handover_head;

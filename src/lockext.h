@@ -243,6 +243,16 @@ extern const DlockBackend *lockext_current_backend(void);
 
 
 /*
+ * shared_area.c: the DSA area of lockext's shared tables, and their LWLock
+ * tranche (needs shared_preload_libraries).
+ */
+extern void shared_area_install_hooks(void);
+extern int	shared_area_tranche(void);
+extern struct dsa_area *shared_area_get(void);
+extern struct dsa_area *shared_area_attached(void);
+extern void shared_area_require(const char *what);
+
+/*
  * shared_locks.c: every hold and wait on this instance, in shared memory,
  * for the dlock_locks view.  One row per (backend, kind, key).
  */
@@ -343,10 +353,6 @@ extern void shared_locks_drop_orphan(const SharedLockKey *key,
 extern void shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
 								 TimestampTz lease_end, int64 lease_until_us,
 								 bool lost);
-extern struct dsa_area *shared_locks_area(void);
-extern struct dsa_area *shared_locks_area_attached(void);
-extern int	shared_locks_tranche(void);
-extern void shared_locks_require_preload(const char *what);
 extern uint64 shared_locks_scan(void (*fn) (const SharedLockRow *row,
 											const char *key, int kind,
 											void *arg), void *arg);
@@ -379,8 +385,7 @@ typedef enum DlockStat
 	DLOCK_NSTATS
 } DlockStat;
 
-extern Size shared_stats_shmem_size(void);
-extern void shared_stats_shmem_startup(int tranche);
+extern void shared_stats_install_hooks(void);
 extern void shared_stats_prepare(void);
 extern void shared_stats_count(DlockStat stat, uint64 n);
 extern void shared_stats_count_db(Oid dboid, DlockStat stat, uint64 n);
@@ -420,8 +425,7 @@ typedef struct KeeperHandover
 	char	   *cmd;
 } KeeperHandover;
 
-extern Size keeper_state_shmem_size(void);
-extern void keeper_state_shmem_startup(int tranche);
+extern void keeper_state_install_hooks(void);
 extern void keeper_state_running(bool running);
 extern int	keeper_state_pid(void);
 extern void keeper_state_set_wake(TimestampTz wake_at);

@@ -21,9 +21,9 @@
  * (liveness.c): the keeper renews only for that very process, and
  * releases what a process that is gone left behind.
  *
- * The same area holds the per-database counters (shared_stats.c) and the
- * releases handed to the keeper (keeper_state.c), whose control structs
- * are reserved here too.
+ * The table lives in lockext's DSA area (shared_area.c), beside the
+ * per-database counters (shared_stats.c) and the releases handed to the
+ * keeper (keeper_state.c).
  *
  * A backend publishes a row when a scope of a key is first granted, and
  * when it starts to wait; it removes it when the scope's last hold ends,
@@ -51,10 +51,8 @@
 
 typedef struct SharedLocksCtl
 {
-	LWLock		lock;			/* protects the handles below */
-	int			tranche;
-	dsa_handle	area;			/* DSM_HANDLE_INVALID until first use */
-	dshash_table_handle table;
+	LWLock		lock;			/* protects table */
+	dshash_table_handle table;	/* InvalidDsaPointer until first use */
 	pg_atomic_uint64 rows;		/* rows in the table */
 	pg_atomic_uint64 renewable_rows;	/* of them, rows of Redis holds */
 	pg_atomic_uint64 missing;	/* holds and waits not in it (cap reached) */
@@ -97,8 +95,6 @@ shared_locks_shmem_request(void)
 	if (prev_shmem_request)
 		prev_shmem_request();
 	RequestAddinShmemSpace(ctl_size());
-	RequestAddinShmemSpace(shared_stats_shmem_size());
-	RequestAddinShmemSpace(keeper_state_shmem_size());
 }
 
 static void
@@ -114,15 +110,11 @@ shared_locks_shmem_startup(void)
 	{
 		pg_atomic_init_u64(&ctl->renewable_gen, 0);
 		pg_atomic_init_u64(&ctl->renewable_rows, 0);
-		ctl->tranche = LWLockNewTrancheId();
-		LWLockInitialize(&ctl->lock, ctl->tranche);
-		ctl->area = DSM_HANDLE_INVALID;
+		LWLockInitialize(&ctl->lock, shared_area_tranche());
 		ctl->table = InvalidDsaPointer;
 		pg_atomic_init_u64(&ctl->rows, 0);
 		pg_atomic_init_u64(&ctl->missing, 0);
 	}
-	shared_stats_shmem_startup(ctl->tranche);
-	keeper_state_shmem_startup(ctl->tranche);
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -147,61 +139,29 @@ attach(void)
 
 	if (table != NULL)
 		return true;
-	if (ctl == NULL)
+	if (ctl == NULL || (area = shared_area_get()) == NULL)
 		return false;
-	LWLockRegisterTranche(ctl->tranche, "lockext");
-	table_params.tranche_id = ctl->tranche;
+	table_params.tranche_id = shared_area_tranche();
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 	LWLockAcquire(&ctl->lock, LW_EXCLUSIVE);
-	if (ctl->area == DSM_HANDLE_INVALID)
+	if (ctl->table == InvalidDsaPointer)
 	{
-		area = dsa_create(ctl->tranche);
-		dsa_pin(area);
-		dsa_pin_mapping(area);
 		table = dshash_create(area, &table_params, NULL);
-		ctl->area = dsa_get_handle(area);
 		ctl->table = dshash_get_hash_table_handle(table);
 	}
 	else
-	{
-		area = dsa_attach(ctl->area);
-		dsa_pin_mapping(area);
 		table = dshash_attach(area, &table_params, ctl->table, NULL);
-	}
 	LWLockRelease(&ctl->lock);
 	MemoryContextSwitchTo(oldcxt);
 	return true;
 }
 
-/* The shared area, attached if need be; NULL without preloading.  May ERROR. */
-dsa_area *
-shared_locks_area(void)
-{
-	return attach() ? area : NULL;
-}
-
-/* The shared area if this process is attached already.  Never ERRORs. */
-dsa_area *
-shared_locks_area_attached(void)
-{
-	return table != NULL ? area : NULL;
-}
-
-int
-shared_locks_tranche(void)
-{
-	return ctl->tranche;
-}
-
 /* ERROR for a view or function that needs lockext preloaded. */
-void
-shared_locks_require_preload(const char *what)
+static void
+require_table(const char *what)
 {
-	if (!attach())
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s needs lockext in shared_preload_libraries", what),
-				 errhint("Add lockext to shared_preload_libraries and restart the server.")));
+	shared_area_require(what);
+	(void) attach();
 }
 
 /*
@@ -560,7 +520,7 @@ shared_locks_scan(void (*fn) (const SharedLockRow *row, const char *key,
 	List	   *rows = NIL;
 	ListCell   *lc;
 
-	shared_locks_require_preload("dlock_locks");
+	require_table("dlock_locks");
 	dshash_seq_init(&status, table, false);
 	while ((row = dshash_seq_next(&status)) != NULL)
 	{

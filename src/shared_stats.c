@@ -4,7 +4,7 @@
  *	  Per-database counters of dlock activity, in shared memory: what the
  *	  dlock_stats view shows and dlock_stats_reset() zeroes.
  *
- * One entry per database in a dshash table in shared_locks.c's DSA area,
+ * One entry per database in a dshash table in lockext's DSA area,
  * created by the first acquire in that database (where an ERROR is still
  * allowed) and never deleted, so a backend keeps a pointer to its
  * database's entry and counts with atomic additions alone: counting never
@@ -26,6 +26,7 @@
 #include "lib/dshash.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
+#include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/dsa.h"
@@ -48,6 +49,8 @@ typedef struct StatsEntry
 } StatsEntry;
 
 static StatsCtl *ctl = NULL;
+static shmem_request_hook_type prev_shmem_request = NULL;
+static shmem_startup_hook_type prev_shmem_startup = NULL;
 static dshash_table *table = NULL;
 static StatsEntry *my_entry = NULL;	/* MyDatabaseId's */
 
@@ -69,24 +72,39 @@ static dshash_parameters table_params = {
 	0							/* tranche, set at attach */
 };
 
-Size
-shared_stats_shmem_size(void)
+static void
+shared_stats_shmem_request(void)
 {
-	return MAXALIGN(sizeof(StatsCtl));
+	if (prev_shmem_request)
+		prev_shmem_request();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(StatsCtl)));
 }
 
-/* From shared_locks.c's shmem_startup_hook, under AddinShmemInitLock. */
-void
-shared_stats_shmem_startup(int tranche)
+static void
+shared_stats_shmem_startup(void)
 {
 	bool		found;
 
-	ctl = ShmemInitStruct("lockext stats", shared_stats_shmem_size(), &found);
+	if (prev_shmem_startup)
+		prev_shmem_startup();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	ctl = ShmemInitStruct("lockext stats", MAXALIGN(sizeof(StatsCtl)), &found);
 	if (!found)
 	{
-		LWLockInitialize(&ctl->lock, tranche);
+		LWLockInitialize(&ctl->lock, shared_area_tranche());
 		ctl->table = InvalidDsaPointer;
 	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* From _PG_init while preloading: reserve the control struct. */
+void
+shared_stats_install_hooks(void)
+{
+	prev_shmem_request = shmem_request_hook;
+	shmem_request_hook = shared_stats_shmem_request;
+	prev_shmem_startup = shmem_startup_hook;
+	shmem_startup_hook = shared_stats_shmem_startup;
 }
 
 /* Attach to (or create) the table; false without preloading.  May ERROR. */
@@ -98,9 +116,9 @@ attach(void)
 
 	if (table != NULL)
 		return true;
-	if (ctl == NULL || (area = shared_locks_area()) == NULL)
+	if (ctl == NULL || (area = shared_area_get()) == NULL)
 		return false;
-	table_params.tranche_id = shared_locks_tranche();
+	table_params.tranche_id = shared_area_tranche();
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 	LWLockAcquire(&ctl->lock, LW_EXCLUSIVE);
 	if (ctl->table == InvalidDsaPointer)
@@ -238,7 +256,7 @@ shared_stats_scan(void (*fn) (Oid dboid, const uint64 *counters,
 	List	   *copies = NIL;
 	ListCell   *lc;
 
-	shared_locks_require_preload("dlock_stats");
+	shared_area_require("dlock_stats");
 	(void) attach();
 	dshash_seq_init(&status, table, false);
 	while ((entry = dshash_seq_next(&status)) != NULL)
@@ -293,7 +311,7 @@ shared_stats_reset(void)
 	StatsEntry *entry;
 	TimestampTz now = GetCurrentTimestamp();
 
-	shared_locks_require_preload("dlock_stats_reset");
+	shared_area_require("dlock_stats_reset");
 	(void) attach();
 	dshash_seq_init(&status, table, false);
 	while ((entry = dshash_seq_next(&status)) != NULL)

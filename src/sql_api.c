@@ -149,7 +149,10 @@ _PG_init(void)
 	/* shared state and the lease keeper only when loaded at server start */
 	if (process_shared_preload_libraries_in_progress)
 	{
+		shared_area_install_hooks();
 		shared_locks_install_hooks();
+		shared_stats_install_hooks();
+		keeper_state_install_hooks();
 		keeper_register();
 	}
 
