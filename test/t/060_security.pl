@@ -47,7 +47,7 @@ is($a->safe_psql('postgres', q{
 SELECT string_agg(name || '=' || context, ',' ORDER BY name) FROM pg_settings WHERE name LIKE 'lockext.%'}),
 	'lockext.backend=superuser,lockext.command_timeout=superuser,lockext.connect_timeout=superuser,'
 	  . 'lockext.fallback=superuser,lockext.lease=user,lockext.max_hold=sighup,'
-	  . 'lockext.max_idle_hold=sighup,lockext.max_tracked_locks=sighup,'
+	  . 'lockext.max_idle_hold=sighup,lockext.max_redis_locks=sighup,lockext.max_tracked_locks=sighup,'
 	  . 'lockext.namespace=superuser,lockext.redis_passfile=superuser,lockext.session_locks=superuser,'
 	  . 'lockext.verify_on_commit=user,lockext.wait_timeout=user',
 	'the settings and who may set them (lockext.redis_nodes has no row: see 080)');
