@@ -298,6 +298,7 @@ typedef struct KeeperItem
 {
 	SharedLockKey key;
 	Oid			dboid;
+	uint64		nodes_fp;		/* the node set it was taken on */
 	int32		backend_id;
 	int64		lease_ms;
 	TimestampTz lease_end;
@@ -430,6 +431,8 @@ extern bool keeper_state_hand_over(uint64 set_fp, int index,
 								   TimestampTz until, const char *cmd,
 								   size_t len, int nkeys);
 extern List *keeper_state_take_handovers(void);
+extern void keeper_state_adopt(uint64 set_fp);
+extern bool keeper_state_adopted(uint64 set_fp);
 
 /* keeper.c: the lease keeper (a background worker) */
 extern void keeper_register(void);
