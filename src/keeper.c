@@ -28,8 +28,14 @@
  * lockext.max_idle_hold how long a holder idle in transaction is: past
  * them the keeper stops renewing, and the lease runs out.
  *
- * Holds taken on another node list (a superuser's session-level SET
- * lockext.redis_nodes) are not renewed: they keep their lease.
+ * Each hold is renewed on the node set it was taken on: the server's
+ * lockext.redis_nodes (in any order: a set is the same whichever order it
+ * is listed in), or one the server was configured with before, for as long
+ * as the keeper knows it (the last KEEPER_MAX_SETS; a keeper that restarts
+ * knows only the current one, and marks holds on earlier ones lost, so
+ * that their holders learn it at once).  Holds taken on a node list only a
+ * superuser's session-level SET lockext.redis_nodes named are not renewed:
+ * they keep their lease.
  *
  * It also pings every node once a second, for dlock_redis_nodes, and
  * retries the releases backends handed over (keeper_state.c) until a
@@ -66,12 +72,24 @@
 
 PGDLLEXPORT void lockext_keeper_main(Datum arg);
 
+/*
+ * The node sets it renews on, a reference each, newest first: the
+ * configured one, and those configured before it, on which holds taken
+ * there are renewed until released (also holds a backend that has not
+ * reloaded yet still takes there).  Beyond KEEPER_MAX_SETS the oldest is
+ * forgotten, and holds on it are marked lost.
+ */
+#define KEEPER_MAX_SETS 8
+static RedisNodeSet *kept[KEEPER_MAX_SETS];
+static int	nkept = 0;
+static bool kept_changed = false;
+
 /* The renewable holds, as last read from the shared table. */
 static MemoryContext items_cxt;
 static KeeperItem *items = NULL;
 static int	nitems = 0;
 static uint64 items_gen = 0;
-static uint64 items_fp = 0;		/* of the node set they were read for */
+static int *item_set;			/* each one's place in kept[], or -1 */
 
 /* Releases handed over and not yet confirmed (KeeperHandover *). */
 static MemoryContext handover_cxt;
@@ -200,29 +218,103 @@ within_caps(const KeeperItem *it, TimestampTz now)
 	return true;
 }
 
-/* Read the renewable holds again if they changed since the last look. */
+/* Where in kept[] is the node set set_fp?  -1 when not there. */
+static int
+kept_index(uint64 set_fp)
+{
+	int			s;
+
+	for (s = 0; s < nkept; s++)
+		if (kept[s]->fingerprint == set_fp)
+			return s;
+	return -1;
+}
+
+/* The configured node set: renew on it from now on (NULL: none). */
 static void
-refresh_items(RedisNodeSet *set)
+keep_set(RedisNodeSet *set)
+{
+	int			s;
+
+	if (set == NULL || (nkept > 0 && kept[0] == set))
+		return;
+	s = kept_index(set->fingerprint);
+	if (s >= 0)
+		redis_nodeset_release(kept[s]); /* the same nodes again: one copy */
+	else if (nkept == KEEPER_MAX_SETS)
+		redis_nodeset_release(kept[s = nkept - 1]); /* forget the oldest */
+	else
+		s = nkept++;
+	memmove(&kept[1], &kept[0], s * sizeof(RedisNodeSet *));
+	kept[0] = set;
+	set->refcount++;
+	keeper_state_adopt(set->fingerprint);
+	kept_changed = true;
+}
+
+/*
+ * Read the renewable holds again if they changed since the last look.
+ * Holds on a node set an earlier keeper was configured with but this one
+ * does not know (it restarted) are marked lost: their holders learn it at
+ * once, rather than when the lease has run out.  Earlier sets without holds
+ * close their connections.
+ */
+static void
+refresh_items(void)
 {
 	MemoryContext oldcxt;
+	int			held[KEEPER_MAX_SETS] = {0};
+	int			forgotten = 0;
+	int			i;
 
-	if (items != NULL && items_fp == set->fingerprint &&
+	if (items != NULL && !kept_changed &&
 		items_gen == shared_locks_renewable_gen())
 		return;
 	MemoryContextReset(items_cxt);
 	oldcxt = MemoryContextSwitchTo(items_cxt);
-	nitems = shared_locks_renewable(set->fingerprint, &items, &items_gen);
-	items_fp = set->fingerprint;
+	nitems = shared_locks_renewable(0, &items, &items_gen);
+	item_set = palloc((nitems + 1) * sizeof(int));
 	MemoryContextSwitchTo(oldcxt);
+	kept_changed = false;
+
+	for (i = 0; i < nitems; i++)
+	{
+		item_set[i] = kept_index(items[i].nodes_fp);
+		if (item_set[i] >= 0)
+			held[item_set[i]]++;
+		else if (keeper_state_adopted(items[i].nodes_fp))
+		{
+			shared_locks_renewed(&items[i].key, items[i].since, 0, 0, true);
+			items[i].lease_ms = 0;
+			forgotten++;
+		}
+	}
+	if (forgotten > 0)
+		ereport(LOG,
+				(errmsg_plural("lockext lease keeper does not know the Redis nodes of %d hold, and marks it lost",
+							   "lockext lease keeper does not know the Redis nodes of %d holds, and marks them lost",
+							   forgotten, forgotten),
+				 errdetail("The holds were taken on a node list lockext.redis_nodes named before the keeper restarted, or more than %d lists ago.",
+						   KEEPER_MAX_SETS)));
+	for (i = 1; i < nkept; i++)
+		if (held[i] == 0)
+		{
+			int			n;
+
+			for (n = 0; n < kept[i]->n; n++)
+				redis_disconnect(&kept[i]->nodes[n]);
+		}
 }
 
 /*
- * Renew every hold whose renewal window has opened and whose holder can
- * still act; returns when the next one falls due (or INT64 max).
+ * Renew, on the node set kept[s], every hold taken there whose renewal
+ * window has opened and whose holder can still act; returns when the next
+ * one falls due (or INT64 max).
  */
 static TimestampTz
-renew_due(RedisNodeSet *set)
+renew_on(int s)
 {
+	RedisNodeSet *set = kept[s];
 	TimestampTz now = GetCurrentTimestamp();
 	int64		now_us = lockext_now_us();
 	TimestampTz wake = PG_INT64_MAX;
@@ -236,9 +328,6 @@ renew_due(RedisNodeSet *set)
 	HASHCTL		hctl;
 	int			i;
 
-	refresh_items(set);
-	if (nitems == 0)
-		return wake;
 	hctl.keysize = offsetof(HolderSeen, state);
 	hctl.entrysize = sizeof(HolderSeen);
 	hctl.hcxt = CurrentMemoryContext;
@@ -251,6 +340,8 @@ renew_due(RedisNodeSet *set)
 		KeeperItem *it = &items[i];
 		HolderLiveness live;
 
+		if (item_set[i] != s)
+			continue;			/* another node set's */
 		if (it->lease_ms <= 0)
 			continue;			/* found lost, or released */
 		live = holder_liveness(seen, it);
@@ -327,6 +418,23 @@ renew_due(RedisNodeSet *set)
 	return wake;
 }
 
+/*
+ * Renew every hold whose renewal window has opened and whose holder can
+ * still act, each on the node set it was taken on; returns when the next
+ * one falls due (or INT64 max).
+ */
+static TimestampTz
+renew_due(void)
+{
+	TimestampTz wake = PG_INT64_MAX;
+	int			s;
+
+	refresh_items();
+	for (s = 0; s < nkept && nitems > 0; s++)
+		wake = Min(wake, renew_on(s));
+	return wake;
+}
+
 /* Ping every node; publish what the keeper sees of them. */
 static void
 check_nodes(RedisNodeSet *set, TimestampTz now)
@@ -370,11 +478,11 @@ check_nodes(RedisNodeSet *set, TimestampTz now)
  * it, or its leases are over.
  */
 static void
-retry_handovers(RedisNodeSet *set, TimestampTz now)
+retry_handovers(TimestampTz now)
 {
 	MemoryContext oldcxt = MemoryContextSwitchTo(handover_cxt);
 	List	   *left = NIL;
-	bool		failed[LOCKEXT_MAX_NODES] = {false};
+	bool		failed[KEEPER_MAX_SETS][LOCKEXT_MAX_NODES] = {{false}};
 	bool		any_failed = false;
 	ListCell   *lc;
 
@@ -385,18 +493,18 @@ retry_handovers(RedisNodeSet *set, TimestampTz now)
 	foreach(lc, handovers)
 	{
 		KeeperHandover *h = lfirst(lc);
+		int			s = kept_index(h->set_fp);
 		RedisNode  *node;
 		RedisResult res;
 
-		if (h->until <= now || set == NULL || h->set_fp != set->fingerprint ||
-			h->index >= set->n)
+		if (h->until <= now || s < 0 || h->index >= kept[s]->n)
 		{
-			/* over anyway, or on nodes the server no longer uses */
+			/* over anyway, or on nodes the keeper does not know */
 			pfree(h);
 			continue;
 		}
-		node = &set->nodes[h->index];
-		if (!failed[h->index])
+		node = &kept[s]->nodes[h->index];
+		if (!failed[s][h->index])
 		{
 			redis_run_formatted(&node, 1, h->cmd, h->len, NULL, 0, 0, false,
 								NULL, &res);
@@ -406,7 +514,7 @@ retry_handovers(RedisNodeSet *set, TimestampTz now)
 				pfree(h);
 				continue;
 			}
-			failed[h->index] = any_failed = true;
+			failed[s][h->index] = any_failed = true;
 		}
 		oldcxt = MemoryContextSwitchTo(handover_cxt);
 		left = lappend(left, h);
@@ -465,12 +573,12 @@ lockext_keeper_main(Datum arg pg_attribute_unused())
 		oldcxt = MemoryContextSwitchTo(loop_cxt);
 		pgstat_clear_backend_activity_snapshot();	/* a fresh look per round */
 		set = lockext_redis_nodes();
+		keep_set(set);
 		now = GetCurrentTimestamp();
-		wake = TimestampTzPlusMilliseconds(now, KEEPER_MAX_SLEEP_MS);
-		if (set != NULL)
-			wake = Min(wake, renew_due(set));
+		wake = Min(TimestampTzPlusMilliseconds(now, KEEPER_MAX_SLEEP_MS),
+				   renew_due());
 		check_nodes(set, now);
-		retry_handovers(set, now);
+		retry_handovers(now);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(loop_cxt);
 

@@ -30,6 +30,8 @@
 
 /* Hand-overs waiting for the keeper beyond this many are refused. */
 #define MAX_HANDOVERS 10000
+/* How many node sets the keeper remembers having been configured with. */
+#define MAX_ADOPTED 64
 
 typedef struct KeeperShared
 {
@@ -43,6 +45,8 @@ typedef struct KeeperShared
 	dsa_pointer handover_head;	/* KeeperHandover chain, oldest first */
 	dsa_pointer handover_tail;
 	int			nhandovers;
+	uint64		adopted[MAX_ADOPTED];	/* node sets it renewed on, a ring */
+	int			nadopted;
 } KeeperShared;
 
 /* A hand-over in the DSA area: the chain link, then what it carries. */
@@ -242,4 +246,31 @@ keeper_state_take_handovers(void)
 		dp = next;
 	}
 	return taken;
+}
+
+/* The keeper: it renews on the node set set_fp, the configured one. */
+void
+keeper_state_adopt(uint64 set_fp)
+{
+	if (ks == NULL || keeper_state_adopted(set_fp))
+		return;
+	LWLockAcquire(&ks->lock, LW_EXCLUSIVE);
+	ks->adopted[ks->nadopted++ % MAX_ADOPTED] = set_fp;
+	LWLockRelease(&ks->lock);
+}
+
+/* Has the keeper (this one or an earlier one) been configured with set_fp? */
+bool
+keeper_state_adopted(uint64 set_fp)
+{
+	bool		found = false;
+	int			i;
+
+	if (ks == NULL)
+		return false;
+	LWLockAcquire(&ks->lock, LW_SHARED);
+	for (i = 0; i < Min(ks->nadopted, MAX_ADOPTED) && !found; i++)
+		found = (ks->adopted[i] == set_fp);
+	LWLockRelease(&ks->lock);
+	return found;
 }

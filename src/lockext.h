@@ -304,6 +304,7 @@ typedef struct KeeperItem
 	SharedLockKey key;
 	Oid			dboid;
 	uint64		proc_start;		/* of the holder's process */
+	uint64		nodes_fp;		/* the node set it was taken on */
 	int64		lease_ms;
 	TimestampTz lease_end;
 	TimestampTz since;			/* acquired_at */
@@ -436,6 +437,8 @@ extern bool keeper_state_hand_over(uint64 set_fp, int index,
 								   TimestampTz until, const char *cmd,
 								   size_t len, int nkeys);
 extern List *keeper_state_take_handovers(void);
+extern void keeper_state_adopt(uint64 set_fp);
+extern bool keeper_state_adopted(uint64 set_fp);
 
 /* liveness.c: is a holder's process there, and can it act? */
 typedef enum HolderLiveness

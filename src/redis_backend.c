@@ -575,7 +575,12 @@ redis_release(DlockEntry *entry, DlockScope scope, bool lockmgr_releases,
 	redis_release_many(&end, 1, lockmgr_releases, is_abort);
 }
 
-/* Process exit: one last try at the releases not yet confirmed. */
+/*
+ * Process exit: one last try at the releases not yet confirmed, and a wait
+ * for the answers to those a transaction's end sent without waiting:
+ * closing the socket before would make Redis drop what it has not read
+ * yet.  What no node confirms in time was handed to the keeper.
+ */
 static void
 redis_at_exit(void)
 {
@@ -596,7 +601,7 @@ redis_at_exit(void)
 		ereport(WARNING,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not confirm the release of %d locks in Redis at session end", left),
-				 errhint("The locks come free when their leases run out.")));
+				 errhint("The lease keeper sends the releases again; failing that, the locks come free when their leases run out.")));
 }
 
 static bool

@@ -8,7 +8,9 @@
  * is built lazily on first use.  A node set is refcounted: the
  * configuration holds one reference and every Redis hold another, so
  * changing lockext.redis_nodes never strands a held lock on nodes we
- * forgot.  A reload that leaves the node list as it was keeps the set and
+ * forgot.  A set's nodes are kept in a canonical order, so the same nodes
+ * listed in another order are the same set (the same fingerprint, the same
+ * index for each node); a reload that leaves the set as it was keeps it and
  * its open connections.
  *
  *-------------------------------------------------------------------------
@@ -63,25 +65,36 @@ lockext_redis_nodes_in_use(void)
 	return current_set;
 }
 
-/* The parser zero-fills a RedisUrl, so equal URLs compare equal bytewise. */
-static bool
-same_url(const RedisUrl *a, const RedisUrl *b)
+/*
+ * The order of nodes in a set: by their parsed URLs, bytewise (the parser
+ * zero-fills a RedisUrl, so equal URLs compare equal).  A set is the same
+ * whichever order lockext.redis_nodes lists it in, and a node's index means
+ * the same node in every process (hand-overs to the keeper name nodes by
+ * index).
+ */
+static int
+url_cmp(const void *a, const void *b)
 {
-	return memcmp(a, b, sizeof(RedisUrl)) == 0;
+	return memcmp(*(const RedisUrl *const *) a, *(const RedisUrl *const *) b,
+				  sizeof(RedisUrl));
 }
 
-/* Does the current node set already reflect the configured URLs? */
+/*
+ * Put the configured URLs in canonical order; does the current node set
+ * already reflect them?
+ */
 static bool
-same_nodes(const RedisNodeSet *set)
+sort_config(const RedisUrl **sorted)
 {
+	bool		same = (current_set ? current_set->n : 0) == config_n;
 	int			i;
 
-	if ((set ? set->n : 0) != config_n)
-		return false;
 	for (i = 0; i < config_n; i++)
-		if (!same_url(&set->nodes[i].url, &config_urls[i]))
-			return false;
-	return true;
+		sorted[i] = &config_urls[i];
+	qsort(sorted, config_n, sizeof(RedisUrl *), url_cmp);
+	for (i = 0; same && i < config_n; i++)
+		same = memcmp(&current_set->nodes[i].url, sorted[i], sizeof(RedisUrl)) == 0;
+	return same;
 }
 
 /*
@@ -91,14 +104,17 @@ same_nodes(const RedisNodeSet *set)
 RedisNodeSet *
 lockext_redis_nodes(void)
 {
-	if (current_generation != config_generation && same_nodes(current_set))
-		current_generation = config_generation;
-	if (current_generation != config_generation)
+	const RedisUrl *sorted[LOCKEXT_MAX_NODES];
+
+	if (current_generation == config_generation)
+		return current_set;
+	if (!sort_config(sorted))
 	{
 		RedisNodeSet *set = NULL;
 
 		if (config_n > 0)
 		{
+			uint64		fp = 0;
 			int			i;
 
 			set = MemoryContextAllocZero(TopMemoryContext,
@@ -106,14 +122,13 @@ lockext_redis_nodes(void)
 										 config_n * sizeof(RedisNode));
 			set->refcount = 1;
 			set->n = config_n;
-			/* the parsed URLs are zero-padded, so equal sets hash equal */
-			set->fingerprint = hash_bytes_extended((const unsigned char *) config_urls,
-												   config_n * sizeof(RedisUrl), 0);
-			if (set->fingerprint == 0)
-				set->fingerprint = 1;	/* 0 means "nothing to renew" */
+			for (i = 0; i < config_n; i++)
+				fp = hash_combine64(fp, hash_bytes_extended((const unsigned char *) sorted[i],
+															sizeof(RedisUrl), 0));
+			set->fingerprint = fp != 0 ? fp : 1;	/* 0: "nothing to renew" */
 			for (i = 0; i < config_n; i++)
 			{
-				set->nodes[i].url = config_urls[i];
+				set->nodes[i].url = *sorted[i];
 				set->nodes[i].set_fp = set->fingerprint;
 				set->nodes[i].index = i;
 				redis_url_display(&set->nodes[i].url, set->nodes[i].display,
@@ -122,7 +137,7 @@ lockext_redis_nodes(void)
 		}
 		redis_nodeset_release(current_set);
 		current_set = set;
-		current_generation = config_generation;
 	}
+	current_generation = config_generation;
 	return current_set;
 }

@@ -543,9 +543,25 @@ redis_send_givebacks(RedisNode **nodes, int n, char **cmds,
 	}
 }
 
+/* Has the node sent give-backs whose replies have not come yet? */
+static bool
+givebacks_unconfirmed(RedisNode *node)
+{
+	RedisPending *p;
+
+	for (p = node->ctx != NULL ? node->sent_head : NULL; p != NULL; p = p->next)
+		if (p->kind == RCMD_GIVEBACK)
+			return true;
+	return false;
+}
+
 /*
- * Send the give-backs nodes still keep, and wait for their answers within
- * the command timeout (at process exit).  Quiet: never ERRORs.
+ * At process exit: send the give-backs nodes still keep, and wait, within
+ * the command timeout, for the replies of every give-back sent (a COMMIT
+ * does not wait for them).  A socket closed with replies unread is reset,
+ * and Redis then drops the commands it has not read yet: so a node that
+ * does not answer in time is disconnected here, which hands its give-backs
+ * to the lease keeper (redis_redo_hook).  Quiet: never ERRORs.
  */
 void
 redis_flush_redo(RedisNode **nodes, int n)
@@ -558,7 +574,7 @@ redis_flush_redo(RedisNode **nodes, int n)
 	{
 		RedisResult res;
 
-		if (nodes[i]->redo_count == 0)
+		if (nodes[i]->redo_count == 0 && !givebacks_unconfirmed(nodes[i]))
 			continue;
 		memset(&res, 0, sizeof(res));
 		if (nodes[i]->ctx == NULL && !rconn_connect(nodes[i], &res))
@@ -574,4 +590,3 @@ redis_flush_redo(RedisNode **nodes, int n)
 		if (node_busy(todo[i], PUMP_ALL_REPLIES))
 			redis_disconnect(todo[i]);
 }
-

@@ -570,8 +570,8 @@ shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
 }
 
 /*
- * The keeper: every held row of node set nodes_fp that has a lease to
- * renew, as palloc'd copies in items; *gen gets the generation they
+ * The keeper: every held row of node set nodes_fp (0: of any) that has a
+ * lease to renew, as palloc'd copies in items; *gen gets the generation they
  * reflect (shared_locks_renewable_gen).  The keeper decides which are due
  * and whose holder still beats.
  */
@@ -594,7 +594,8 @@ shared_locks_renewable(uint64 nodes_fp, KeeperItem **items, uint64 *gen)
 		const char *ns;
 		KeeperItem *it;
 
-		if (row->state != 'h' || row->nodes_fp != nodes_fp)
+		if (row->state != 'h' || row->nodes_fp == 0 ||
+			(nodes_fp != 0 && row->nodes_fp != nodes_fp))
 			continue;
 		if (n == room)
 		{
@@ -607,6 +608,7 @@ shared_locks_renewable(uint64 nodes_fp, KeeperItem **items, uint64 *gen)
 		it->key = row->key;
 		it->dboid = row->dboid;
 		it->proc_start = row->proc_start;
+		it->nodes_fp = row->nodes_fp;
 		it->lease_ms = row->lease_ms;
 		it->lease_end = row->lease_expires_at;
 		it->since = row->since;
