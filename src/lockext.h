@@ -475,7 +475,7 @@ extern bool registry_release_session(DlockEntry *entry);
 extern void registry_republish(DlockEntry *entry);
 extern int	registry_release_all_session(void);
 extern int	registry_count(void);
-extern void registry_check_session_holds(void);
+extern void release_check_session_holds(void);
 extern void registry_statement_end(void);
 extern void registry_foreach(void (*fn) (DlockEntry *entry, void *arg),
 							 void *arg);

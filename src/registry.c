@@ -29,28 +29,18 @@
 
 #define REGISTRY_HASH_SEED	UINT64CONST(0x6c6f636b65787431)
 
-static HTAB *registry = NULL;
+RegistryState registry_state = {
+	.xact_entries = DLIST_STATIC_INIT(registry_state.xact_entries),
+	.session_entries = DLIST_STATIC_INIT(registry_state.session_entries),
+};
 
-/* Entries with transaction-scoped holds, so transaction end is O(those). */
-static dlist_head xact_entries = DLIST_STATIC_INIT(xact_entries);
-static int	xact_entry_count = 0;
-
-/*
- * Entries with session holds: the first one tells in O(1) whether
- * pg_advisory_unlock_all() or DISCARD ALL took the session locks.
- */
-static dlist_head session_entries = DLIST_STATIC_INIT(session_entries);
-static int	session_entry_count = 0;
+#define registry (registry_state.table)
+#define xact_entries (registry_state.xact_entries)
+#define xact_entry_count (registry_state.xact_entry_count)
+#define session_entries (registry_state.session_entries)
+#define session_entry_count (registry_state.session_entry_count)
 
 static void registry_xact_callback(XactEvent event, void *arg);
-static void registry_subxact_callback(SubXactEvent event,
-									  SubTransactionId mySubid,
-									  SubTransactionId parentSubid,
-									  void *arg);
-static void registry_resowner_callback(ResourceReleasePhase phase,
-									   bool isCommit, bool isTopLevel,
-									   void *arg);
-static void registry_exit_callback(int code, Datum arg);
 static void registry_late_xact_callback(XactEvent event, void *arg);
 
 /*
@@ -92,10 +82,11 @@ registry_init(void)
 	registry = hash_create("lockext registry", 64, &ctl,
 						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
+	/* what ends holds is the release module's alone (release.c) */
 	RegisterXactCallback(registry_xact_callback, NULL);
-	RegisterSubXactCallback(registry_subxact_callback, NULL);
-	RegisterResourceReleaseCallback(registry_resowner_callback, NULL);
-	before_shmem_exit(registry_exit_callback, (Datum) 0);
+	RegisterSubXactCallback(release_subxact_callback, NULL);
+	RegisterResourceReleaseCallback(release_resowner_callback, NULL);
+	before_shmem_exit(release_exit_callback, (Datum) 0);
 	local_lock_init();
 }
 
@@ -106,9 +97,9 @@ registry_hash_key(const char *key, int keylen)
 							   REGISTRY_HASH_SEED);
 }
 
-/* entry's last session hold is gone (or is being ended). */
-static void
-clear_session_holds(DlockEntry *entry)
+/* entry's last session hold is gone (or is being ended).  Never ERRORs. */
+void
+registry_clear_session_holds(DlockEntry *entry)
 {
 	if (entry->session_holds > 0)
 	{
@@ -154,18 +145,6 @@ check_same_key(DlockEntry *entry, const char *key, int keylen)
 }
 
 /*
- * The last hold of a scope of entry ended: its dlock_locks row goes, and
- * the backend releases the lock.  Never ERRORs.
- */
-static void
-release_scope(DlockEntry *entry, DlockScope scope, bool lockmgr_releases,
-			  bool is_abort)
-{
-	shared_locks_unpublish(entry, scope);
-	entry->backend->release(entry, scope, lockmgr_releases, is_abort);
-}
-
-/*
  * Session holds can vanish behind our back: pg_advisory_unlock_all() and
  * DISCARD ALL release every session lock of the user lock method.
  */
@@ -175,9 +154,9 @@ sync_entry(DlockEntry *entry)
 	if (entry->session_holds > 0 &&
 		!entry->backend->still_held(entry, DLOCK_SCOPE_SESSION))
 	{
-		clear_session_holds(entry);
+		registry_clear_session_holds(entry);
 		/* the local lock is gone; let the backend drop the rest */
-		release_scope(entry, DLOCK_SCOPE_SESSION, true, false);
+		release_end_scope(entry, DLOCK_SCOPE_SESSION, true, false);
 	}
 }
 
@@ -255,68 +234,6 @@ registry_add_hold(DlockEntry *entry, DlockScope scope)
 	}
 }
 
-/* The last transaction-scoped hold of entry is gone. */
-static void
-unlink_xact_entry(DlockEntry *entry)
-{
-	entry->xact_holds = 0;
-	entry->nsubs = 0;
-	dlist_delete(&entry->xact_node);
-	xact_entry_count--;
-}
-
-static void
-end_xact_holds(DlockEntry *entry, bool lockmgr_releases, bool is_abort)
-{
-	unlink_xact_entry(entry);
-	release_scope(entry, DLOCK_SCOPE_XACT, lockmgr_releases, is_abort);
-	registry_forget_if_unheld(entry);
-}
-
-/*
- * End the holds in ends[] (each entry's scope has no hold left): in one
- * call for a backend that can release many at once, so a large release is
- * one sweep rather than a round trip per key; then forget the entries that
- * hold nothing.  Runs after the commit record and on the abort path:
- * nothing here may ERROR.
- */
-static void
-end_holds(DlockEnding *ends, int n, bool lockmgr_releases, bool is_abort)
-{
-	int			nmany = 0;
-	int			i;
-
-	/* the ones whose backend takes many at once go first (one backend does) */
-	for (i = 0; i < n; i++)
-		if (ends[i].entry->backend->release_many != NULL)
-		{
-			DlockEnding tmp = ends[nmany];
-
-			ends[nmany++] = ends[i];
-			ends[i] = tmp;
-		}
-	for (i = 0; i < nmany; i++)
-		shared_locks_unpublish(ends[i].entry, ends[i].scope);
-	if (nmany > 0)
-		ends[0].entry->backend->release_many(ends, nmany, lockmgr_releases,
-											 is_abort);
-	for (i = nmany; i < n; i++)
-		release_scope(ends[i].entry, ends[i].scope, lockmgr_releases,
-					  is_abort);
-	for (i = 0; i < n; i++)
-		registry_forget_if_unheld(ends[i].entry);
-}
-
-/*
- * Room for n endings, malloc'd: palloc may ERROR where we must not.  NULL
- * when out of memory; callers then end holds one at a time.
- */
-static DlockEnding *
-alloc_endings(int n)
-{
-	return malloc(Max(n, 1) * sizeof(DlockEnding));
-}
-
 /*
  * The entry of key, created (holding nothing) if need be: the caller takes
  * a hold, or forgets it again.  May ERROR (a hash collision, no memory).
@@ -385,12 +302,12 @@ undo_grant(DlockEntry *entry, DlockScope scope)
 {
 	if (scope == DLOCK_SCOPE_SESSION)
 	{
-		clear_session_holds(entry);
-		release_scope(entry, scope, false, false);
+		registry_clear_session_holds(entry);
+		release_end_scope(entry, scope, false, false);
 		registry_forget_if_unheld(entry);
 	}
 	else
-		end_xact_holds(entry, false, false);
+		release_end_xact_holds(entry, false, false);
 }
 
 DlockEntry *
@@ -495,8 +412,8 @@ registry_release_session(DlockEntry *entry)
 		entry->session_holds--;
 	else
 	{
-		clear_session_holds(entry);
-		release_scope(entry, DLOCK_SCOPE_SESSION, false, false);
+		registry_clear_session_holds(entry);
+		release_end_scope(entry, DLOCK_SCOPE_SESSION, false, false);
 		registry_forget_if_unheld(entry);
 	}
 	return true;
@@ -519,61 +436,15 @@ registry_release_all_session(void)
 		sync_entry(entry);
 		if (entry->session_holds > 0)
 		{
-			clear_session_holds(entry);
+			registry_clear_session_holds(entry);
 			ends[released].entry = entry;
 			ends[released++].scope = DLOCK_SCOPE_SESSION;
 		}
 	}
 	/* one sweep for all of them; then the entries holding nothing go */
-	end_holds(ends, released, false, false);
+	release_end_holds(ends, released, false, false);
 	pfree(ends);
 	return released;
-}
-
-/*
- * pg_advisory_unlock_all() and DISCARD ALL release every session lock of
- * the user lock method, ours with them: end those holds everywhere at
- * once (Redis too, in one sweep), so that no Redis lock outlives its local
- * lock and the keeper renews no orphan.  O(1) when nothing happened: they
- * take all session locks or none, so the first entry's tells.  Runs at the
- * end of every statement and of every transaction; never ERRORs.
- */
-void
-registry_check_session_holds(void)
-{
-	dlist_mutable_iter iter;
-	DlockEntry *first;
-	DlockEnding *ends;
-	int			nends = 0;
-
-	if (dlist_is_empty(&session_entries))
-		return;
-	first = dlist_head_element(DlockEntry, session_node, &session_entries);
-	if (first->backend->still_held(first, DLOCK_SCOPE_SESSION))
-		return;
-
-	ends = alloc_endings(session_entry_count);
-	dlist_foreach_modify(iter, &session_entries)
-	{
-		DlockEntry *entry = dlist_container(DlockEntry, session_node, iter.cur);
-
-		if (entry->backend->still_held(entry, DLOCK_SCOPE_SESSION))
-			continue;
-		clear_session_holds(entry);
-		if (ends == NULL)
-		{
-			release_scope(entry, DLOCK_SCOPE_SESSION, true, false);
-			registry_forget_if_unheld(entry);
-			continue;
-		}
-		ends[nends].entry = entry;
-		ends[nends++].scope = DLOCK_SCOPE_SESSION;
-	}
-	if (ends != NULL)
-	{
-		end_holds(ends, nends, true, false);
-		free(ends);
-	}
 }
 
 int
@@ -654,7 +525,7 @@ registry_statement_end(void)
 		RegisterXactCallback(registry_late_xact_callback, NULL);
 		late_callback_registered = true;
 	}
-	registry_check_session_holds();
+	release_check_session_holds();
 }
 
 static void
@@ -687,146 +558,3 @@ registry_xact_callback(XactEvent event, void *arg)
 				 errhint("Commit or roll back the transaction instead, or take the locks with dlock_acquire_session().")));
 }
 
-static void
-registry_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						  SubTransactionId parentSubid, void *arg pg_attribute_unused())
-{
-	dlist_mutable_iter iter;
-
-	DlockEnding *ends = NULL;
-	int			nends = 0;
-
-	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
-		return;
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		ends = alloc_endings(xact_entry_count);
-
-	dlist_foreach_modify(iter, &xact_entries)
-	{
-		DlockEntry *entry = dlist_container(DlockEntry, xact_node, iter.cur);
-		DlockSubHold *top = &entry->subs[entry->nsubs - 1];
-
-		/* holds of inner subtransactions were settled when those ended */
-		if (top->subid != mySubid)
-			continue;
-
-		if (event == SUBXACT_EVENT_COMMIT_SUB)
-		{
-			if (entry->nsubs > 1 && top[-1].subid == parentSubid)
-			{
-				top[-1].count += top->count;
-				entry->nsubs--;
-			}
-			else
-				top->subid = parentSubid;
-		}
-		else
-		{
-			entry->xact_holds -= top->count;
-			entry->nsubs--;
-			if (entry->xact_holds == 0 && ends == NULL)
-				end_xact_holds(entry, true, true);
-			else if (entry->xact_holds == 0)
-			{
-				unlink_xact_entry(entry);
-				ends[nends].entry = entry;
-				ends[nends++].scope = DLOCK_SCOPE_XACT;
-			}
-		}
-	}
-	if (ends != NULL)
-	{
-		end_holds(ends, nends, true, true);
-		free(ends);
-	}
-}
-
-/*
- * The end of the top transaction.  BEFORE_LOCKS runs before the lock
- * manager lets the next local waiter in, so a remote lock is already gone
- * when it wakes.  Nothing here may ERROR: on commit the commit record is
- * written, on abort we are cleaning up.
- */
-static void
-registry_resowner_callback(ResourceReleasePhase phase, bool isCommit,
-						   bool isTopLevel, void *arg pg_attribute_unused())
-{
-	dlist_mutable_iter iter;
-	DlockEnding *ends;
-	int			nends = 0;
-
-	if (phase != RESOURCE_RELEASE_BEFORE_LOCKS || !isTopLevel ||
-		CurrentResourceOwner != TopTransactionResourceOwner)
-		return;
-
-	/* pg_advisory_unlock_all() in a statement that failed afterwards */
-	registry_check_session_holds();
-
-	ends = alloc_endings(xact_entry_count);
-	dlist_foreach_modify(iter, &xact_entries)
-	{
-		DlockEntry *entry = dlist_container(DlockEntry, xact_node, iter.cur);
-
-		if (ends == NULL)
-		{
-			end_xact_holds(entry, true, !isCommit);
-			continue;
-		}
-		unlink_xact_entry(entry);
-		ends[nends].entry = entry;
-		ends[nends++].scope = DLOCK_SCOPE_XACT;
-	}
-	if (ends != NULL)
-	{
-		end_holds(ends, nends, true, !isCommit);
-		free(ends);
-	}
-}
-
-/*
- * Session end: best effort, the lock manager and the lease do the rest.
- * This runs before the open transaction (if any) is aborted, so it ends
- * the holds of both scopes itself, in one sweep: a key held in both must
- * not be left to an abort that believes the session scope still holds it.
- */
-static void
-registry_exit_callback(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
-{
-	HASH_SEQ_STATUS status;
-	DlockEntry *entry;
-	DlockEnding *ends;
-	int			nends = 0;
-
-	if (registry == NULL || lockext_debug_skip_exit_cleanup)
-		return;
-	ends = alloc_endings(registry_count());
-	hash_seq_init(&status, registry);
-	while ((entry = hash_seq_search(&status)) != NULL)
-	{
-		DlockScope	scope = entry->session_holds > 0 ?
-			DLOCK_SCOPE_SESSION : DLOCK_SCOPE_XACT;
-
-		if (entry->session_holds == 0 && entry->xact_holds == 0)
-			continue;
-		if (entry->session_holds > 0 && entry->xact_holds > 0)
-			shared_locks_unpublish(entry, DLOCK_SCOPE_XACT);
-		clear_session_holds(entry);
-		if (entry->xact_holds > 0)
-			unlink_xact_entry(entry);
-		if (ends == NULL)
-		{
-			release_scope(entry, scope, true, true);
-			continue;
-		}
-		ends[nends].entry = entry;
-		ends[nends++].scope = scope;
-	}
-	if (ends != NULL)
-	{
-		end_holds(ends, nends, true, true);
-		free(ends);
-	}
-	if (redis_backend.at_exit)
-		redis_backend.at_exit();
-	shared_locks_forget_backend();
-}
