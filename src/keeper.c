@@ -98,6 +98,12 @@ static TimestampTz next_handover_try = 0;
 
 static TimestampTz next_ping = 0;
 
+/* The sweep of rows holders left (sweep_rows): when it runs next. */
+#define KEEPER_SWEEP_MS 1000
+static TimestampTz next_sweep = 0;
+static TimestampTz next_full_sweep = 0;
+static bool sweep_wanted = false;	/* a renewal found a holder gone */
+
 /* From _PG_init while preloading. */
 void
 keeper_register(void)
@@ -143,43 +149,27 @@ holder_liveness(HTAB *seen, const KeeperItem *it)
 	return h->state;
 }
 
-/*
- * Release the holds of processes that are gone (orphans[0..n) index
- * items), and remove their rows: nobody is left to do either.
- */
-static void
-release_orphans(RedisNodeSet *set, const int *orphans, int n)
+/* The sweep's liveness test: is the row's process gone? */
+static bool
+holder_gone(int pid, uint64 start, void *arg)
 {
-	RedisHold  *holds = palloc0(n * sizeof(RedisHold));
-	RedisRelease *rel = palloc(n * sizeof(RedisRelease));
-	char		detail[512];
-	int			left;
-	int			i;
+	KeeperItem	it;
 
-	for (i = 0; i < n; i++)
-	{
-		KeeperItem *it = &items[orphans[i]];
+	it.key.pid = pid;
+	it.proc_start = start;
+	return holder_liveness((HTAB *) arg, &it) == HOLDER_GONE;
+}
 
-		holds[i].set = set;
-		strlcpy(holds[i].ns, it->ns, sizeof(holds[i].ns));
-		strlcpy(holds[i].owner, it->owner, sizeof(holds[i].owner));
-		holds[i].token = it->token;
-		holds[i].lease_ms = it->lease_ms;
-		rel[i].key = it->keytext;
-		rel[i].hold = &holds[i];
-	}
-	left = redis_proto_release_many(rel, n, true, detail, sizeof(detail));
-	for (i = 0; i < n; i++)
-	{
-		KeeperItem *it = &items[orphans[i]];
+static HTAB *
+holders_seen(void)
+{
+	HASHCTL		hctl;
 
-		shared_locks_drop_orphan(&it->key, it->proc_start);
-		it->lease_ms = 0;
-	}
-	ereport(LOG,
-			(errmsg("lockext: released %d Redis locks whose holders are gone", n),
-			 left > 0 ? errdetail("%d releases were not confirmed by %s; their leases will free them.",
-								  left, detail) : 0));
+	hctl.keysize = offsetof(HolderSeen, state);
+	hctl.entrysize = sizeof(HolderSeen);
+	hctl.hcxt = CurrentMemoryContext;
+	return hash_create("lockext holders seen", 64, &hctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 }
 
 /*
@@ -319,22 +309,13 @@ renew_on(int s)
 	int64		now_us = lockext_now_us();
 	TimestampTz wake = PG_INT64_MAX;
 	int			ndue = 0;
-	int			norphans = 0;
 	int		   *due;
-	int		   *orphans;
 	RedisRenewal *renewals;
 	int64	   *outcome;
-	HTAB	   *seen;
-	HASHCTL		hctl;
+	HTAB	   *seen = holders_seen();
 	int			i;
 
-	hctl.keysize = offsetof(HolderSeen, state);
-	hctl.entrysize = sizeof(HolderSeen);
-	hctl.hcxt = CurrentMemoryContext;
-	seen = hash_create("lockext holders seen", 64, &hctl,
-					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	due = palloc(nitems * sizeof(int));
-	orphans = palloc(nitems * sizeof(int));
 	for (i = 0; i < nitems; i++)
 	{
 		KeeperItem *it = &items[i];
@@ -347,7 +328,7 @@ renew_on(int s)
 		live = holder_liveness(seen, it);
 		if (live == HOLDER_GONE)
 		{
-			orphans[norphans++] = i;
+			sweep_wanted = true;	/* the sweep releases what it left */
 			continue;
 		}
 		if (live == HOLDER_STOPPED || !within_caps(it, now))
@@ -370,8 +351,6 @@ renew_on(int s)
 		}
 		due[ndue++] = i;
 	}
-	if (norphans > 0)
-		release_orphans(set, orphans, norphans);
 	if (ndue == 0)
 		return wake;
 
@@ -433,6 +412,91 @@ renew_due(void)
 	for (s = 0; s < nkept && nitems > 0; s++)
 		wake = Min(wake, renew_on(s));
 	return wake;
+}
+
+/*
+ * Finish what holders left: the rows of processes that are gone (an exit
+ * that failed midway, or whose releases were not confirmed) and releases
+ * a live backend sent but never saw confirmed.  Each Redis lock among them
+ * is released on the node set it was taken on (compare-and-delete: only
+ * if still that hold's), then the row goes (a gone process's) or is
+ * confirmed (a live one's, which deletes it).  A release no node
+ * confirmed is tried again next time, until the lease is over.  Runs when
+ * rows were ended or a holder was found gone, and every few seconds.
+ */
+static void
+sweep_rows(TimestampTz now)
+{
+	HTAB	   *seen;
+	KeeperItem *swept;
+	int64		stale_us = 2 * INT64CONST(1000) *
+		(lockext_connect_timeout_ms + lockext_command_timeout_ms);
+	int			n;
+	int			s;
+	int			released = 0;
+
+	if (now < next_sweep ||
+		(shared_locks_ended_count() == 0 && !sweep_wanted && now < next_full_sweep))
+		return;
+	next_sweep = TimestampTzPlusMilliseconds(now, KEEPER_SWEEP_MS);
+	next_full_sweep = TimestampTzPlusMilliseconds(now, 10 * KEEPER_SWEEP_MS);
+	sweep_wanted = false;
+	seen = holders_seen();
+	n = shared_locks_sweep(holder_gone, seen, Max(stale_us, 2000000), &swept);
+
+	for (s = -1; s < nkept; s++)
+	{
+		RedisHold  *holds = palloc0(Max(n, 1) * sizeof(RedisHold));
+		RedisRelease *rel = palloc(Max(n, 1) * sizeof(RedisRelease));
+		int		   *at = palloc(Max(n, 1) * sizeof(int));
+		char		detail[512];
+		int			m = 0;
+		int			i;
+
+		for (i = 0; i < n; i++)
+		{
+			KeeperItem *it = &swept[i];
+
+			if (kept_index(it->nodes_fp) != s)
+				continue;
+			if (s < 0)
+			{
+				/* nodes this keeper does not know: left to the lease */
+				if (holder_gone(it->key.pid, it->proc_start, seen))
+					shared_locks_drop_orphan(&it->key, it->proc_start);
+				continue;
+			}
+			holds[m].set = kept[s];
+			strlcpy(holds[m].ns, it->ns, sizeof(holds[m].ns));
+			strlcpy(holds[m].owner, it->owner, sizeof(holds[m].owner));
+			holds[m].token = it->token;
+			holds[m].lease_ms = it->lease_ms;
+			rel[m].key = it->keytext;
+			rel[m].hold = &holds[m];
+			at[m++] = i;
+		}
+		if (m == 0)
+			continue;
+		(void) redis_proto_release_many(rel, m, true, detail, sizeof(detail));
+		for (i = 0; i < m; i++)
+		{
+			KeeperItem *it = &swept[at[i]];
+			bool		over = it->lease_end != 0 && it->lease_end < now;
+
+			if (!rel[i].done && !over)
+				continue;		/* next time */
+			released += rel[i].done;
+			if (holder_gone(it->key.pid, it->proc_start, seen))
+				shared_locks_drop_orphan(&it->key, it->proc_start);
+			else
+				shared_locks_confirm(&it->key);
+		}
+	}
+	if (released > 0)
+		ereport(LOG,
+				(errmsg_plural("lockext lease keeper released %d Redis lock its holder left",
+							   "lockext lease keeper released %d Redis locks their holders left",
+							   released, released)));
 }
 
 /* Ping every node; publish what the keeper sees of them. */
@@ -579,6 +643,7 @@ lockext_keeper_main(Datum arg pg_attribute_unused())
 				   renew_due());
 		check_nodes(set, now);
 		retry_handovers(now);
+		sweep_rows(now);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(loop_cxt);
 

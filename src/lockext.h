@@ -21,6 +21,7 @@
 
 #include "lib/ilist.h"
 #include "lib/stringinfo.h"
+#include "port/atomics.h"
 #include "nodes/pg_list.h"
 #include "storage/lock.h"
 #include "utils/timestamp.h"
@@ -81,6 +82,7 @@ typedef struct DlockEntry
 	TimestampTz lease_expires_at;	/* 0 when the backend has no lease */
 	bool		session_untracked;	/* no dlock_locks row: cap reached */
 	bool		xact_untracked;
+	struct SharedLockRow *rows[2];	/* its rows by LOCKEXT_ROW_XACT/SESSION */
 	void	   *backend_data;	/* the backend's own state of this hold */
 } DlockEntry;
 
@@ -179,6 +181,7 @@ typedef struct DlockEnding
 {
 	DlockEntry *entry;
 	DlockScope	scope;
+	struct SharedLockRow *row;	/* its row, releasing: the backend confirms */
 } DlockEnding;
 
 /* Monotonic clock in microseconds: deadlines and leases. */
@@ -265,11 +268,27 @@ typedef struct SharedLockKey
 	int32		pid;
 	int32		kind;			/* LOCKEXT_ROW_* */
 	uint64		hash;
+	uint64		seq;			/* the backend's count of rows: never reused */
 } SharedLockKey;
+
+/*
+ * A row's life.  The release path ends a row through a pointer, with an
+ * atomic write (no dshash call may run there): releasing while a Redis
+ * release is unconfirmed, ended once it is (or there was none).  Ended
+ * rows are deleted later where that is allowed: by their backend at its
+ * next statement, or by the keeper when the backend is gone.  A row is
+ * never reused, so a pointer to it stays valid until it is deleted, and
+ * only an ended row (or one of a process that is gone) is deleted.
+ */
+#define LOCKEXT_ROW_LIVE		0
+#define LOCKEXT_ROW_RELEASING	1
+#define LOCKEXT_ROW_ENDED		2
 
 typedef struct SharedLockRow
 {
 	SharedLockKey key;
+	pg_atomic_uint32 life;		/* LOCKEXT_ROW_* */
+	int64		released_us;	/* monotonic, when it stopped being live */
 	Oid			dboid;
 	Oid			userid;
 	char		state;			/* 'h' held, 'w' waiting, 'l' lost */
@@ -314,6 +333,7 @@ typedef struct KeeperItem
 	char	   *keytext;		/* the key itself */
 	char	   *ns;
 	char	   *owner;
+	bool		releasing;		/* released by its holder, not confirmed */
 } KeeperItem;
 
 /* Length of a session id (shared_locks_session_id), in hex digits. */
@@ -337,12 +357,15 @@ extern int	shared_locks_wait_edges(int (*holder_of) (uint64 hash),
 									WaitEdge **edges);
 extern void shared_locks_install_hooks(void);
 extern void shared_locks_publish(DlockEntry *entry, DlockScope scope);
-extern void shared_locks_unpublish(DlockEntry *entry, DlockScope scope);
+extern struct SharedLockRow *shared_locks_unpublish(DlockEntry *entry,
+													DlockScope scope);
+extern void shared_locks_release_confirmed(struct SharedLockRow *row);
+extern void shared_locks_collect_ended(void);
+extern void shared_locks_exit(void);
 extern void shared_locks_wait_start(DlockEntry *entry,
 									const char *blocker_instance,
 									int blocker_pid);
 extern int64 shared_locks_wait_end(void);
-extern void shared_locks_forget_backend(void);
 extern bool shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
 								   TimestampTz *lease_end,
 								   int64 *lease_until_us, bool *lost);
@@ -351,6 +374,10 @@ extern int	shared_locks_renewable(uint64 nodes_fp, KeeperItem **items,
 extern uint64 shared_locks_renewable_gen(void);
 extern void shared_locks_drop_orphan(const SharedLockKey *key,
 									 uint64 proc_start);
+extern int	shared_locks_sweep(bool (*gone) (int pid, uint64 start, void *arg),
+							   void *arg, int64 stale_us, KeeperItem **items);
+extern uint64 shared_locks_ended_count(void);
+extern void shared_locks_confirm(const SharedLockKey *key);
 extern void shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
 								 TimestampTz lease_end, int64 lease_until_us,
 								 bool lost);

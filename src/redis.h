@@ -131,6 +131,7 @@ typedef struct RedisRelease
 {
 	const char *key;
 	RedisHold  *hold;
+	bool		done;			/* set: a majority confirmed it (or took it) */
 } RedisRelease;
 
 /* One lease to renew, for redis_proto_extend_many(). */

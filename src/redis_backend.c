@@ -501,6 +501,7 @@ redis_release_many(DlockEnding *ends, int n, bool xact_end,
 {
 	RedisRelease one = {0};
 	RedisRelease *rel = n > 1 ? malloc(n * sizeof(RedisRelease)) : &one;
+	int		   *rel_of = n > 1 ? malloc(n * sizeof(int)) : NULL;
 	char		detail[512];
 	bool		wait = false;
 	int			m = 0;
@@ -518,24 +519,37 @@ redis_release_many(DlockEnding *ends, int n, bool xact_end,
 		RedisHold  *hold = (RedisHold *) entry->backend_data;
 
 		if (other_scope_holds(entry, ends[i].scope) || hold == NULL)
+		{
+			shared_locks_release_confirmed(ends[i].row);	/* none to send */
 			continue;
+		}
 		total++;
 		last_key = entry->key;
-		if (rel == NULL)
+		if (rel == NULL || (n > 1 && rel_of == NULL))
 		{
 			/* out of memory: one at a time */
 			one.key = entry->key;
 			one.hold = hold;
 			lost += redis_proto_release_many(&one, 1, true, detail, sizeof(detail));
+			if (one.done)
+				shared_locks_release_confirmed(ends[i].row);
 			continue;
 		}
+		if (rel_of != NULL)
+			rel_of[m] = i;
 		rel[m].key = entry->key;
 		rel[m].hold = hold;
 		m++;
 		wait |= (ends[i].scope == DLOCK_SCOPE_SESSION);
 	}
-	if (rel != NULL && m > 0)
+	if (rel != NULL && m > 0 && (n == 1 || rel_of != NULL))
+	{
 		lost += redis_proto_release_many(rel, m, wait, detail, sizeof(detail));
+		/* what is not confirmed stays releasing: the keeper finishes it */
+		for (i = 0; i < m; i++)
+			if (rel[i].done)
+				shared_locks_release_confirmed(ends[rel_of ? rel_of[i] : 0].row);
+	}
 	shared_stats_count(DLOCK_STAT_RELEASES_LEFT, lost);
 
 	if (lost > 0 && total == 1)
@@ -562,6 +576,7 @@ redis_release_many(DlockEnding *ends, int n, bool xact_end,
 	}
 	if (rel != &one)
 		free(rel);
+	free(rel_of);
 }
 
 static void

@@ -114,22 +114,25 @@ append_nodes(char *detail, size_t size, RedisNodeSet *set)
  * releases a majority did not confirm.
  */
 static int
-release_group(RedisNodeSet *set, const RedisRelease *group, int m, bool wait)
+release_group(RedisNodeSet *set, RedisRelease *group, int m, bool wait)
 {
 	int			ncmds = (m + RELEASE_BATCH - 1) / RELEASE_BATCH;
 	char	  **cmds = calloc(ncmds, sizeof(char *));
 	size_t	   *lens = calloc(ncmds, sizeof(size_t));
 	int		   *nkeys = calloc(ncmds, sizeof(int));
 	int		   *confirmed = calloc(ncmds, sizeof(int));
+	int		   *at = calloc(ncmds, sizeof(int));
 	int			lost = 0;
 
-	if (cmds == NULL || lens == NULL || nkeys == NULL || confirmed == NULL)
+	if (cmds == NULL || lens == NULL || nkeys == NULL || confirmed == NULL ||
+		at == NULL)
 		lost = m;				/* out of memory: the leases will do it */
 	else
 	{
 		RedisNode  *nodes[LOCKEXT_MAX_NODES];
 		int			nsent = 0;
 		int			c;
+		int			k;
 
 		for (c = 0; c < ncmds; c++)
 		{
@@ -140,7 +143,10 @@ release_group(RedisNodeSet *set, const RedisRelease *group, int m, bool wait)
 			if (cmds[nsent] == NULL)
 				lost += k;		/* could not even be formatted */
 			else
+			{
+				at[nsent] = c * RELEASE_BATCH;
 				nkeys[nsent++] = k;
+			}
 		}
 		redis_send_givebacks(nodes, set_nodes(set, nodes), cmds, lens, nkeys,
 							 nsent, wait, confirmed);
@@ -148,6 +154,9 @@ release_group(RedisNodeSet *set, const RedisRelease *group, int m, bool wait)
 		{
 			if (confirmed[c] < quorum_of(set->n))
 				lost += nkeys[c];
+			else
+				for (k = 0; k < nkeys[c]; k++)
+					group[at[c] + k].done = true;
 			redisFreeCommand(cmds[c]);
 		}
 	}
@@ -155,6 +164,7 @@ release_group(RedisNodeSet *set, const RedisRelease *group, int m, bool wait)
 	free(lens);
 	free(nkeys);
 	free(confirmed);
+	free(at);
 	return lost;
 }
 
@@ -175,6 +185,7 @@ redis_proto_release_many(RedisRelease *rel, int n, bool wait, char *detail,
 						 size_t detail_size)
 {
 	RedisRelease *group = malloc(n * sizeof(RedisRelease));
+	int		   *from = malloc(n * sizeof(int));
 	int			unconfirmed = 0;
 	int			i;
 
@@ -194,16 +205,28 @@ redis_proto_release_many(RedisRelease *rel, int n, bool wait, char *detail,
 			if (rel[j].hold != NULL && rel[j].hold->set == head->set &&
 				strcmp(rel[j].hold->ns, head->ns) == 0)
 			{
-				if (group != NULL)
+				if (group != NULL && from != NULL)
+				{
 					group[m] = rel[j];
+					group[m].done = false;
+					from[m] = j;
+				}
 				m++;
 				rel[j].hold = NULL;
 			}
-		lost = group == NULL ? m : release_group(head->set, group, m, wait);
+		if (group == NULL || from == NULL)
+			lost = m;
+		else
+		{
+			lost = release_group(head->set, group, m, wait);
+			for (j = 0; j < m; j++)
+				rel[from[j]].done = group[j].done;
+		}
 		if (lost > 0 && detail_size > 0 && detail[0] == '\0')
 			append_nodes(detail, detail_size, head->set);
 		unconfirmed += lost;
 	}
 	free(group);
+	free(from);
 	return unconfirmed;
 }

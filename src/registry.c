@@ -526,6 +526,7 @@ registry_statement_end(void)
 		late_callback_registered = true;
 	}
 	release_check_session_holds();
+	shared_locks_collect_ended();
 }
 
 static void

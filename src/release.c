@@ -37,16 +37,22 @@
 #define session_entry_count (registry_state.session_entry_count)
 #define registry (registry_state.table)
 
+static void end_holds(DlockEnding *ends, int n, bool lockmgr_releases,
+					  bool is_abort, bool forget);
+
 /*
  * The last hold of a scope of entry ended: its dlock_locks row goes, and
  * the backend releases the lock.  Never ERRORs.
  */
 void
 release_end_scope(DlockEntry *entry, DlockScope scope, bool lockmgr_releases,
-			  bool is_abort)
+				  bool is_abort)
 {
-	shared_locks_unpublish(entry, scope);
-	entry->backend->release(entry, scope, lockmgr_releases, is_abort);
+	DlockEnding end;
+
+	end.entry = entry;
+	end.scope = scope;
+	end_holds(&end, 1, lockmgr_releases, is_abort, false);
 }
 
 /* The last transaction-scoped hold of entry is gone. */
@@ -70,12 +76,13 @@ release_end_xact_holds(DlockEntry *entry, bool lockmgr_releases, bool is_abort)
 /*
  * End the holds in ends[] (each entry's scope has no hold left): in one
  * call for a backend that can release many at once, so a large release is
- * one sweep rather than a round trip per key; then forget the entries that
- * hold nothing.  Runs after the commit record and on the abort path:
- * nothing here may ERROR.
+ * one sweep rather than a round trip per key; then, with forget, forget
+ * the entries that hold nothing.  Runs after the commit record and on the
+ * abort path: nothing here may ERROR.
  */
-void
-release_end_holds(DlockEnding *ends, int n, bool lockmgr_releases, bool is_abort)
+static void
+end_holds(DlockEnding *ends, int n, bool lockmgr_releases, bool is_abort,
+		  bool forget)
 {
 	int			nmany = 0;
 	int			i;
@@ -89,16 +96,27 @@ release_end_holds(DlockEnding *ends, int n, bool lockmgr_releases, bool is_abort
 			ends[nmany++] = ends[i];
 			ends[i] = tmp;
 		}
-	for (i = 0; i < nmany; i++)
-		shared_locks_unpublish(ends[i].entry, ends[i].scope);
+	for (i = 0; i < n; i++)
+		ends[i].row = shared_locks_unpublish(ends[i].entry, ends[i].scope);
+	/* that backend confirms each row when its release is done */
 	if (nmany > 0)
 		ends[0].entry->backend->release_many(ends, nmany, lockmgr_releases,
 											 is_abort);
 	for (i = nmany; i < n; i++)
-		release_end_scope(ends[i].entry, ends[i].scope, lockmgr_releases,
-					  is_abort);
-	for (i = 0; i < n; i++)
-		registry_forget_if_unheld(ends[i].entry);
+	{
+		ends[i].entry->backend->release(ends[i].entry, ends[i].scope,
+										lockmgr_releases, is_abort);
+		shared_locks_release_confirmed(ends[i].row);
+	}
+	if (forget)
+		for (i = 0; i < n; i++)
+			registry_forget_if_unheld(ends[i].entry);
+}
+
+void
+release_end_holds(DlockEnding *ends, int n, bool lockmgr_releases, bool is_abort)
+{
+	end_holds(ends, n, lockmgr_releases, is_abort, true);
 }
 
 /*
@@ -279,7 +297,8 @@ release_exit_callback(int code pg_attribute_unused(), Datum arg pg_attribute_unu
 		if (entry->session_holds == 0 && entry->xact_holds == 0)
 			continue;
 		if (entry->session_holds > 0 && entry->xact_holds > 0)
-			shared_locks_unpublish(entry, DLOCK_SCOPE_XACT);
+			shared_locks_release_confirmed(shared_locks_unpublish(entry,
+																  DLOCK_SCOPE_XACT));
 		registry_clear_session_holds(entry);
 		if (entry->xact_holds > 0)
 			unlink_xact_entry(entry);
@@ -298,5 +317,5 @@ release_exit_callback(int code pg_attribute_unused(), Datum arg pg_attribute_unu
 	}
 	if (redis_backend.at_exit)
 		redis_backend.at_exit();
-	shared_locks_forget_backend();
+	shared_locks_exit();
 }

@@ -26,10 +26,13 @@
  * keeper (keeper_state.c).
  *
  * A backend publishes a row when a scope of a key is first granted, and
- * when it starts to wait; it removes it when the scope's last hold ends,
- * or the wait ends, and all of its rows at exit.  Removing never ERRORs
- * (it runs after the commit record): dshash deletion takes a partition
- * lock and frees, nothing more.
+ * when it starts to wait; a wait's row goes when the wait ends.  A hold's
+ * row is ended by the release path (after the commit record, on the abort
+ * path, at exit) through the pointer the registry entry keeps, with an
+ * atomic write: dshash and DSA calls may attach a segment, which may
+ * ERROR, and so have no place there.  The backend deletes its ended rows
+ * at the end of its next statement; the keeper those of a backend that is
+ * gone.
  *
  *-------------------------------------------------------------------------
  */
@@ -57,6 +60,7 @@ typedef struct SharedLocksCtl
 	pg_atomic_uint64 renewable_rows;	/* of them, rows of Redis holds */
 	pg_atomic_uint64 missing;	/* holds and waits not in it (cap reached) */
 	pg_atomic_uint64 renewable_gen; /* bumped when a renewable row changes */
+	pg_atomic_uint64 ended;		/* rows releasing or ended, not yet deleted */
 } SharedLocksCtl;
 
 
@@ -69,8 +73,23 @@ static dshash_table *table = NULL;
 static shmem_request_hook_type prev_shmem_request = NULL;
 static shmem_startup_hook_type prev_shmem_startup = NULL;
 
+static void fill_item(KeeperItem *it, SharedLockRow *row);
+
 /* The wait this backend has published, if any. */
-static SharedLockKey my_wait;
+static SharedLockRow *my_wait_row = NULL;
+static uint64 my_wait_hash;
+
+/* This backend's count of rows published: each row's key is new. */
+static uint64 next_seq = 0;
+
+/*
+ * Keys of this backend's rows that the release path ended: deleted at the
+ * next statement end.  malloc'd (the release path adds to it); a key that
+ * finds no room is left to the keeper, when the backend is gone.
+ */
+static SharedLockKey *ended_keys = NULL;
+static int	nended = 0;
+static int	ended_room = 0;
 static TimestampTz wait_since;
 static bool my_wait_published = false;
 static bool my_wait_missing = false;
@@ -110,6 +129,7 @@ shared_locks_shmem_startup(void)
 	{
 		pg_atomic_init_u64(&ctl->renewable_gen, 0);
 		pg_atomic_init_u64(&ctl->renewable_rows, 0);
+		pg_atomic_init_u64(&ctl->ended, 0);
 		LWLockInitialize(&ctl->lock, shared_area_tranche());
 		ctl->table = InvalidDsaPointer;
 		pg_atomic_init_u64(&ctl->rows, 0);
@@ -213,13 +233,14 @@ count_row_gone(const SharedLockRow *row)
 }
 
 /*
- * Insert or update a row; false (and counted as missing) when the view's
- * cap is reached.  May ERROR, and does for a Redis hold's row that finds
- * no room.
+ * Insert a row, or update the row old (this backend's, live); the row, or
+ * NULL (counted as missing) when the view's cap is reached.  May ERROR,
+ * and does for a Redis hold's row that finds no room.
  */
-static bool
-put_row(const SharedLockKey *key, const char *keytext, int keylen,
-		const SharedLockRow *values, const char *ns, const char *owner)
+static SharedLockRow *
+put_row(SharedLockRow *old, const SharedLockKey *key, const char *keytext,
+		int keylen, const SharedLockRow *values, const char *ns,
+		const char *owner)
 {
 	SharedLockRow *row;
 	bool		found;
@@ -229,30 +250,38 @@ put_row(const SharedLockKey *key, const char *keytext, int keylen,
 	char	   *p;
 
 	if (!attach())
-		return false;
+		return NULL;
 
-	/* an update keeps its text, and what the keeper knows */
-	row = dshash_find(table, key, true);
-	if (row != NULL)
+	/* an update keeps its key, text and life, and what the keeper knows */
+	if (old != NULL)
 	{
-		int64		renewals = row->renewals;
-		char		state = row->state;
+		row = dshash_find(table, &old->key, true);
+		Assert(row == old);
+		if (row != NULL)
+		{
+			SharedLockKey oldkey = row->key;
+			int64		renewals = row->renewals;
+			char		state = row->state;
 
-		text = row->keytext;
-		memcpy(row, values, sizeof(SharedLockRow));
-		row->keytext = text;
-		row->keylen = keylen;
-		row->renewals = renewals;
-		if (state == 'l')
-			row->state = state;
-		dshash_release_lock(table, row);
-		if (values->nodes_fp != 0)
-			pg_atomic_fetch_add_u64(&ctl->renewable_gen, 1);
-		return true;
+			text = row->keytext;
+			memcpy(((char *) row) + offsetof(SharedLockRow, dboid),
+				   ((const char *) values) + offsetof(SharedLockRow, dboid),
+				   sizeof(SharedLockRow) - offsetof(SharedLockRow, dboid));
+			row->key = oldkey;
+			row->keytext = text;
+			row->keylen = keylen;
+			row->renewals = renewals;
+			if (state == 'l')
+				row->state = state;
+			dshash_release_lock(table, row);
+			if (values->nodes_fp != 0)
+				pg_atomic_fetch_add_u64(&ctl->renewable_gen, 1);
+			return row;
+		}
 	}
 
 	if (!count_new_row(values->nodes_fp != 0, keytext))
-		return false;
+		return NULL;
 	/* allocate before taking the partition lock: an ERROR then is clean */
 	text = dsa_allocate_extended(area, keylen + nslen + ownerlen + 3,
 								 DSA_ALLOC_NO_OOM);
@@ -262,7 +291,7 @@ put_row(const SharedLockKey *key, const char *keytext, int keylen,
 		if (values->nodes_fp == 0)
 		{
 			pg_atomic_fetch_add_u64(&ctl->missing, 1);
-			return false;
+			return NULL;
 		}
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -287,21 +316,26 @@ put_row(const SharedLockKey *key, const char *keytext, int keylen,
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	Assert(!found);				/* only this backend writes its rows */
+	Assert(!found);				/* keys are never reused */
 	memcpy(row, values, sizeof(SharedLockRow));
+	row->key = *key;
+	pg_atomic_init_u32(&row->life, LOCKEXT_ROW_LIVE);
 	row->keytext = text;
 	row->keylen = keylen;
 	dshash_release_lock(table, row);
 	if (values->nodes_fp != 0)
 		pg_atomic_fetch_add_u64(&ctl->renewable_gen, 1);
-	return true;
+	return row;
 }
 
-/* Remove a row found (and locked) with dshash_find.  Never ERRORs. */
+/* Remove a row found (and locked) with dshash_find. */
 static void
 remove_row(SharedLockRow *row)
 {
-	count_row_gone(row);
+	if (pg_atomic_read_u32(&row->life) == LOCKEXT_ROW_LIVE)
+		count_row_gone(row);
+	else
+		pg_atomic_fetch_sub_u64(&ctl->ended, 1);
 	dsa_free(area, row->keytext);
 	dshash_delete_entry(table, row);	/* releases the lock */
 }
@@ -342,19 +376,25 @@ row_init(SharedLockRow *row, DlockEntry *entry, int kind, char state)
 }
 
 /*
- * put_row(), with a hold or wait that does not fit counted once in
+ * put_row() for *slot (the row of a hold or wait, NULL when there is
+ * none yet), with a hold or wait that does not fit counted once in
  * ctl->missing; *untracked says whether it is counted there.
  */
 static void
-put_tracked(DlockEntry *entry, const SharedLockRow *row, bool *untracked,
-			const char *ns, const char *owner)
+put_tracked(DlockEntry *entry, SharedLockRow *values, SharedLockRow **slot,
+			bool *untracked, const char *ns, const char *owner)
 {
-	bool		ok = put_row(&row->key, entry->key, entry->keylen, row, ns, owner);
+	SharedLockRow *row;
 
+	if (*slot == NULL)
+		values->key.seq = ++next_seq;
+	row = put_row(*slot, &values->key, entry->key, entry->keylen, values,
+				  ns, owner);
 	/* put_row counted a miss anew, or the row is in now: uncount it */
 	if (*untracked)
 		pg_atomic_fetch_sub_u64(&ctl->missing, 1);
-	*untracked = !ok;
+	*untracked = (row == NULL);
+	*slot = row;
 }
 
 /*
@@ -380,7 +420,8 @@ shared_locks_publish(DlockEntry *entry, DlockScope scope)
 		row.nodes_fp = info.nodes_fp;
 		row.lease_ms = info.lease_ms;
 	}
-	put_tracked(entry, &row, scope == DLOCK_SCOPE_SESSION ?
+	put_tracked(entry, &row, &entry->rows[scope_kind(scope)],
+				scope == DLOCK_SCOPE_SESSION ?
 				&entry->session_untracked : &entry->xact_untracked,
 				info.ns, info.owner);
 	if (row.nodes_fp != 0)
@@ -388,26 +429,114 @@ shared_locks_publish(DlockEntry *entry, DlockScope scope)
 						  LOCKEXT_WAKE_LEFT_US(row.lease_ms));
 }
 
-/* The scope's last hold of entry ended.  Never ERRORs. */
-void
+/*
+ * End a row, through its pointer (the release path): it stops counting and
+ * being renewed or shown, and is deleted at this backend's next statement
+ * end, or by the keeper if the backend is gone first.  Never ERRORs.
+ */
+static void
+end_row(SharedLockRow *row, uint32 life)
+{
+	count_row_gone(row);
+	row->released_us = lockext_now_us();
+	pg_atomic_write_u32(&row->life, life);
+	pg_atomic_fetch_add_u64(&ctl->ended, 1);
+	if (nended == ended_room)
+	{
+		int			room = Max(64, ended_room * 2);
+		SharedLockKey *more = realloc(ended_keys, room * sizeof(SharedLockKey));
+
+		if (more == NULL)
+			return;				/* the keeper deletes it after our exit */
+		ended_keys = more;
+		ended_room = room;
+	}
+	ended_keys[nended++] = row->key;
+}
+
+/*
+ * The scope's last hold of entry ended (the release path): its row is
+ * releasing until the backend confirms the release (for a Redis release
+ * still on its way), see shared_locks_release_confirmed.  Returns the
+ * row, or NULL when it has none.  Never ERRORs.
+ */
+SharedLockRow *
 shared_locks_unpublish(DlockEntry *entry, DlockScope scope)
 {
 	bool	   *untracked = scope == DLOCK_SCOPE_SESSION ?
 		&entry->session_untracked : &entry->xact_untracked;
-	SharedLockKey key;
+	SharedLockRow **slot = &entry->rows[scope_kind(scope)];
+	SharedLockRow *row = *slot;
 
 	if (ctl == NULL)
-		return;
+		return NULL;
 	if (*untracked)
 	{
 		pg_atomic_fetch_sub_u64(&ctl->missing, 1);
 		*untracked = false;
-		return;
 	}
-	key.pid = MyProcPid;
-	key.kind = scope_kind(scope);
-	key.hash = entry->hash;
-	drop_row(&key);
+	*slot = NULL;
+	if (row != NULL)
+		end_row(row, LOCKEXT_ROW_RELEASING);
+	return row;
+}
+
+/*
+ * The release of row is done (confirmed, or there was nothing to send):
+ * it may go.  From the release path and from replies read later (while
+ * the row is releasing, nobody deletes it).  Never ERRORs.
+ */
+void
+shared_locks_release_confirmed(SharedLockRow *row)
+{
+	uint32		expected = LOCKEXT_ROW_RELEASING;
+
+	if (row != NULL)
+		(void) pg_atomic_compare_exchange_u32(&row->life, &expected,
+											  LOCKEXT_ROW_ENDED);
+}
+
+/*
+ * Delete this backend's ended rows (at a statement's end, where dshash may
+ * run).  Releasing ones stay for later.  May ERROR (attach).
+ */
+void
+shared_locks_collect_ended(void)
+{
+	int			kept = 0;
+	int			i;
+
+	if (nended == 0 || table == NULL)
+		return;
+	for (i = 0; i < nended; i++)
+	{
+		SharedLockRow *row = dshash_find(table, &ended_keys[i], true);
+
+		if (row == NULL)
+			continue;
+		if (pg_atomic_read_u32(&row->life) == LOCKEXT_ROW_ENDED)
+		{
+			remove_row(row);
+			continue;
+		}
+		dshash_release_lock(table, row);
+		ended_keys[kept++] = ended_keys[i];
+	}
+	nended = kept;
+}
+
+/*
+ * Process exit (the release path), after every hold was ended: the wait
+ * row, if any, ends too.  What is left is the keeper's to delete.  Never
+ * ERRORs.
+ */
+void
+shared_locks_exit(void)
+{
+	if (my_wait_row != NULL)
+		end_row(my_wait_row, LOCKEXT_ROW_ENDED);
+	my_wait_row = NULL;
+	my_wait_published = false;
 }
 
 /*
@@ -449,7 +578,7 @@ shared_locks_wait_start(DlockEntry *entry, const char *blocker_instance,
 
 	if (ctl == NULL)
 		return;
-	if (!(my_wait_published || my_wait_missing) || my_wait.hash != entry->hash)
+	if (!(my_wait_published || my_wait_missing) || my_wait_hash != entry->hash)
 	{
 		(void) shared_locks_wait_end();
 		wait_since = GetCurrentTimestamp();
@@ -460,8 +589,9 @@ shared_locks_wait_start(DlockEntry *entry, const char *blocker_instance,
 		strlcpy(row.blocker_instance, blocker_instance,
 				sizeof(row.blocker_instance));
 	row.blocker_pid = blocker_pid;
-	my_wait = row.key;
-	put_tracked(entry, &row, &my_wait_missing, "", shared_locks_session_id());
+	my_wait_hash = entry->hash;
+	put_tracked(entry, &row, &my_wait_row, &my_wait_missing, "",
+				shared_locks_session_id());
 	my_wait_published = !my_wait_missing;
 }
 
@@ -477,33 +607,12 @@ shared_locks_wait_end(void)
 	if (my_wait_published || my_wait_missing)
 		waited = Max(GetCurrentTimestamp() - wait_since, 0);
 	if (my_wait_published)
-		drop_row(&my_wait);
+		drop_row(&my_wait_row->key);
 	if (my_wait_missing && ctl != NULL)
 		pg_atomic_fetch_sub_u64(&ctl->missing, 1);
 	my_wait_published = my_wait_missing = false;
+	my_wait_row = NULL;
 	return waited;
-}
-
-/* Process exit: remove every row of this backend.  Never ERRORs. */
-void
-shared_locks_forget_backend(void)
-{
-	dshash_seq_status status;
-	SharedLockRow *row;
-
-	(void) shared_locks_wait_end();
-	if (table == NULL)
-		return;
-	dshash_seq_init(&status, table, true);
-	while ((row = dshash_seq_next(&status)) != NULL)
-	{
-		if (row->key.pid != MyProcPid)
-			continue;
-		count_row_gone(row);
-		dsa_free(area, row->keytext);
-		dshash_delete_current(&status);
-	}
-	dshash_seq_term(&status);
 }
 
 /*
@@ -524,7 +633,11 @@ shared_locks_scan(void (*fn) (const SharedLockRow *row, const char *key,
 	dshash_seq_init(&status, table, false);
 	while ((row = dshash_seq_next(&status)) != NULL)
 	{
-		SharedLockRow *copy = palloc(sizeof(SharedLockRow) + row->keylen + 1);
+		SharedLockRow *copy;
+
+		if (pg_atomic_read_u32(&row->life) != LOCKEXT_ROW_LIVE)
+			continue;			/* released */
+		copy = palloc(sizeof(SharedLockRow) + row->keylen + 1);
 
 		memcpy(copy, row, sizeof(SharedLockRow));
 		memcpy(copy + 1, dsa_get_address(area, row->keytext), row->keylen + 1);
@@ -550,15 +663,11 @@ shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
 						TimestampTz *lease_end, int64 *lease_until_us,
 						bool *lost)
 {
-	SharedLockKey key;
-	SharedLockRow *row;
+	SharedLockRow *row = entry->rows[scope_kind(scope)];
 
-	if (ctl == NULL || table == NULL)
+	if (ctl == NULL || table == NULL || row == NULL)
 		return false;
-	key.pid = MyProcPid;
-	key.kind = scope_kind(scope);
-	key.hash = entry->hash;
-	row = dshash_find(table, &key, false);
+	row = dshash_find(table, &row->key, false);
 	if (row == NULL)
 		return false;
 	*lease_end = row->lease_expires_at;
@@ -590,10 +699,8 @@ shared_locks_renewable(uint64 nodes_fp, KeeperItem **items, uint64 *gen)
 	dshash_seq_init(&status, table, false);
 	while ((row = dshash_seq_next(&status)) != NULL)
 	{
-		const char *key;
-		const char *ns;
-		KeeperItem *it;
-
+		if (pg_atomic_read_u32(&row->life) != LOCKEXT_ROW_LIVE)
+			continue;
 		if (row->state != 'h' || row->nodes_fp == 0 ||
 			(nodes_fp != 0 && row->nodes_fp != nodes_fp))
 			continue;
@@ -602,9 +709,105 @@ shared_locks_renewable(uint64 nodes_fp, KeeperItem **items, uint64 *gen)
 			room *= 2;
 			*items = repalloc(*items, room * sizeof(KeeperItem));
 		}
-		key = dsa_get_address(area, row->keytext);
-		ns = key + row->keylen + 1;
-		it = &(*items)[n++];
+		fill_item(&(*items)[n++], row);
+	}
+	dshash_seq_term(&status);
+	return n;
+}
+
+/* Changes whenever a renewable row comes, changes or goes. */
+uint64
+shared_locks_renewable_gen(void)
+{
+	return ctl ? pg_atomic_read_u64(&ctl->renewable_gen) : 0;
+}
+
+/*
+ * The keeper's sweep, when rows were ended or holders may be gone: rows
+ * of processes that are gone (gone() says so) are removed, and those that
+ * may still hold a Redis lock (live or releasing renewable rows) are
+ * first copied into *items for the keeper to release (it then calls
+ * shared_locks_drop_orphan); releasing rows of live processes older than
+ * stale_us are copied too, for the keeper to send again (their backend may
+ * never read the answer; shared_locks_confirm then).  Returns how many
+ * items.
+ */
+int
+shared_locks_sweep(bool (*gone) (int pid, uint64 start, void *arg), void *arg,
+				   int64 stale_us, KeeperItem **items)
+{
+	dshash_seq_status status;
+	SharedLockRow *row;
+	int64		now_us = lockext_now_us();
+	int			n = 0;
+	int			room = 16;
+
+	*items = palloc(room * sizeof(KeeperItem));
+	if (!attach())
+		return 0;
+	dshash_seq_init(&status, table, true);
+	while ((row = dshash_seq_next(&status)) != NULL)
+	{
+		uint32		life = pg_atomic_read_u32(&row->life);
+		bool		dead = gone(row->key.pid, row->proc_start, arg);
+		bool		to_release = row->nodes_fp != 0 && life != LOCKEXT_ROW_ENDED &&
+			(dead || (life == LOCKEXT_ROW_RELEASING &&
+					  now_us - row->released_us > stale_us));
+
+		if (to_release)
+		{
+			if (n == room)
+			{
+				room *= 2;
+				*items = repalloc(*items, room * sizeof(KeeperItem));
+			}
+			fill_item(&(*items)[n++], row);
+			continue;
+		}
+		if (dead)
+		{
+			if (life == LOCKEXT_ROW_LIVE)
+				count_row_gone(row);
+			else
+				pg_atomic_fetch_sub_u64(&ctl->ended, 1);
+			dsa_free(area, row->keytext);
+			dshash_delete_current(&status);
+		}
+	}
+	dshash_seq_term(&status);
+	return n;
+}
+
+/* Rows ended and not yet deleted, for the keeper: a sweep is due. */
+uint64
+shared_locks_ended_count(void)
+{
+	return ctl ? pg_atomic_read_u64(&ctl->ended) : 0;
+}
+
+/* The keeper sent a release again and it was confirmed. */
+void
+shared_locks_confirm(const SharedLockKey *key)
+{
+	SharedLockRow *row;
+
+	if (table == NULL)
+		return;
+	row = dshash_find(table, key, false);
+	if (row == NULL)
+		return;
+	shared_locks_release_confirmed(row);
+	dshash_release_lock(table, row);
+}
+
+/* A keeper's copy of a row: what it needs to renew or release the hold. */
+static void
+fill_item(KeeperItem *it, SharedLockRow *row)
+{
+	const char *key = dsa_get_address(area, row->keytext);
+	const char *ns = key + row->keylen + 1;
+
+	{
 		it->key = row->key;
 		it->dboid = row->dboid;
 		it->proc_start = row->proc_start;
@@ -618,16 +821,8 @@ shared_locks_renewable(uint64 nodes_fp, KeeperItem **items, uint64 *gen)
 		it->keytext = pstrdup(key);
 		it->ns = pstrdup(ns);
 		it->owner = pstrdup(ns + strlen(ns) + 1);
+		it->releasing = pg_atomic_read_u32(&row->life) != LOCKEXT_ROW_LIVE;
 	}
-	dshash_seq_term(&status);
-	return n;
-}
-
-/* Changes whenever a renewable row comes, changes or goes. */
-uint64
-shared_locks_renewable_gen(void)
-{
-	return ctl ? pg_atomic_read_u64(&ctl->renewable_gen) : 0;
 }
 
 /*
@@ -655,8 +850,8 @@ shared_locks_drop_orphan(const SharedLockKey *key, uint64 proc_start)
 
 /*
  * The keeper renewed the hold acquired at since to lease_end (and, on the
- * monotonic clock, to lease_until_us), or found it lost.  A row of a later hold of the same key (released and taken again
- * meanwhile) is left alone.
+ * monotonic clock, to lease_until_us), or found it lost.  A row released
+ * meanwhile is left alone.
  */
 void
 shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
@@ -669,7 +864,8 @@ shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
 	row = dshash_find(table, key, true);
 	if (row == NULL)
 		return;					/* released meanwhile */
-	if (row->since != since)
+	if (row->since != since ||
+		pg_atomic_read_u32(&row->life) != LOCKEXT_ROW_LIVE)
 	{
 		dshash_release_lock(table, row);
 		return;
@@ -728,6 +924,8 @@ shared_locks_wait_edges(int (*holder_of) (uint64 hash), WaitEdge **edges)
 		int			pid = row->key.pid;
 		SessionId  *sid;
 
+		if (pg_atomic_read_u32(&row->life) != LOCKEXT_ROW_LIVE)
+			continue;
 		if (strlen(owner) < LOCKEXT_SESSION_ID_LEN)
 			continue;			/* an advisory hold: no id */
 		sid = hash_search(ids, &pid, HASH_ENTER, NULL);
