@@ -651,12 +651,41 @@ redis_proto_holder(RedisNodeSet *set, const char *key, char **owner,
 	return best_votes >= quorum_of(set->n);
 }
 
+/* A node's DETECT answer: the edges of a cycle (non-empty), or not. */
+static bool
+is_cycle(const RedisResult *r)
+{
+	return r->outcome == RNODE_OK && r->reply->type == REDIS_REPLY_ARRAY &&
+		r->reply->elements > 0;
+}
+
+static bool
+same_cycle(const redisReply *a, const redisReply *b)
+{
+	size_t		k;
+
+	if (a->elements != b->elements)
+		return false;
+	for (k = 0; k < a->elements; k++)
+	{
+		const redisReply *x = a->element[k];
+		const redisReply *y = b->element[k];
+
+		if (x->type != REDIS_REPLY_STRING || y->type != REDIS_REPLY_STRING ||
+			x->len != y->len || memcmp(x->str, y->str, x->len) != 0)
+			return false;
+	}
+	return true;
+}
+
 /*
  * Deadlock detection across instances (deadlock.c): publish the wait-for
  * edges (edge_ids[i] waits as edges[i] says), with a time to live, on
  * every node, and follow them from session me.  Returns the edges of a
- * cycle through me that a majority of the nodes sees ("waiter|edge"
- * each), or NULL.  May ERROR (cancel).
+ * cycle through me that a majority of the nodes sees, the same on each
+ * ("waiter|edge" each), or NULL.  Decides on the first majority of nodes
+ * to answer: a paused node does not hold the check up (it still gets the
+ * edges when it wakes).  May ERROR (cancel).
  */
 char	  **
 redis_proto_detect(RedisNodeSet *set, const char *ns, const char *me,
@@ -665,46 +694,44 @@ redis_proto_detect(RedisNodeSet *set, const char *ns, const char *me,
 {
 	RedisNode  *nodes[LOCKEXT_MAX_NODES];
 	RedisResult results[LOCKEXT_MAX_NODES];
-	const char **args = palloc((4 + 2 * nedges) * sizeof(char *));
+	const char **args = palloc((5 + 2 * nedges) * sizeof(char *));
 	char	  **path = NULL;
-	int			seen = 0;
 	int			i;
 
 	args[0] = ns;
 	args[1] = me;
 	args[2] = psprintf(INT64_FORMAT, ttl_ms);
-	args[3] = psprintf("%d", nedges);
+	/* on one node a free key is free; on a quorum it may be a skipped node */
+	args[3] = set->n == 1 ? "1" : "0";
+	args[4] = psprintf("%d", nedges);
 	for (i = 0; i < nedges; i++)
 	{
-		args[4 + 2 * i] = edge_ids[i];
-		args[5 + 2 * i] = edges[i];
+		args[5 + 2 * i] = edge_ids[i];
+		args[6 + 2 * i] = edges[i];
 	}
-	/* every node's answer: a majority must see the same cycle */
 	redis_run_script(nodes, set_nodes(set, nodes), SCRIPT_DETECT, 0, NULL,
-					 4 + 2 * nedges, args, NULL, 0, 0, false, NULL, results);
+					 5 + 2 * nedges, args, NULL, 0, 0, false, enough_answered,
+					 results);
 	*npath = 0;
-	for (i = 0; i < set->n; i++)
+	for (i = 0; i < set->n && path == NULL; i++)
 	{
 		redisReply *rep = results[i].reply;
-		int			k;
+		int			votes = 0;
+		int			j;
 
-		if (results[i].outcome != RNODE_OK || rep->type != REDIS_REPLY_ARRAY ||
-			rep->elements == 0)
+		if (!is_cycle(&results[i]))
 			continue;
-		if (seen++ > 0)
+		for (j = 0; j < set->n; j++)
+			if (is_cycle(&results[j]) && same_cycle(rep, results[j].reply))
+				votes++;
+		if (votes < quorum_of(set->n))
 			continue;
 		*npath = (int) rep->elements;
 		path = palloc(*npath * sizeof(char *));
-		for (k = 0; k < *npath; k++)
-			path[k] = rep->element[k]->type == REDIS_REPLY_STRING ?
-				pstrdup(rep->element[k]->str) : pstrdup("");
+		for (j = 0; j < *npath; j++)
+			path[j] = pstrdup(rep->element[j]->str);
 	}
 	redis_results_free(results, set->n);
-	if (seen < quorum_of(set->n))
-	{
-		*npath = 0;
-		return NULL;
-	}
 	return path;
 }
 
