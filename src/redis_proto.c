@@ -39,21 +39,31 @@ reply_is_int(const RedisResult *r, long long value)
 		r->reply->integer == value;
 }
 
-/* Stop waiting once a majority granted the acquire. */
+/*
+ * Stop waiting once a majority granted the acquire, or once so many said
+ * no that no majority can grant it: a paused node must not hold up every
+ * attempt of a wait (what it may still grant is given back).
+ */
 static bool
 enough_granted(const RedisResult *results, int n)
 {
 	int			granted = 0;
+	int			denied = 0;
 	int			i;
 
 	for (i = 0; i < n; i++)
-		if (results[i].outcome == RNODE_OK &&
-			results[i].reply->type == REDIS_REPLY_ARRAY &&
+	{
+		if (results[i].outcome != RNODE_OK)
+			continue;
+		if (results[i].reply->type == REDIS_REPLY_ARRAY &&
 			results[i].reply->elements >= 2 &&
 			results[i].reply->element[0]->type == REDIS_REPLY_INTEGER &&
 			results[i].reply->element[0]->integer == 1)
 			granted++;
-	return granted >= quorum_of(n);
+		else
+			denied++;
+	}
+	return granted >= quorum_of(n) || denied > n - quorum_of(n);
 }
 
 /* Stop waiting once a majority confirmed (a compare-and-act returned 1). */
@@ -528,7 +538,8 @@ enough_woken(const RedisResult *results, int n)
 		if (results[i].outcome == RNODE_OK &&
 			results[i].reply->type == REDIS_REPLY_ARRAY)
 			return true;
-	return false;
+	/* the wait ran out on a majority: a paused node must not prolong it */
+	return enough_answered(results, n);
 }
 
 /*
@@ -548,6 +559,7 @@ redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms)
 	RedisCommand cmd;
 	char		secs[32];
 	bool		waited = false;
+	bool		woken = false;
 	int			i;
 
 	wait_ms = Max(wait_ms, 1);
@@ -563,11 +575,19 @@ redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms)
 	redis_run(nodes, set_nodes(set, nodes), &cmd, NULL, 0, wait_ms, false,
 			  enough_woken, results);
 	for (i = 0; i < set->n; i++)
+		woken |= (results[i].outcome == RNODE_OK &&
+				  results[i].reply->type == REDIS_REPLY_ARRAY);
+	for (i = 0; i < set->n; i++)
 	{
 		if (results[i].outcome == RNODE_OK)
 			waited = true;
-		/* a BLPOP still blocked there would stall the next command */
-		else if (results[i].outcome == RNODE_TIMED_OUT)
+
+		/*
+		 * A BLPOP still blocked there would stall the next command; one not
+		 * waited for once the wait ran out on a majority ends as soon.
+		 */
+		else if (results[i].outcome == RNODE_TIMED_OUT &&
+				 (woken || !results[i].not_awaited))
 			redis_disconnect(&set->nodes[i]);
 	}
 	redis_results_free(results, set->n);
