@@ -12,14 +12,25 @@
  * Nothing happens before a wait has lasted deadlock_timeout: a transaction
  * that never waits that long pays nothing.  Then, and every
  * deadlock_timeout after, the waiter publishes in Redis, with a time to
- * live, its wait-for edge (itself -> the holder, which key, since when)
- * and the edges of its own instance's local queue (a session queued for a
- * key waits for the session holding the key's local lock; those sessions
- * sleep in the lock manager and cannot publish themselves), and in the
- * same script follows the edges from itself (redis_proto_detect).  An
- * edge whose key is in Redis is not followed once another value holds the
- * key (the wait is over); a key missing on a node says nothing, as a
- * quorum grant may have skipped that node.
+ * live, its wait-for edge (itself -> the holder, which key, since when,
+ * and a stamp new at each look) and the edges of the waits in its own
+ * database's local queue that lead to it (a session queued for a key
+ * waits for the session holding the key's local lock; those sessions
+ * sleep in the lock manager and cannot publish themselves), read from one
+ * copy of the lock manager and only while the lock manager shows them
+ * waiting; and in the same script follows the edges from itself
+ * (redis_proto_detect).
+ *
+ * An edge counts only while its wait is live.  The waiter deletes its
+ * edge however its wait ends, an ERROR (cancel, statement_timeout, 40P01,
+ * an outage) included, and republishes it at once when the holder it
+ * waits for changes; a wait on Redis is not followed once another value
+ * holds the key; a local wait carries the publisher's session id and
+ * stamp and is followed only while the publisher's own edge carries the
+ * same stamp, so each look replaces all the local waits of the one
+ * before, and its end ends them.  The time to live only bounds what a
+ * delete that did not reach a node, or a session that died mid-wait,
+ * leaves behind (a dead session soon holds nothing anyone waits for).
  *
  * One victim per cycle, chosen alike by everyone who sees the cycle: the
  * youngest wait (latest start, then the larger session id) among the
@@ -29,7 +40,8 @@
  * Redis in it looks within deadlock_timeout and the edges of local waits
  * are republished as often, so the victim fails within twice
  * deadlock_timeout plus a round trip.  On a quorum a cycle counts when a
- * majority of the nodes sees it.
+ * majority of the nodes sees the same one; the first majority to answer
+ * decides, so a paused node does not delay the check.
  *
  *-------------------------------------------------------------------------
  */
@@ -55,6 +67,7 @@ typedef struct CycleEdge
 void
 deadlock_watch_start(DeadlockWatch *w)
 {
+	w->started = true;
 	w->started_at = GetCurrentTimestamp();
 	w->next_check_us = lockext_now_us() + (int64) DeadlockTimeout * 1000;
 	w->published = false;
@@ -82,13 +95,14 @@ instance_field(void)
 	return name;
 }
 
-/* holder|in Redis|can act|since|instance|pid|key */
+/* holder|in Redis|can act|since|instance|pid|stamp|key */
 static char *
 edge_value(const char *holder, bool in_redis, bool can_act, TimestampTz since,
-		   const char *instance, int pid, const char *key)
+		   const char *instance, int pid, const char *stamp, const char *key)
 {
-	return psprintf("%s|%d|%d|" INT64_FORMAT "|%s|%d|%s", holder,
-					in_redis ? 1 : 0, can_act ? 1 : 0, since, instance, pid, key);
+	return psprintf("%s|%d|%d|" INT64_FORMAT "|%s|%d|%s|%s", holder,
+					in_redis ? 1 : 0, can_act ? 1 : 0, since, instance, pid,
+					stamp, key);
 }
 
 /* Split "waiter|holder|r|a|since|instance|pid|key"; false if malformed. */
@@ -118,18 +132,60 @@ parse_edge(char *s, CycleEdge *e)
 }
 
 /*
- * If the wait has lasted deadlock_timeout since the last look, publish
- * the edges and look for a cycle through this session; ERROR 40P01 when
- * there is one and this session is its victim.  holder_value is the owner
- * value of key's holder, as Redis gave it.
+ * Keep the local waits whose chain of holders (each waits for the next in
+ * the lock manager) ends at this backend, i.e. the local part of any
+ * cycle through our wait; returns how many.  Every other chain ends at
+ * another waiter on Redis, which publishes it, or at a session that does
+ * not wait, which no cycle passes.
+ */
+static int
+waits_into_me(WaitEdge *local, int n, WaitEdge *kept)
+{
+	int			nkept = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		int			pid = local[i].holder_pid;
+		int			hops;
+
+		for (hops = 0; hops < n && pid != MyProcPid; hops++)
+		{
+			int			j;
+
+			for (j = 0; j < n && local[j].waiter_pid != pid; j++)
+				;
+			if (j == n)
+				break;			/* that holder does not wait locally */
+			pid = local[j].holder_pid;
+		}
+		if (pid == MyProcPid)
+			kept[nkept++] = local[i];
+	}
+	return nkept;
+}
+
+/*
+ * If the wait has lasted deadlock_timeout since the last look, or what we
+ * published no longer says whom we wait for, publish the edges and look
+ * for a cycle through this session; ERROR 40P01 when there is one and
+ * this session is its victim.  holder_value is the owner value of key's
+ * holder, as Redis gave it; key stays valid for the whole wait.
  */
 void
 deadlock_check(DeadlockWatch *w, RedisNodeSet *set, const char *ns,
 			   const char *key, const char *holder_value)
 {
+	static uint64 publications = 0;
+	bool		named = holder_value != NULL &&
+		strlen(holder_value) >= LOCKEXT_SESSION_ID_LEN;
 	const char *me;
 	char	   *instance;
+	char	   *stamp;
+	char	   *local_stamp;
+	LocalLockSnapshot snapshot = {0};
 	WaitEdge   *local;
+	WaitEdge   *mine;
 	int			nlocal;
 	const char **ids;
 	const char **edges;
@@ -140,29 +196,50 @@ deadlock_check(DeadlockWatch *w, RedisNodeSet *set, const char *ns,
 	StringInfoData detail;
 	int			i;
 
-	if (lockext_now_us() < w->next_check_us)
+	if (lockext_now_us() < w->next_check_us &&
+		!(w->published &&
+		  (!named || strncmp(w->holder, holder_value, LOCKEXT_SESSION_ID_LEN) != 0 ||
+		   strcmp(w->key, key) != 0)))
 		return;
 	w->next_check_us = lockext_now_us() + (int64) DeadlockTimeout * 1000;
-	if (holder_value == NULL || strlen(holder_value) < LOCKEXT_SESSION_ID_LEN)
-		return;					/* not a value lockext wrote: no session */
+	if (!named)
+	{
+		/* not a value lockext wrote: no session; what we said is stale */
+		deadlock_watch_end(w, set, ns);
+		return;
+	}
 
+	/*
+	 * Our edge carries a stamp new at each publication, and the local
+	 * waits we publish carry our session id and that stamp: they count only
+	 * while our edge is this one (DETECT), so each look replaces them all.
+	 */
 	me = shared_locks_session_id();
 	instance = instance_field();
-	nlocal = shared_locks_wait_edges(local_lock_holder_pid, &local);
+	stamp = psprintf(UINT64_FORMAT, ++publications);
+	local_stamp = psprintf("%s:%s", me, stamp);
+	nlocal = shared_locks_wait_edges(MyDatabaseId, local_lock_blocker,
+									 &snapshot, &local);
+	mine = palloc(Max(nlocal, 1) * sizeof(WaitEdge));
+	nlocal = waits_into_me(local, nlocal, mine);
 	ids = palloc((nlocal + 1) * sizeof(char *));
 	edges = palloc((nlocal + 1) * sizeof(char *));
 	ids[0] = me;
 	edges[0] = edge_value(pnstrdup(holder_value, LOCKEXT_SESSION_ID_LEN), true,
-						  true, w->started_at, instance, MyProcPid, key);
+						  true, w->started_at, instance, MyProcPid, stamp, key);
 	for (i = 0; i < nlocal; i++)
 	{
-		ids[i + 1] = local[i].waiter;
-		edges[i + 1] = edge_value(local[i].holder, false, false, local[i].since,
-								  instance, local[i].waiter_pid, local[i].key);
+		ids[i + 1] = mine[i].waiter;
+		edges[i + 1] = edge_value(mine[i].holder, false, false, mine[i].since,
+								  instance, mine[i].waiter_pid, local_stamp,
+								  mine[i].key);
 	}
+	memcpy(w->holder, holder_value, LOCKEXT_SESSION_ID_LEN);
+	w->holder[LOCKEXT_SESSION_ID_LEN] = '\0';
+	w->key = key;
+	w->published = true;		/* even if the call fails half-way */
 	path = redis_proto_detect(set, ns, me, ids, edges, nlocal + 1,
 							  2 * (int64) DeadlockTimeout + 2000, &npath);
-	w->published = true;
 	if (path == NULL)
 		return;
 

@@ -34,6 +34,7 @@
 #include "utils/backend_status.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -42,6 +43,9 @@
 #include "lockext.h"
 
 #define FENCE_SEQ_NAME "dlock_fence_seq"
+
+/* A busy lock's report names the holder at most this often (us). */
+#define HOLDER_LOOKUP_US 1000000
 
 /* OID of the extension's fence sequence, looked up once per backend. */
 static Oid	fence_seq_oid = InvalidOid;
@@ -75,43 +79,124 @@ scope_mode(DlockScope scope)
 
 /*
  * The pid of a backend (another one, with others_only) that holds key's
- * local lock, or 0: what pg_locks would show.  GetLockStatusData() takes
- * every partition lock, so only error paths and waits past
- * deadlock_timeout call this.
+ * local lock, or 0: what pg_locks would show.  GetLockStatusData() copies
+ * the whole lock table under every partition lock: dlock_holder() asks
+ * for it, and lockext_report_busy() at most once a second.
  */
 static int
 holder_pid(uint64 hash, bool others_only)
 {
 	LOCKTAG		tag;
 	LockData   *data;
+	int			pid = 0;
 	int			i;
 
 	local_lock_set_tag(&tag, hash);
 	data = GetLockStatusData();
-	for (i = 0; i < data->nelements; i++)
+	for (i = 0; i < data->nelements && pid == 0; i++)
 	{
 		LockInstanceData *inst = &data->locks[i];
 
 		if (inst->holdMask != 0 &&
 			(!others_only || inst->pid != MyProcPid) &&
 			memcmp(&inst->locktag, &tag, sizeof(LOCKTAG)) == 0)
-			return inst->pid;
+			pid = inst->pid;
 	}
-	return 0;
+	pfree(data->locks);
+	pfree(data);
+	return pid;
 }
 
-/* Who holds the local lock of hash (this backend too), 0 when nobody. */
-int
-local_lock_holder_pid(uint64 hash)
+/* The snapshot's entries. */
+typedef struct SnapHolder
 {
-	return holder_pid(hash, false);
+	LOCKTAG		tag;			/* the hash key */
+	int			pid;
+} SnapHolder;
+
+typedef struct SnapWait
+{
+	int			pid;			/* the hash key */
+	LOCKTAG		tag;
+} SnapWait;
+
+static void
+take_snapshot(LocalLockSnapshot *snap)
+{
+	LockData   *data = GetLockStatusData();
+	HASHCTL		hctl;
+	int			i;
+
+	hctl.keysize = sizeof(LOCKTAG);
+	hctl.entrysize = sizeof(SnapHolder);
+	hctl.hcxt = CurrentMemoryContext;
+	snap->holders = hash_create("lockext lock holders", 64, &hctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	hctl.keysize = sizeof(int);
+	hctl.entrysize = sizeof(SnapWait);
+	snap->waits = hash_create("lockext lock waits", 64, &hctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (i = 0; i < data->nelements; i++)
+	{
+		LockInstanceData *inst = &data->locks[i];
+		bool		found;
+
+		if (inst->locktag.locktag_type != LOCKTAG_ADVISORY ||
+			inst->locktag.locktag_field4 != LOCKEXT_TAG_SPACE)
+			continue;
+		if (inst->holdMask != 0)
+		{
+			SnapHolder *h = hash_search(snap->holders, &inst->locktag,
+										HASH_ENTER, &found);
+
+			if (!found)
+				h->pid = inst->pid;
+		}
+		if (inst->waitLockMode != NoLock)
+		{
+			SnapWait   *w = hash_search(snap->waits, &inst->pid, HASH_ENTER,
+										NULL);
+
+			w->tag = inst->locktag;
+		}
+	}
+	pfree(data->locks);
+	pfree(data);
+}
+
+/*
+ * For deadlock detection across instances (a WaitBlockerFn; snapshot is a
+ * LocalLockSnapshot, zeroed before the first call): whom waiter_pid waits
+ * for in the lock manager for key hash of database dboid, or 0 when it
+ * does not wait there now.  All calls of one check read one copy of the
+ * lock table, taken at the first: GetLockStatusData() takes every
+ * partition lock.
+ */
+int
+local_lock_blocker(void *snapshot, int waiter_pid, Oid dboid, uint64 hash)
+{
+	LocalLockSnapshot *snap = (LocalLockSnapshot *) snapshot;
+	LOCKTAG		tag;
+	SnapWait   *w;
+	SnapHolder *h;
+
+	if (snap->holders == NULL)
+		take_snapshot(snap);
+	SET_LOCKTAG_ADVISORY(tag, dboid, (uint32) (hash >> 32), (uint32) hash,
+						 LOCKEXT_TAG_SPACE);
+	w = hash_search(snap->waits, &waiter_pid, HASH_FIND, NULL);
+	if (w == NULL || memcmp(&w->tag, &tag, sizeof(LOCKTAG)) != 0)
+		return 0;				/* that wait is over */
+	h = hash_search(snap->holders, &tag, HASH_FIND, NULL);
+	return (h != NULL && h->pid != waiter_pid) ? h->pid : 0;
 }
 
 /*
  * 55P03 for a lock not acquired: "within N seconds" after a wait, without
  * it for a try-once call (timeout 0).  The detail names the holder: what
  * the backend saw (busy_detail: Redis's answer), else the local holder's
- * pid.  Shared by the SQL layer and the local queue's own timed-out wait.
+ * pid, looked up at most once a second (a copy of the whole lock table).
+ * Shared by the SQL layer and the local queue's own timed-out wait.
  */
 void
 lockext_report_busy(const char *key, uint64 hash, int64 timeout_ms,
@@ -140,7 +225,16 @@ lockext_report_busy(const char *key, uint64 hash, int64 timeout_ms,
 						  busy_detail);
 	else
 	{
-		int			pid = holder_pid(hash, true);
+		static int64 last_lookup_us = 0;
+		int64		now_us = lockext_now_us();
+		int			pid = 0;
+
+		/* a retry loop must not copy the lock table at every failure */
+		if (last_lookup_us == 0 || now_us - last_lookup_us >= HOLDER_LOOKUP_US)
+		{
+			last_lookup_us = now_us;
+			pid = holder_pid(hash, true);
+		}
 
 		if (pid != 0)
 			detail = psprintf("Lock \"%s\" is held by process %d.", key, pid);
@@ -385,25 +479,10 @@ static bool
 advisory_holder(const char *key, int keylen, uint64 hash,
 				DlockHolderInfo *info)
 {
-	LOCKTAG		tag;
-	LockData   *data;
-	int			pid = 0;
+	int			pid = holder_pid(hash, false);
 	int			i;
 	int			nbackends;
 
-	local_lock_set_tag(&tag, hash);
-	data = GetLockStatusData();
-	for (i = 0; i < data->nelements; i++)
-	{
-		LockInstanceData *inst = &data->locks[i];
-
-		if (inst->holdMask != 0 &&
-			memcmp(&inst->locktag, &tag, sizeof(LOCKTAG)) == 0)
-		{
-			pid = inst->pid;
-			break;
-		}
-	}
 	if (pid == 0)
 		return false;
 

@@ -345,16 +345,21 @@ typedef struct WaitEdge
 	char		waiter[LOCKEXT_SESSION_ID_LEN + 1];
 	char		holder[LOCKEXT_SESSION_ID_LEN + 1];
 	int			waiter_pid;
+	int			holder_pid;
 	TimestampTz since;
 	uint64		hash;
 	char	   *key;
 } WaitEdge;
 
+/* Who a local waiter waits for (0: its wait is not live), see local_lock.c */
+typedef int (*WaitBlockerFn) (void *arg, int waiter_pid, Oid dboid,
+							  uint64 hash);
+
 extern int	lockext_max_tracked_locks;
 extern int	lockext_max_redis_locks;
 extern const char *shared_locks_session_id(void);
-extern int	shared_locks_wait_edges(int (*holder_of) (uint64 hash),
-									WaitEdge **edges);
+extern int	shared_locks_wait_edges(Oid dboid, WaitBlockerFn blocker_of,
+									void *arg, WaitEdge **edges);
 extern void shared_locks_install_hooks(void);
 extern void shared_locks_publish(DlockEntry *entry, DlockScope scope);
 extern struct SharedLockRow *shared_locks_unpublish(DlockEntry *entry,
@@ -518,7 +523,16 @@ extern bool local_lock_acquire(DlockEntry *entry, DlockScope scope,
 extern void local_lock_release(DlockEntry *entry, DlockScope scope,
 							   bool lockmgr_releases);
 extern bool local_lock_still_held(DlockEntry *entry, DlockScope scope);
-extern int	local_lock_holder_pid(uint64 hash);
+
+/* One copy of the lock manager's dlock entries, taken at first use. */
+typedef struct LocalLockSnapshot
+{
+	struct HTAB *holders;		/* LOCKTAG -> holder's pid */
+	struct HTAB *waits;			/* pid -> the LOCKTAG it waits for */
+} LocalLockSnapshot;
+
+extern int	local_lock_blocker(void *snapshot, int waiter_pid, Oid dboid,
+							   uint64 hash);
 extern char *lockext_instance_name(void);
 
 #endif							/* LOCKEXT_H */

@@ -278,9 +278,12 @@ extern size_t redis_owner_unique_len(const char *owner);
  */
 typedef struct DeadlockWatch
 {
+	bool		started;
 	TimestampTz started_at;
 	int64		next_check_us;
-	bool		published;		/* our edge is in Redis */
+	bool		published;		/* our edge is in Redis, saying: */
+	char		holder[LOCKEXT_SESSION_ID_LEN + 1];	/* whom we wait for */
+	const char *key;			/* for which key */
 } DeadlockWatch;
 
 extern void deadlock_watch_start(DeadlockWatch *w);

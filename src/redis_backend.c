@@ -143,12 +143,12 @@ report_refusal(const char *key, RedisAcquireResult *res)
  * Returns false when a key stayed busy for the whole timeout (*failed
  * names it); ERRORs on an outage unless lockext.fallback lets the local
  * locks stand alone, in which case the entries move to the advisory
- * backend.
+ * backend.  A wait is watched for deadlocks in *watch.
  */
 static bool
 acquire_remote(DlockEntry **entries, RedisHold **holds, int n, int64 start_us,
 			   int64 timeout_ms, int64 lease_ms, int *failed,
-			   char **busy_detail)
+			   char **busy_detail, DeadlockWatch *watch)
 {
 	int64		deadline_us = timeout_ms < 0 ? PG_INT64_MAX :
 		start_us + timeout_ms * 1000;
@@ -157,8 +157,6 @@ acquire_remote(DlockEntry **entries, RedisHold **holds, int n, int64 start_us,
 	const char **keys = palloc(n * sizeof(char *));
 	int64		backoff_ms = 10;
 	bool		granted = false;
-	DeadlockWatch watch;
-	bool		watching = false;
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -257,12 +255,11 @@ acquire_remote(DlockEntry **entries, RedisHold **holds, int n, int64 start_us,
 		MemoryContextSwitchTo(attempt_cxt);
 
 		/* past deadlock_timeout, look for a cycle across instances */
-		if (!watching)
-			deadlock_watch_start(&watch);
-		watching = true;
-		deadlock_check(&watch, holds[0]->set, holds[0]->ns, busy->key,
+		if (!watch->started)
+			deadlock_watch_start(watch);
+		deadlock_check(watch, holds[0]->set, holds[0]->ns, busy->key,
 					   res.holder);
-		wait_ms = deadlock_watch_cap(&watch, wait_ms);
+		wait_ms = deadlock_watch_cap(watch, wait_ms);
 		if (redis_proto_wait(holds[0]->set, busy->key, wait_ms))
 			backoff_ms = 10;
 		else
@@ -280,8 +277,6 @@ acquire_remote(DlockEntry **entries, RedisHold **holds, int n, int64 start_us,
 		}
 		MemoryContextSwitchTo(caller);
 	}
-	if (watching)
-		deadlock_watch_end(&watch, holds[0]->set, holds[0]->ns);
 	MemoryContextDelete(attempt_cxt);
 	return granted;
 }
@@ -332,28 +327,34 @@ redis_prepare(int64 lease_ms)
 /*
  * Take the Redis locks of entries[0..n) (their local locks are held), all
  * or none; on an ERROR, the holds are freed and the local locks given back
- * (local_from..n).
+ * (local_from..n).  However a wait ends, ERROR included, its wait-for edge
+ * leaves Redis with it: a stale one would make false deadlocks.
  */
 static bool
 acquire_remote_guarded(DlockEntry **entries, RedisHold **holds, int n,
 					   int64 timeout_ms, int64 lease_ms, int *failed,
 					   char **busy_detail)
 {
+	MemoryContext caller = CurrentMemoryContext;
+	DeadlockWatch *watch = palloc0(sizeof(DeadlockWatch));
 	volatile bool granted = false;
 	int			i;
 
 	PG_TRY();
 	{
 		granted = acquire_remote(entries, holds, n, lockext_now_us(), timeout_ms,
-								 lease_ms, failed, busy_detail);
+								 lease_ms, failed, busy_detail, watch);
 	}
 	PG_CATCH();
 	{
+		MemoryContextSwitchTo(caller);
+		deadlock_watch_end(watch, holds[0]->set, holds[0]->ns);
 		for (i = 0; i < n; i++)
 			drop_hold(holds[i]);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	deadlock_watch_end(watch, holds[0]->set, holds[0]->ns);
 
 	for (i = 0; i < n; i++)
 	{

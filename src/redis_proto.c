@@ -39,21 +39,31 @@ reply_is_int(const RedisResult *r, long long value)
 		r->reply->integer == value;
 }
 
-/* Stop waiting once a majority granted the acquire. */
+/*
+ * Stop waiting once a majority granted the acquire, or once so many said
+ * no that no majority can grant it: a paused node must not hold up every
+ * attempt of a wait (what it may still grant is given back).
+ */
 static bool
 enough_granted(const RedisResult *results, int n)
 {
 	int			granted = 0;
+	int			denied = 0;
 	int			i;
 
 	for (i = 0; i < n; i++)
-		if (results[i].outcome == RNODE_OK &&
-			results[i].reply->type == REDIS_REPLY_ARRAY &&
+	{
+		if (results[i].outcome != RNODE_OK)
+			continue;
+		if (results[i].reply->type == REDIS_REPLY_ARRAY &&
 			results[i].reply->elements >= 2 &&
 			results[i].reply->element[0]->type == REDIS_REPLY_INTEGER &&
 			results[i].reply->element[0]->integer == 1)
 			granted++;
-	return granted >= quorum_of(n);
+		else
+			denied++;
+	}
+	return granted >= quorum_of(n) || denied > n - quorum_of(n);
 }
 
 /* Stop waiting once a majority confirmed (a compare-and-act returned 1). */
@@ -528,7 +538,8 @@ enough_woken(const RedisResult *results, int n)
 		if (results[i].outcome == RNODE_OK &&
 			results[i].reply->type == REDIS_REPLY_ARRAY)
 			return true;
-	return false;
+	/* the wait ran out on a majority: a paused node must not prolong it */
+	return enough_answered(results, n);
 }
 
 /*
@@ -548,6 +559,7 @@ redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms)
 	RedisCommand cmd;
 	char		secs[32];
 	bool		waited = false;
+	bool		woken = false;
 	int			i;
 
 	wait_ms = Max(wait_ms, 1);
@@ -563,11 +575,19 @@ redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms)
 	redis_run(nodes, set_nodes(set, nodes), &cmd, NULL, 0, wait_ms, false,
 			  enough_woken, results);
 	for (i = 0; i < set->n; i++)
+		woken |= (results[i].outcome == RNODE_OK &&
+				  results[i].reply->type == REDIS_REPLY_ARRAY);
+	for (i = 0; i < set->n; i++)
 	{
 		if (results[i].outcome == RNODE_OK)
 			waited = true;
-		/* a BLPOP still blocked there would stall the next command */
-		else if (results[i].outcome == RNODE_TIMED_OUT)
+
+		/*
+		 * A BLPOP still blocked there would stall the next command; one not
+		 * waited for once the wait ran out on a majority ends as soon.
+		 */
+		else if (results[i].outcome == RNODE_TIMED_OUT &&
+				 (woken || !results[i].not_awaited))
 			redis_disconnect(&set->nodes[i]);
 	}
 	redis_results_free(results, set->n);
@@ -651,12 +671,41 @@ redis_proto_holder(RedisNodeSet *set, const char *key, char **owner,
 	return best_votes >= quorum_of(set->n);
 }
 
+/* A node's DETECT answer: the edges of a cycle (non-empty), or not. */
+static bool
+is_cycle(const RedisResult *r)
+{
+	return r->outcome == RNODE_OK && r->reply->type == REDIS_REPLY_ARRAY &&
+		r->reply->elements > 0;
+}
+
+static bool
+same_cycle(const redisReply *a, const redisReply *b)
+{
+	size_t		k;
+
+	if (a->elements != b->elements)
+		return false;
+	for (k = 0; k < a->elements; k++)
+	{
+		const redisReply *x = a->element[k];
+		const redisReply *y = b->element[k];
+
+		if (x->type != REDIS_REPLY_STRING || y->type != REDIS_REPLY_STRING ||
+			x->len != y->len || memcmp(x->str, y->str, x->len) != 0)
+			return false;
+	}
+	return true;
+}
+
 /*
  * Deadlock detection across instances (deadlock.c): publish the wait-for
  * edges (edge_ids[i] waits as edges[i] says), with a time to live, on
  * every node, and follow them from session me.  Returns the edges of a
- * cycle through me that a majority of the nodes sees ("waiter|edge"
- * each), or NULL.  May ERROR (cancel).
+ * cycle through me that a majority of the nodes sees, the same on each
+ * ("waiter|edge" each), or NULL.  Decides on the first majority of nodes
+ * to answer: a paused node does not hold the check up (it still gets the
+ * edges when it wakes).  May ERROR (cancel).
  */
 char	  **
 redis_proto_detect(RedisNodeSet *set, const char *ns, const char *me,
@@ -665,46 +714,44 @@ redis_proto_detect(RedisNodeSet *set, const char *ns, const char *me,
 {
 	RedisNode  *nodes[LOCKEXT_MAX_NODES];
 	RedisResult results[LOCKEXT_MAX_NODES];
-	const char **args = palloc((4 + 2 * nedges) * sizeof(char *));
+	const char **args = palloc((5 + 2 * nedges) * sizeof(char *));
 	char	  **path = NULL;
-	int			seen = 0;
 	int			i;
 
 	args[0] = ns;
 	args[1] = me;
 	args[2] = psprintf(INT64_FORMAT, ttl_ms);
-	args[3] = psprintf("%d", nedges);
+	/* on one node a free key is free; on a quorum it may be a skipped node */
+	args[3] = set->n == 1 ? "1" : "0";
+	args[4] = psprintf("%d", nedges);
 	for (i = 0; i < nedges; i++)
 	{
-		args[4 + 2 * i] = edge_ids[i];
-		args[5 + 2 * i] = edges[i];
+		args[5 + 2 * i] = edge_ids[i];
+		args[6 + 2 * i] = edges[i];
 	}
-	/* every node's answer: a majority must see the same cycle */
 	redis_run_script(nodes, set_nodes(set, nodes), SCRIPT_DETECT, 0, NULL,
-					 4 + 2 * nedges, args, NULL, 0, 0, false, NULL, results);
+					 5 + 2 * nedges, args, NULL, 0, 0, false, enough_answered,
+					 results);
 	*npath = 0;
-	for (i = 0; i < set->n; i++)
+	for (i = 0; i < set->n && path == NULL; i++)
 	{
 		redisReply *rep = results[i].reply;
-		int			k;
+		int			votes = 0;
+		int			j;
 
-		if (results[i].outcome != RNODE_OK || rep->type != REDIS_REPLY_ARRAY ||
-			rep->elements == 0)
+		if (!is_cycle(&results[i]))
 			continue;
-		if (seen++ > 0)
+		for (j = 0; j < set->n; j++)
+			if (is_cycle(&results[j]) && same_cycle(rep, results[j].reply))
+				votes++;
+		if (votes < quorum_of(set->n))
 			continue;
 		*npath = (int) rep->elements;
 		path = palloc(*npath * sizeof(char *));
-		for (k = 0; k < *npath; k++)
-			path[k] = rep->element[k]->type == REDIS_REPLY_STRING ?
-				pstrdup(rep->element[k]->str) : pstrdup("");
+		for (j = 0; j < *npath; j++)
+			path[j] = pstrdup(rep->element[j]->str);
 	}
 	redis_results_free(results, set->n);
-	if (seen < quorum_of(set->n))
-	{
-		*npath = 0;
-		return NULL;
-	}
 	return path;
 }
 

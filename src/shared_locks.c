@@ -882,13 +882,15 @@ shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
 }
 
 /*
- * The waits of this instance as edges of the wait-for graph between
- * sessions, for deadlock detection across instances: a session waiting in
- * the local queue for a key waits for the session holding its local lock
- * (holder_of tells whose, 0 when none).  Sessions are named by their
- * session ids, read from their wait rows and the owner values of their
- * Redis holds; a holder with neither cannot be part of a cycle and is
- * left out.  Waits on Redis itself are the waiter's to publish.
+ * The waits in the local queue of database dboid on this instance, as
+ * edges of the wait-for graph between sessions, for deadlock detection
+ * across instances: a session waiting in the local queue for a key waits
+ * for the session holding its local lock.  blocker_of(arg, ...) tells
+ * whose, and 0 when that wait is not live in the lock manager (over, or a
+ * wait on Redis).  Sessions are named by their session ids, read from
+ * their wait rows and the owner values of their Redis holds; a holder with
+ * neither cannot be part of a cycle and is left out.  Waits on Redis
+ * itself, and this backend's own, are their waiters' to publish.
  */
 typedef struct SessionId
 {
@@ -897,7 +899,8 @@ typedef struct SessionId
 } SessionId;
 
 int
-shared_locks_wait_edges(int (*holder_of) (uint64 hash), WaitEdge **edges)
+shared_locks_wait_edges(Oid dboid, WaitBlockerFn blocker_of, void *arg,
+						WaitEdge **edges)
 {
 	dshash_seq_status status;
 	SharedLockRow *row;
@@ -926,12 +929,14 @@ shared_locks_wait_edges(int (*holder_of) (uint64 hash), WaitEdge **edges)
 
 		if (pg_atomic_read_u32(&row->life) != LOCKEXT_ROW_LIVE)
 			continue;
-		if (strlen(owner) < LOCKEXT_SESSION_ID_LEN)
-			continue;			/* an advisory hold: no id */
+		if (row->dboid != dboid || strlen(owner) < LOCKEXT_SESSION_ID_LEN)
+			continue;			/* another database, or an advisory hold */
 		sid = hash_search(ids, &pid, HASH_ENTER, NULL);
 		memcpy(sid->id, owner, LOCKEXT_SESSION_ID_LEN);
 		sid->id[LOCKEXT_SESSION_ID_LEN] = '\0';
-		if (row->state == 'w')
+		/* a wait on Redis names its remote holder */
+		if (row->state == 'w' && pid != MyProcPid &&
+			row->blocker_instance[0] == '\0' && row->blocker_pid == 0)
 		{
 			WaitEdge   *e = palloc0(sizeof(WaitEdge));
 
@@ -949,15 +954,16 @@ shared_locks_wait_edges(int (*holder_of) (uint64 hash), WaitEdge **edges)
 	foreach(lc, waits)
 	{
 		WaitEdge   *w = lfirst(lc);
-		int			holder = holder_of(w->hash);
+		int			holder = blocker_of(arg, w->waiter_pid, dboid, w->hash);
 		SessionId  *sid;
 
-		if (holder == 0 || holder == w->waiter_pid)
-			continue;			/* not waiting in the local queue */
+		if (holder == 0)
+			continue;			/* not waiting in the local queue now */
 		sid = hash_search(ids, &holder, HASH_FIND, NULL);
 		if (sid == NULL)
 			continue;			/* no id known: it cannot be in a cycle */
 		(*edges)[n] = *w;
+		(*edges)[n].holder_pid = holder;
 		memcpy((*edges)[n].holder, sid->id, LOCKEXT_SESSION_ID_LEN + 1);
 		n++;
 	}
