@@ -467,8 +467,8 @@ sweep_rows(TimestampTz now)
 				continue;
 			}
 			holds[m].set = kept[s];
-			strlcpy(holds[m].ns, it->ns, sizeof(holds[m].ns));
-			strlcpy(holds[m].owner, it->owner, sizeof(holds[m].owner));
+			holds[m].ns = it->ns;
+			holds[m].owner = it->owner;
 			holds[m].token = it->token;
 			holds[m].lease_ms = it->lease_ms;
 			rel[m].key = it->keytext;

@@ -77,6 +77,16 @@ scope_mode(DlockScope scope)
 		LOCKEXT_XACT_LOCKMODE;
 }
 
+/* The local lock's tag of entry (derived: entries are many). */
+static inline LOCKTAG *
+entry_tag(DlockEntry *entry)
+{
+	static LOCKTAG tag;
+
+	local_lock_set_tag(&tag, entry->hash);
+	return &tag;
+}
+
 /*
  * The pid of a backend (another one, with others_only) that holds key's
  * local lock, or 0: what pg_locks would show.  GetLockStatusData() copies
@@ -272,7 +282,7 @@ local_lock_wait(DlockEntry *entry, LOCKMODE mode, bool session,
 	shared_locks_wait_start(entry, NULL, 0);
 	PG_TRY();
 	{
-		(void) LockAcquire(&entry->tag, mode, session, false);
+		(void) LockAcquire(entry_tag(entry), mode, session, false);
 	}
 	PG_CATCH();
 	{
@@ -311,12 +321,12 @@ local_lock_acquire(DlockEntry *entry, DlockScope scope, int64 timeout_ms)
 	 */
 	if (other_scope_held)
 	{
-		(void) LockAcquire(&entry->tag, mode, session, false);
+		(void) LockAcquire(entry_tag(entry), mode, session, false);
 		return true;
 	}
 
 	/* Uncontended fast path: no GUC juggling. */
-	if (LockAcquire(&entry->tag, mode, session, true) != LOCKACQUIRE_NOT_AVAIL)
+	if (LockAcquire(entry_tag(entry), mode, session, true) != LOCKACQUIRE_NOT_AVAIL)
 		return true;
 	if (timeout_ms == 0)
 		return false;
@@ -331,14 +341,14 @@ local_lock_release(DlockEntry *entry, DlockScope scope, bool lockmgr_releases)
 	/* at transaction end and at exit the lock manager drops it itself */
 	if (lockmgr_releases)
 		return;
-	(void) LockRelease(&entry->tag, scope_mode(scope),
+	(void) LockRelease(entry_tag(entry), scope_mode(scope),
 					   scope == DLOCK_SCOPE_SESSION);
 }
 
 bool
 local_lock_still_held(DlockEntry *entry, DlockScope scope)
 {
-	return LockHeldByMe(&entry->tag, scope_mode(scope));
+	return LockHeldByMe(entry_tag(entry), scope_mode(scope));
 }
 
 /*

@@ -64,24 +64,21 @@ typedef struct DlockEntry
 {
 	uint64		hash;			/* hash table key: 64-bit hash of the key */
 	char	   *key;			/* the key, NUL-terminated */
-	int			keylen;
-	LOCKTAG		tag;			/* the local lock's tag */
 	const struct DlockBackend *backend;	/* backend that granted it */
-
+	int			keylen;
 	int			session_holds;
 	int			xact_holds;		/* sum of subs[].count */
 	int			nsubs;
 	int			maxsubs;
+	bool		has_token;		/* false: no token could be drawn */
+	bool		session_untracked;	/* no dlock_locks row: cap reached */
+	bool		xact_untracked;
 	DlockSubHold *subs;			/* ordered by subid, innermost last */
 	dlist_node	xact_node;		/* in the registry's list while xact_holds */
 	dlist_node	session_node;	/* in its list while session_holds */
-
-	bool		has_token;		/* false: no token could be drawn */
 	int64		token;
 	TimestampTz acquired_at;
 	TimestampTz lease_expires_at;	/* 0 when the backend has no lease */
-	bool		session_untracked;	/* no dlock_locks row: cap reached */
-	bool		xact_untracked;
 	struct SharedLockRow *rows[2];	/* its rows by LOCKEXT_ROW_XACT/SESSION */
 	void	   *backend_data;	/* the backend's own state of this hold */
 } DlockEntry;

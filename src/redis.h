@@ -98,8 +98,8 @@ typedef struct RedisResult
 typedef struct RedisHold
 {
 	RedisNodeSet *set;			/* the nodes it was granted on (a reference) */
-	char		ns[65];			/* lockext.namespace it was taken in */
-	char		owner[640];		/* the lock value: ours alone */
+	const char *ns;				/* lockext.namespace it was taken in */
+	char	   *owner;			/* the lock value: ours alone */
 	int64		token;			/* fencing token the quorum gave */
 	int64		lease_ms;
 	int64		valid_until_us; /* monotonic: lease end minus clock drift */

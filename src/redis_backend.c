@@ -41,6 +41,9 @@
  */
 static int64 longest_lease_ms = 0;
 
+/* The holds (RedisHold and its owner value). */
+static MemoryContext holds_cxt = NULL;
+
 /* redis_failure_hook: count every failure of a node (dlock_stats). */
 static void
 count_node_failure(void)
@@ -83,6 +86,8 @@ free_hold(DlockEntry *entry)
 	if (hold == NULL)
 		return;
 	redis_nodeset_release(hold->set);
+	if (hold->owner != NULL)
+		pfree(hold->owner);
 	pfree(hold);
 	entry->backend_data = NULL;
 	entry->lease_expires_at = 0;
@@ -284,7 +289,13 @@ acquire_remote(DlockEntry **entries, RedisHold **holds, int n, int64 start_us,
 static RedisHold *
 new_hold(RedisNodeSet *set)
 {
-	RedisHold  *hold = MemoryContextAllocZero(TopMemoryContext, sizeof(RedisHold));
+	RedisHold  *hold;
+
+	/* freed chunks go back with their block: memory returns */
+	if (holds_cxt == NULL)
+		holds_cxt = GenerationContextCreate(TopMemoryContext, "lockext Redis holds",
+											0, 8 * 1024, 8 * 1024);
+	hold = MemoryContextAllocZero(holds_cxt, sizeof(RedisHold));
 
 	hold->set = set;
 	set->refcount++;
@@ -295,6 +306,8 @@ static void
 drop_hold(RedisHold *hold)
 {
 	redis_nodeset_release(hold->set);
+	if (hold->owner != NULL)
+		pfree(hold->owner);
 	pfree(hold);
 }
 

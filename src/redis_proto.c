@@ -109,8 +109,10 @@ redis_key(const char *ns, const char *kind, const char *key)
  * too.
  */
 static void
-make_owner(RedisHold *hold)
+make_owner(RedisHold *hold, MemoryContext cxt)
 {
+	char		buf[1024];
+
 	static char *middle = NULL;
 	static uint64 holds = 0;
 	const char *prefix = shared_locks_session_id();
@@ -132,10 +134,38 @@ make_owner(RedisHold *hold)
 		m = psprintf("%s|%d|%s", instance, MyProcPid, db ? db : "");
 		middle = MemoryContextStrdup(TopMemoryContext, m);
 	}
-	snprintf(hold->owner, sizeof(hold->owner),
-			 "%s%016llx|%s|" INT64_FORMAT "|%s",
+	snprintf(buf, sizeof(buf), "%s%016llx|%s|" INT64_FORMAT "|%s",
 			 prefix, (unsigned long long) ++holds, middle, GetCurrentTimestamp(),
 			 application_name ? application_name : "");
+	/* exactly as long as it is: holds are many */
+	if (hold->owner != NULL && strlen(hold->owner) >= strlen(buf))
+		strcpy(hold->owner, buf);
+	else
+	{
+		if (hold->owner != NULL)
+			pfree(hold->owner);
+		hold->owner = MemoryContextStrdup(cxt, buf);
+	}
+}
+
+/*
+ * The namespace a hold was taken in, as a string kept for the life of the
+ * process (holds point to it; a session sees few namespaces).
+ */
+static const char *
+namespace_kept(const char *ns)
+{
+	static List *kept = NIL;
+	ListCell   *lc;
+	MemoryContext oldcxt;
+
+	foreach(lc, kept)
+		if (strcmp(lfirst(lc), ns) == 0)
+			return lfirst(lc);
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	kept = lappend(kept, pstrdup(ns));
+	MemoryContextSwitchTo(oldcxt);
+	return llast(kept);
 }
 
 /*
@@ -343,9 +373,9 @@ redis_proto_acquire_many(RedisHold **holds, const char **keys, int n,
 	initStringInfo(&out->detail);
 	for (k = 0; k < n; k++)
 	{
-		make_owner(holds[k]);
+		make_owner(holds[k], GetMemoryChunkContext(holds[k]));
 		/* the hold keeps the namespace it was taken in */
-		strlcpy(holds[k]->ns, lockext_namespace, sizeof(holds[k]->ns));
+		holds[k]->ns = namespace_kept(lockext_namespace);
 	}
 
 	run_acquire(set, holds, keys, n, lease_ms, results);

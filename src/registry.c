@@ -54,6 +54,10 @@ static void registry_late_xact_callback(XactEvent event, void *arg);
  * registered anew, newest of all.
  */
 static bool late_callback_registered = false;
+
+/* Keys and subtransaction records of held entries; the largest registry. */
+static MemoryContext keys_cxt = NULL;
+static long registry_peak = 0;
 static bool pre_commit_checked = false;
 static ExecutorEnd_hook_type prev_executor_end = NULL;
 
@@ -76,18 +80,44 @@ registry_init(void)
 				 errhint("Mark the function that calls them PARALLEL UNSAFE.")));
 	if (registry != NULL)
 		return;
+	if (keys_cxt == NULL)
+	{
+		/* freed chunks go back with their block: memory returns */
+		keys_cxt = GenerationContextCreate(TopMemoryContext, "lockext keys",
+										   0, 8 * 1024, 8 * 1024);
+		/* what ends holds is the release module's alone (release.c) */
+		RegisterXactCallback(registry_xact_callback, NULL);
+		RegisterSubXactCallback(release_subxact_callback, NULL);
+		RegisterResourceReleaseCallback(release_resowner_callback, NULL);
+		before_shmem_exit(release_exit_callback, (Datum) 0);
+		local_lock_init();
+	}
 	ctl.keysize = sizeof(uint64);
 	ctl.entrysize = sizeof(DlockEntry);
 	ctl.hcxt = TopMemoryContext;
 	registry = hash_create("lockext registry", 64, &ctl,
 						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	registry_peak = 0;
+}
 
-	/* what ends holds is the release module's alone (release.c) */
-	RegisterXactCallback(registry_xact_callback, NULL);
-	RegisterSubXactCallback(release_subxact_callback, NULL);
-	RegisterResourceReleaseCallback(release_resowner_callback, NULL);
-	before_shmem_exit(release_exit_callback, (Datum) 0);
-	local_lock_init();
+/*
+ * A dynahash never gives back the entries it grew to: once a large
+ * registry is empty again (at a statement's end), it is made anew.
+ */
+static void
+shrink_registry(void)
+{
+	long		n;
+
+	if (registry == NULL)
+		return;
+	n = hash_get_num_entries(registry);
+	registry_peak = Max(registry_peak, n);
+	if (n == 0 && registry_peak > 256)
+	{
+		hash_destroy(registry);
+		registry = NULL;
+	}
 }
 
 uint64
@@ -189,7 +219,7 @@ registry_reserve_sub_slot(DlockEntry *entry)
 	if (entry->subs == NULL)
 	{
 		entry->maxsubs = 4;
-		entry->subs = MemoryContextAlloc(TopMemoryContext,
+		entry->subs = MemoryContextAlloc(keys_cxt,
 										 entry->maxsubs * sizeof(DlockSubHold));
 	}
 	else
@@ -247,7 +277,7 @@ registry_entry_for(const char *key, int keylen)
 	if (entry == NULL)
 	{
 		/* copy the key first so an entry never lacks one */
-		char	   *keycopy = MemoryContextAlloc(TopMemoryContext, keylen + 1);
+		char	   *keycopy = MemoryContextAlloc(keys_cxt, keylen + 1);
 
 		memcpy(keycopy, key, keylen);
 		keycopy[keylen] = '\0';
@@ -257,7 +287,6 @@ registry_entry_for(const char *key, int keylen)
 		entry->key = keycopy;
 		entry->keylen = keylen;
 		entry->backend = lockext_current_backend();
-		local_lock_set_tag(&entry->tag, hash);
 	}
 	else
 	{
@@ -527,6 +556,7 @@ registry_statement_end(void)
 	}
 	release_check_session_holds();
 	shared_locks_collect_ended();
+	shrink_registry();
 }
 
 static void
