@@ -123,6 +123,13 @@ report_refusal(const char *key, RedisAcquireResult *res)
 				 errmsg("Redis key of lock \"%s\" holds a value of another type", key),
 				 errdetail("%s.", res->detail.data),
 				 errhint("Delete the key in Redis, or change lockext.namespace.")));
+	if (res->refusal == ERRCODE_DATA_CORRUPTED)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the fencing counter %s:fence in Redis is not a number",
+						lockext_namespace),
+				 errdetail("Lock \"%s\" was not taken: %s.", key, res->detail.data),
+				 errhint("Delete the key in Redis: a missing counter starts again from the clock, so tokens keep increasing.")));
 	if (res->refusal == ERRCODE_INSUFFICIENT_PRIVILEGE)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -266,6 +266,8 @@ refusal_errcode(const char *msg)
 		return ERRCODE_INSUFFICIENT_PRIVILEGE;
 	if (strstr(msg, "OOM ") != NULL)
 		return ERRCODE_OUT_OF_MEMORY;
+	if (strstr(msg, "LOCKEXT_FENCE") != NULL)
+		return ERRCODE_DATA_CORRUPTED;
 	return 0;
 }
 

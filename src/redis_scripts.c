@@ -30,6 +30,9 @@
  * that someone waits, in the same atomic step, so the holder's release
  * cannot miss the waiter.
  *
+ * A counter that is not a number (someone wrote it) is refused before
+ * anything is taken, with an error naming its key (LOCKEXT_FENCE).
+ *
  * The token is max(counter + 1, Redis TIME in microseconds): a hybrid
  * clock.  A counter lost to FLUSHALL, eviction, a restart without data or
  * the promotion of a lagging replica restarts from the clock, above every
@@ -73,6 +76,10 @@
  * value starts with it, so comparing it alone is comparing the value.
  */
 static const char *const script_src[NSCRIPTS] = {
+	"local f = redis.call('GET', KEYS[2])\n"
+	"if f and not tonumber(f) then\n"
+	"  return redis.error_reply('LOCKEXT_FENCE ' .. KEYS[2])\n"
+	"end\n"
 	"if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
 	"  local v = redis.call('GET', KEYS[1])\n"
 	"  if v ~= ARGV[1] and string.sub(v, 1, #ARGV[3]) ~= ARGV[3] then\n"
@@ -84,7 +91,7 @@ static const char *const script_src[NSCRIPTS] = {
 	"end\n"
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-	"local c = tonumber(redis.call('GET', KEYS[2]) or '0') + 1\n"
+	"local c = tonumber(f or '0') + 1\n"
 	"if c < now then c = now end\n"
 	"redis.call('SET', KEYS[2], string.format('%.0f', c))\n"
 	"return {1, c}\n",
@@ -132,6 +139,10 @@ static const char *const script_src[NSCRIPTS] = {
 
 	"local n = (#KEYS - 1) / 2\n"
 	"local lease, prefix = ARGV[1], ARGV[2]\n"
+	"local f = redis.call('GET', KEYS[1])\n"
+	"if f and not tonumber(f) then\n"
+	"  return redis.error_reply('LOCKEXT_FENCE ' .. KEYS[1])\n"
+	"end\n"
 	"for i = 1, n do\n"
 	"  local k, o = KEYS[1 + i], ARGV[2 + i]\n"
 	"  if not redis.call('SET', k, o, 'NX', 'PX', lease) then\n"
@@ -151,7 +162,7 @@ static const char *const script_src[NSCRIPTS] = {
 	"end\n"
 	"local t = redis.call('TIME')\n"
 	"local c = tonumber(t[1]) * 1000000 + tonumber(t[2]) - 1\n"
-	"local last = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+	"local last = tonumber(f or '0')\n"
 	"if c < last then c = last end\n"
 	"local r = {1}\n"
 	"for i = 1, n do r[i + 1] = c + i end\n"
