@@ -110,13 +110,15 @@ typedef enum RedisAcquireStatus
 	REDIS_ACQ_GRANTED,
 	REDIS_ACQ_BUSY,				/* held by another; wait and retry */
 	REDIS_ACQ_OUTAGE,			/* too few nodes answered */
-	REDIS_ACQ_REFUSED			/* nodes refused the command: see refusal */
+	REDIS_ACQ_REFUSED,			/* nodes refused the command: see refusal */
+	REDIS_ACQ_EXPIRED			/* granted, but the lease was over on arrival */
 } RedisAcquireStatus;
 
 typedef struct RedisAcquireResult
 {
 	RedisAcquireStatus status;
 	int			granted;		/* nodes that granted (then released) */
+	int64		elapsed_us;		/* how long the answers took */
 	int64		token;			/* largest fence value of the granting nodes */
 	int64	   *tokens;			/* each key's (redis_proto_acquire_many) */
 	int			busy_index;		/* which key is held by another */

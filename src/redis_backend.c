@@ -201,6 +201,9 @@ acquire_remote(DlockEntry **entries, RedisHold **holds, int n, int64 start_us,
 			case REDIS_ACQ_REFUSED:
 				report_refusal(busy->key, &res);
 				break;
+			case REDIS_ACQ_EXPIRED:
+				/* retried while time is left: Redis may have been slow once */
+				break;
 			case REDIS_ACQ_OUTAGE:
 				if (lockext_fallback == LOCKEXT_FALLBACK_ADVISORY)
 				{
@@ -232,6 +235,15 @@ acquire_remote(DlockEntry **entries, RedisHold **holds, int n, int64 start_us,
 			break;
 
 		left_ms = (deadline_us - lockext_now_us()) / 1000;
+		if ((timeout_ms == 0 || left_ms <= 0) && res.status == REDIS_ACQ_EXPIRED)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the lease of lock \"%s\" was over before Redis's grant arrived",
+							entries[0]->key),
+					 errdetail("The grant took %d ms; the lease is " INT64_FORMAT " ms, less " INT64_FORMAT " ms allowed for clock drift.",
+							   (int) (res.elapsed_us / 1000), lease_ms,
+							   redis_drift_us(lease_ms) / 1000),
+					 errhint("Use a lease longer than the time Redis takes to answer.")));
 		if (timeout_ms == 0 || left_ms <= 0)
 		{
 			*failed = res.busy_index;

@@ -448,8 +448,8 @@ redis_proto_acquire_many(RedisHold **holds, const char **keys, int n,
 	for (k = 0; k < n; k++)
 		out->token = Max(out->token, out->tokens[k]);
 
-	validity_us = lease_ms * 1000 - (lockext_now_us() - start) -
-		redis_drift_us(lease_ms);
+	out->elapsed_us = lockext_now_us() - start;
+	validity_us = lease_ms * 1000 - out->elapsed_us - redis_drift_us(lease_ms);
 	if (granted >= quorum && validity_us > 0)
 	{
 		out->status = REDIS_ACQ_GRANTED;
@@ -486,7 +486,9 @@ redis_proto_acquire_many(RedisHold **holds, const char **keys, int n,
 	 * Busy when the answers leave room for another holder's majority (or
 	 * we were just too slow); otherwise too many nodes failed to answer.
 	 */
-	if (granted + held >= quorum)
+	if (granted >= quorum)
+		out->status = REDIS_ACQ_EXPIRED;	/* granted too slowly */
+	else if (granted + held >= quorum)
 		out->status = REDIS_ACQ_BUSY;
 	else if (out->refusal != 0)
 		out->status = REDIS_ACQ_REFUSED;
