@@ -63,7 +63,7 @@
 
 #include "redis.h"
 
-/* Look at nodes, hand-overs and caps at least this often. */
+/* Look at nodes, leftovers and caps at least this often. */
 #define KEEPER_MAX_SLEEP_MS 1000
 /* ... and not more often than this, however many leases fall due. */
 #define KEEPER_MIN_SLEEP_MS 5
@@ -90,11 +90,6 @@ static KeeperItem *items = NULL;
 static int	nitems = 0;
 static uint64 items_gen = 0;
 static int *item_set;			/* each one's place in kept[], or -1 */
-
-/* Releases handed over and not yet confirmed (KeeperHandover *). */
-static MemoryContext handover_cxt;
-static List *handovers = NIL;
-static TimestampTz next_handover_try = 0;
 
 static TimestampTz next_ping = 0;
 
@@ -130,19 +125,19 @@ typedef struct HolderSeen
 } HolderSeen;
 
 /*
- * What the process that made item's hold is now; each process is looked
+ * What the process pid (started at start) is now; each process is looked
  * at once per round (seen: a hash made for the round).
  */
 static HolderLiveness
-holder_liveness(HTAB *seen, const KeeperItem *it)
+holder_liveness(HTAB *seen, int pid, uint64 start)
 {
 	HolderSeen	key;
 	HolderSeen *h;
 	bool		found;
 
 	memset(&key, 0, sizeof(key));
-	key.pid = it->key.pid;
-	key.start = it->proc_start;
+	key.pid = pid;
+	key.start = start;
 	h = hash_search(seen, &key, HASH_ENTER, &found);
 	if (!found)
 		h->state = liveness_of(key.pid, key.start);
@@ -153,11 +148,7 @@ holder_liveness(HTAB *seen, const KeeperItem *it)
 static bool
 holder_gone(int pid, uint64 start, void *arg)
 {
-	KeeperItem	it;
-
-	it.key.pid = pid;
-	it.proc_start = start;
-	return holder_liveness((HTAB *) arg, &it) == HOLDER_GONE;
+	return holder_liveness((HTAB *) arg, pid, start) == HOLDER_GONE;
 }
 
 static HTAB *
@@ -325,7 +316,7 @@ renew_on(int s)
 			continue;			/* another node set's */
 		if (it->lease_ms <= 0)
 			continue;			/* found lost, or released */
-		live = holder_liveness(seen, it);
+		live = holder_liveness(seen, it->key.pid, it->proc_start);
 		if (live == HOLDER_GONE)
 		{
 			sweep_wanted = true;	/* the sweep releases what it left */
@@ -442,12 +433,12 @@ sweep_rows(TimestampTz now)
 	next_full_sweep = TimestampTzPlusMilliseconds(now, 10 * KEEPER_SWEEP_MS);
 	sweep_wanted = false;
 	seen = holders_seen();
-	n = shared_locks_sweep(holder_gone, seen, Max(stale_us, 2000000), &swept);
+	n = shared_locks_sweep(holder_gone, seen, Max(stale_us, 5000000), &swept);
 
 	for (s = -1; s < nkept; s++)
 	{
 		RedisHold  *holds = palloc0(Max(n, 1) * sizeof(RedisHold));
-		RedisRelease *rel = palloc(Max(n, 1) * sizeof(RedisRelease));
+		RedisRelease *rel = palloc0(Max(n, 1) * sizeof(RedisRelease));
 		int		   *at = palloc(Max(n, 1) * sizeof(int));
 		char		detail[512];
 		int			m = 0;
@@ -536,59 +527,6 @@ check_nodes(RedisNodeSet *set, TimestampTz now)
 	keeper_state_publish_nodes(st, n);
 }
 
-/*
- * Send the releases handed over, one node command at a time; a node that
- * fails is tried again a second later.  Each is kept until a node confirms
- * it, or its leases are over.
- */
-static void
-retry_handovers(TimestampTz now)
-{
-	MemoryContext oldcxt = MemoryContextSwitchTo(handover_cxt);
-	List	   *left = NIL;
-	bool		failed[KEEPER_MAX_SETS][LOCKEXT_MAX_NODES] = {{false}};
-	bool		any_failed = false;
-	ListCell   *lc;
-
-	handovers = list_concat(handovers, keeper_state_take_handovers());
-	MemoryContextSwitchTo(oldcxt);
-	if (handovers == NIL || now < next_handover_try)
-		return;
-	foreach(lc, handovers)
-	{
-		KeeperHandover *h = lfirst(lc);
-		int			s = kept_index(h->set_fp);
-		RedisNode  *node;
-		RedisResult res;
-
-		if (h->until <= now || s < 0 || h->index >= kept[s]->n)
-		{
-			/* over anyway, or on nodes the keeper does not know */
-			pfree(h);
-			continue;
-		}
-		node = &kept[s]->nodes[h->index];
-		if (!failed[s][h->index])
-		{
-			redis_run_formatted(&node, 1, h->cmd, h->len, NULL, 0, 0, false,
-								NULL, &res);
-			redis_results_free(&res, 1);
-			if (res.outcome == RNODE_OK)
-			{
-				pfree(h);
-				continue;
-			}
-			failed[s][h->index] = any_failed = true;
-		}
-		oldcxt = MemoryContextSwitchTo(handover_cxt);
-		left = lappend(left, h);
-		MemoryContextSwitchTo(oldcxt);
-	}
-	list_free(handovers);
-	handovers = left;
-	next_handover_try = any_failed ?
-		TimestampTzPlusMilliseconds(now, KEEPER_MAX_SLEEP_MS) : 0;
-}
 
 static void
 keeper_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
@@ -607,13 +545,9 @@ lockext_keeper_main(Datum arg pg_attribute_unused())
 
 	/* the backends' hooks count into their databases, not here */
 	redis_failure_hook = NULL;
-	redis_redo_hook = NULL;
 
 	items_cxt = AllocSetContextCreate(TopMemoryContext, "lockext keeper holds",
 									  ALLOCSET_DEFAULT_SIZES);
-	handover_cxt = AllocSetContextCreate(TopMemoryContext,
-										 "lockext keeper hand-overs",
-										 ALLOCSET_DEFAULT_SIZES);
 	/* what one round allocates goes with the round, as in pg_cron */
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "lockext keeper round",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -642,7 +576,6 @@ lockext_keeper_main(Datum arg pg_attribute_unused())
 		wake = Min(TimestampTzPlusMilliseconds(now, KEEPER_MAX_SLEEP_MS),
 				   renew_due());
 		check_nodes(set, now);
-		retry_handovers(now);
 		sweep_rows(now);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(loop_cxt);

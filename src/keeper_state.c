@@ -3,14 +3,13 @@
  * keeper_state.c
  *	  What the lease keeper and the backends share besides the lock table:
  *	  whether the keeper runs and when it next wakes, the state of each
- *	  Redis node as the keeper sees it (dlock_redis_nodes), and the releases
- *	  backends hand over to the keeper to finish.
+ *	  Redis node as the keeper sees it (dlock_redis_nodes), and the node
+ *	  sets the keeper was configured with.  (Releases a backend could not
+ *	  finish reach the keeper through their rows in the lock table.)
  *
  * A backend publishing a lease that falls due before the keeper's planned
  * wake-up sets the keeper's latch; otherwise the keeper sleeps until the
- * next renewal falls due.  Handing over never ERRORs and never waits: it
- * runs on the abort path, and a hand-over that finds no room is simply
- * left to the backend's own retries and the lease.
+ * next renewal falls due.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,7 +22,6 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
-#include "utils/dsa.h"
 #include "utils/timestamp.h"
 
 #include "lockext.h"
@@ -42,19 +40,9 @@ typedef struct KeeperShared
 	LWLock		lock;			/* protects what follows */
 	int			nnodes;
 	KeeperNodeStatus nodes[LOCKEXT_MAX_NODE_STATUS];
-	dsa_pointer handover_head;	/* KeeperHandover chain, oldest first */
-	dsa_pointer handover_tail;
-	int			nhandovers;
 	uint64		adopted[MAX_ADOPTED];	/* node sets it renewed on, a ring */
 	int			nadopted;
 } KeeperShared;
-
-/* A hand-over in the DSA area: the chain link, then what it carries. */
-typedef struct SharedHandover
-{
-	dsa_pointer next;
-	KeeperHandover h;			/* h.cmd points nowhere: the bytes follow */
-} SharedHandover;
 
 static KeeperShared *ks = NULL;
 static shmem_request_hook_type prev_shmem_request = NULL;
@@ -84,7 +72,6 @@ keeper_state_shmem_startup(void)
 		pg_atomic_init_u32(&ks->procno, 0);
 		pg_atomic_init_u64(&ks->wake_at, 0);
 		LWLockInitialize(&ks->lock, shared_area_tranche());
-		ks->handover_head = ks->handover_tail = InvalidDsaPointer;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -167,85 +154,6 @@ keeper_state_nodes(KeeperNodeStatus **nodes)
 	memcpy(*nodes, ks->nodes, n * sizeof(KeeperNodeStatus));
 	LWLockRelease(&ks->lock);
 	return n;
-}
-
-/*
- * Hand a formatted give-back (a compare-and-delete of nkeys holds) for the
- * node at index of the node set set_fp to the keeper, to be retried until
- * confirmed or until.  False when it could not be taken (no keeper, no
- * shared area yet, no room).  Never ERRORs.
- */
-bool
-keeper_state_hand_over(uint64 set_fp, int index, TimestampTz until,
-					   const char *cmd, size_t len, int nkeys)
-{
-	dsa_area   *area = shared_area_attached();
-	dsa_pointer dp;
-	SharedHandover *sh;
-
-	if (ks == NULL || area == NULL || pg_atomic_read_u32(&ks->pid) == 0 ||
-		ks->nhandovers >= MAX_HANDOVERS)	/* unlocked: a hint */
-		return false;
-	dp = dsa_allocate_extended(area, offsetof(SharedHandover, h) +
-							   sizeof(KeeperHandover) + len, DSA_ALLOC_NO_OOM);
-	if (!DsaPointerIsValid(dp))
-		return false;
-	sh = dsa_get_address(area, dp);
-	sh->next = InvalidDsaPointer;
-	sh->h.set_fp = set_fp;
-	sh->h.index = index;
-	sh->h.until = until;
-	sh->h.nkeys = nkeys;
-	sh->h.len = len;
-	sh->h.cmd = NULL;
-	memcpy(sh + 1, cmd, len);
-
-	LWLockAcquire(&ks->lock, LW_EXCLUSIVE);
-	if (DsaPointerIsValid(ks->handover_tail))
-		((SharedHandover *) dsa_get_address(area, ks->handover_tail))->next = dp;
-	else
-		ks->handover_head = dp;
-	ks->handover_tail = dp;
-	ks->nhandovers++;
-	LWLockRelease(&ks->lock);
-	SetLatch(&ProcGlobal->allProcs[pg_atomic_read_u32(&ks->procno)].procLatch);
-	return true;
-}
-
-/*
- * The keeper: take every hand-over waiting, as palloc'd KeeperHandovers
- * (cmd pointing into the same chunk).  May ERROR (out of memory).
- */
-List *
-keeper_state_take_handovers(void)
-{
-	dsa_area   *area;
-	dsa_pointer dp;
-	List	   *taken = NIL;
-
-	if (ks == NULL || ks->nhandovers == 0 ||	/* unlocked: a hint */
-		(area = shared_area_attached()) == NULL)
-		return NIL;
-	LWLockAcquire(&ks->lock, LW_EXCLUSIVE);
-	dp = ks->handover_head;
-	ks->handover_head = ks->handover_tail = InvalidDsaPointer;
-	ks->nhandovers = 0;
-	LWLockRelease(&ks->lock);
-
-	while (DsaPointerIsValid(dp))
-	{
-		SharedHandover *sh = dsa_get_address(area, dp);
-		dsa_pointer next = sh->next;
-		KeeperHandover *h = palloc(sizeof(KeeperHandover) + sh->h.len);
-
-		*h = sh->h;
-		h->cmd = (char *) (h + 1);
-		memcpy(h->cmd, sh + 1, sh->h.len);
-		taken = lappend(taken, h);
-		dsa_free(area, dp);
-		dp = next;
-	}
-	return taken;
 }
 
 /* The keeper: it renews on the node set set_fp, the configured one. */

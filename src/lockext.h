@@ -158,6 +158,12 @@ typedef struct DlockBackend
 	void		(*at_exit) (void);
 
 	/*
+	 * Optional: a statement ended; take in what arrived meanwhile (the
+	 * answers to releases a COMMIT did not wait for), without waiting.
+	 */
+	void		(*statement_end) (void);
+
+	/*
 	 * Optional: what the lease keeper needs to renew the hold's lease;
 	 * false when the hold has no lease to renew.
 	 */
@@ -444,17 +450,6 @@ typedef struct KeeperNodeStatus
 	TimestampTz checked_at;
 } KeeperNodeStatus;
 
-/* A release handed to the keeper: a formatted compare-and-delete. */
-typedef struct KeeperHandover
-{
-	uint64		set_fp;			/* of the node set */
-	int			index;			/* of the node in it */
-	TimestampTz until;			/* when the leases it frees are over anyway */
-	int			nkeys;
-	size_t		len;
-	char	   *cmd;
-} KeeperHandover;
-
 extern void keeper_state_install_hooks(void);
 extern void keeper_state_running(bool running);
 extern int	keeper_state_pid(void);
@@ -462,10 +457,6 @@ extern void keeper_state_set_wake(TimestampTz wake_at);
 extern void keeper_state_poke(TimestampTz due);
 extern void keeper_state_publish_nodes(const KeeperNodeStatus *nodes, int n);
 extern int	keeper_state_nodes(KeeperNodeStatus **nodes);
-extern bool keeper_state_hand_over(uint64 set_fp, int index,
-								   TimestampTz until, const char *cmd,
-								   size_t len, int nkeys);
-extern List *keeper_state_take_handovers(void);
 extern void keeper_state_adopt(uint64 set_fp);
 extern bool keeper_state_adopted(uint64 set_fp);
 

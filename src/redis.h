@@ -133,8 +133,25 @@ typedef struct RedisRelease
 {
 	const char *key;
 	RedisHold  *hold;
+	void	   *tag;			/* for redis_confirm_hook, or NULL */
 	bool		done;			/* set: a majority confirmed it (or took it) */
 } RedisRelease;
+
+/*
+ * A release command and who waits for it to be confirmed: shared by its
+ * copies on the nodes of a set (queued, or kept for a next connection).
+ * When a majority of them answered, redis_confirm_hook gets the tags of
+ * the releases it carried, whenever that is: during the sweep, or when a
+ * later call reads the answers.  malloc'd; freed with its last copy.
+ */
+typedef struct RedisGiveback
+{
+	int			refs;			/* copies still queued or kept */
+	int			confirmed;		/* nodes that answered it */
+	int			quorum;
+	int			ntags;
+	void	   *tags[FLEXIBLE_ARRAY_MEMBER];
+} RedisGiveback;
 
 /* One lease to renew, for redis_proto_extend_many(). */
 typedef struct RedisRenewal
@@ -177,21 +194,23 @@ extern void redis_run_formatted(RedisNode **nodes, int n, const char *fmt,
 								RedisEnoughFn enough, RedisResult *results);
 extern void redis_send_givebacks(RedisNode **nodes, int n, char **cmds,
 								 const size_t *lens, const int *nkeys,
-								 int ncmds, bool wait, int *confirmed);
+								 RedisGiveback **gbs, int ncmds, bool wait,
+								 int *confirmed);
+extern void redis_giveback_unref(RedisGiveback *gb);
 extern void redis_results_free(RedisResult *results, int n);
 extern void redis_disconnect(RedisNode *node);
 extern void redis_forget_redo(RedisNode *node);
 extern void redis_abandon_inflight(void);
 extern void redis_flush_redo(RedisNode **nodes, int n);
+extern void redis_take_answers(RedisNode **nodes, int n);
 
 /*
- * Hooks for the layers above: every failure of a node (dlock_stats), and a
- * copy of every give-back kept for a node's next connection (handed to the
- * lease keeper).  Both run on the abort path: they must not ERROR.
+ * Hooks for the layers above: every failure of a node (dlock_stats), and
+ * the tags of releases a majority confirmed (RedisGiveback).  Both run on
+ * the release path: they must not ERROR or allocate.
  */
 extern void (*redis_failure_hook) (void);
-extern void (*redis_redo_hook) (RedisNode *node, const char *cmd, size_t len,
-								int nkeys);
+extern void (*redis_confirm_hook) (void *const *tags, int n);
 
 /* redis_scripts.c */
 enum

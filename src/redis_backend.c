@@ -44,25 +44,21 @@ static int64 longest_lease_ms = 0;
 /* The holds (RedisHold and its owner value). */
 static MemoryContext holds_cxt = NULL;
 
+/* redis_confirm_hook: the releases of these rows are confirmed. */
+static void
+confirm_rows(void *const *tags, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		shared_locks_release_confirmed((struct SharedLockRow *) tags[i]);
+}
+
 /* redis_failure_hook: count every failure of a node (dlock_stats). */
 static void
 count_node_failure(void)
 {
 	shared_stats_count(DLOCK_STAT_REDIS_ERRORS, 1);
-}
-
-/*
- * redis_redo_hook: a release a node did not confirm goes to the lease
- * keeper too, which retries it even if this session stays idle or exits.
- * Never ERRORs.
- */
-static void
-hand_over_release(RedisNode *node, const char *cmd, size_t len, int nkeys)
-{
-	(void) keeper_state_hand_over(node->set_fp, node->index,
-								  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															  longest_lease_ms),
-								  cmd, len, nkeys);
 }
 
 static RedisNodeSet *
@@ -351,7 +347,7 @@ redis_prepare(int64 lease_ms)
 				 errdetail("lockext was loaded into this session only, not at server start."),
 				 errhint("Add lockext to shared_preload_libraries and restart the server, or set lockext.backend to \"advisory\".")));
 	redis_failure_hook = count_node_failure;
-	redis_redo_hook = hand_over_release;
+	redis_confirm_hook = confirm_rows;
 	longest_lease_ms = Max(longest_lease_ms, lease_ms);
 	return set;
 }
@@ -563,26 +559,25 @@ redis_release_many(DlockEnding *ends, int n, bool xact_end,
 			/* out of memory: one at a time */
 			one.key = entry->key;
 			one.hold = hold;
+			one.tag = ends[i].row;
 			lost += redis_proto_release_many(&one, 1, true, detail, sizeof(detail));
-			if (one.done)
-				shared_locks_release_confirmed(ends[i].row);
 			continue;
 		}
 		if (rel_of != NULL)
 			rel_of[m] = i;
 		rel[m].key = entry->key;
 		rel[m].hold = hold;
+		rel[m].tag = ends[i].row;	/* confirmed by redis_confirm_hook */
 		m++;
 		wait |= (ends[i].scope == DLOCK_SCOPE_SESSION);
 	}
+	/*
+	 * A row stays releasing until a majority answered its release (the
+	 * answers may be read later): then redis_confirm_hook ends it.  What a
+	 * session leaves unconfirmed, the keeper finishes.
+	 */
 	if (rel != NULL && m > 0 && (n == 1 || rel_of != NULL))
-	{
 		lost += redis_proto_release_many(rel, m, wait, detail, sizeof(detail));
-		/* what is not confirmed stays releasing: the keeper finishes it */
-		for (i = 0; i < m; i++)
-			if (rel[i].done)
-				shared_locks_release_confirmed(ends[rel_of ? rel_of[i] : 0].row);
-	}
 	shared_stats_count(DLOCK_STAT_RELEASES_LEFT, lost);
 
 	if (lost > 0 && total == 1)
@@ -620,6 +615,7 @@ redis_release(DlockEntry *entry, DlockScope scope, bool lockmgr_releases,
 
 	end.entry = entry;
 	end.scope = scope;
+	end.row = NULL;
 	redis_release_many(&end, 1, lockmgr_releases, is_abort);
 }
 
@@ -795,6 +791,20 @@ redis_lease_info(DlockEntry *entry, DlockLeaseInfo *info)
 	return true;
 }
 
+/* A statement ended: confirm the releases whose answers came meanwhile. */
+static void
+redis_statement_end(void)
+{
+	RedisNodeSet *set = lockext_redis_nodes_in_use();
+
+	if (set != NULL)
+	{
+		RedisNode  *nodes[LOCKEXT_MAX_NODES];
+
+		redis_take_answers(nodes, set_nodes(set, nodes));
+	}
+}
+
 const DlockBackend redis_backend = {
 	.name = "redis",
 	.acquire = redis_acquire,
@@ -807,5 +817,6 @@ const DlockBackend redis_backend = {
 	.verify = redis_verify,
 	.release_many = redis_release_many,
 	.at_exit = redis_at_exit,
+	.statement_end = redis_statement_end,
 	.lease_info = redis_lease_info,
 };

@@ -49,9 +49,9 @@
 /* Failures of nodes, for dlock_stats (set by the backend, not the keeper). */
 void		(*redis_failure_hook) (void) = NULL;
 
-/* Whoever wants a copy of each give-back kept for a node's next connection. */
-void		(*redis_redo_hook) (RedisNode *node, const char *cmd, size_t len,
-								int nkeys) = NULL;
+/* Who learns that a majority confirmed a release command (its tags). */
+void		(*redis_confirm_hook) (void *const *tags, int n) = NULL;
+
 
 /* Count a failure of node, and remember what it was (dlock_redis_nodes). */
 static void
@@ -85,9 +85,27 @@ rconn_set_failure(RedisNode *node, RedisResult *res, RedisOutcome outcome,
 		note_failure(node, detail);
 }
 
+static bool queue_pending(RedisNode *node, RedisPending *p, const char *cmd,
+						  size_t len);
+
+/* A copy of a release command is gone: the last one frees what it shares. */
+void
+redis_giveback_unref(RedisGiveback *gb)
+{
+	if (gb != NULL && --gb->refs == 0)
+		free(gb);
+}
+
+static void
+pending_free(RedisPending *p)
+{
+	redis_giveback_unref(p->gb);
+	free(p);
+}
+
 static RedisPending *
 pending_new(RedisCmdKind kind, const char *cmd, size_t len, int nkeys,
-			int *confirmed)
+			int *confirmed, RedisGiveback *gb)
 {
 	RedisPending *p = malloc(offsetof(RedisPending, cmd) + len);
 
@@ -97,6 +115,9 @@ pending_new(RedisCmdKind kind, const char *cmd, size_t len, int nkeys,
 	p->kind = kind;
 	p->nkeys = nkeys;
 	p->confirmed = confirmed;
+	p->gb = gb;
+	if (gb != NULL)
+		gb->refs++;
 	p->queued_us = lockext_now_us();
 	p->len = len;
 	if (len > 0)
@@ -131,7 +152,7 @@ push_redo(RedisNode *node, RedisPending *p)
 		ereport(LOG,
 				(errmsg("lockext: dropped %d unconfirmed releases for Redis node %s; their leases will free them",
 						old->nkeys, node->display)));
-		free(old);
+		pending_free(old);
 		if (node->redo_head == NULL)
 			node->redo_tail = NULL;
 	}
@@ -142,15 +163,14 @@ push_redo(RedisNode *node, RedisPending *p)
 	node->redo_tail = p;
 	node->redo_count++;
 	node->redo_keys += p->nkeys;
-	if (redis_redo_hook)
-		redis_redo_hook(node, p->cmd, p->len, p->nkeys);
 }
 
 /* Keep a give-back that could not be sent for the node's next connection. */
 void
-rconn_keep_for_redo(RedisNode *node, const char *cmd, size_t len, int nkeys)
+rconn_keep_for_redo(RedisNode *node, const char *cmd, size_t len, int nkeys,
+					RedisGiveback *gb)
 {
-	RedisPending *p = pending_new(RCMD_GIVEBACK, cmd, len, nkeys, NULL);
+	RedisPending *p = pending_new(RCMD_GIVEBACK, cmd, len, nkeys, NULL, gb);
 
 	if (p != NULL)
 		push_redo(node, p);
@@ -164,14 +184,29 @@ bool
 rconn_queue(RedisNode *node, RedisCmdKind kind, const char *cmd, size_t len,
 			  int nkeys, int *confirmed)
 {
-	RedisPending *p = pending_new(kind, cmd, kind == RCMD_GIVEBACK ? len : 0,
-								  nkeys, confirmed);
+	return kind == RCMD_GIVEBACK ?
+		rconn_queue_giveback(node, cmd, len, nkeys, confirmed, NULL) :
+		queue_pending(node, pending_new(kind, cmd, 0, nkeys, confirmed, NULL),
+					  cmd, len);
+}
 
+/* Queue a release command, keeping a copy (and gb's reference). */
+bool
+rconn_queue_giveback(RedisNode *node, const char *cmd, size_t len, int nkeys,
+					 int *confirmed, RedisGiveback *gb)
+{
+	return queue_pending(node, pending_new(RCMD_GIVEBACK, cmd, len, nkeys,
+										   confirmed, gb), cmd, len);
+}
+
+static bool
+queue_pending(RedisNode *node, RedisPending *p, const char *cmd, size_t len)
+{
 	if (p == NULL)
 		return false;
 	if (redisAppendFormattedCommand(node->ctx, cmd, len) != REDIS_OK)
 	{
-		free(p);
+		pending_free(p);
 		return false;
 	}
 	push_sent(node, p);
@@ -202,7 +237,7 @@ redis_disconnect(RedisNode *node)
 		if (p->kind == RCMD_GIVEBACK)
 			push_redo(node, p);
 		else
-			free(p);
+			pending_free(p);
 	}
 	node->sent_head = node->sent_tail = NULL;
 	node->awaiting = NULL;
@@ -229,7 +264,7 @@ redis_forget_redo(RedisNode *node)
 	for (p = node->redo_head; p != NULL; p = next)
 	{
 		next = p->next;
-		free(p);
+		pending_free(p);
 	}
 	node->redo_head = node->redo_tail = NULL;
 	node->redo_count = node->redo_keys = 0;
@@ -514,7 +549,7 @@ refuse_connection(RedisNode *node, redisReply *r, RedisPending *p,
 
 	strlcpy(copy, why, sizeof(copy));
 	freeReplyObject(r);
-	free(p);
+	pending_free(p);
 	rconn_fail(node, RNODE_ERROR_REPLY, what, copy, refusal);
 	return false;
 }
@@ -574,7 +609,7 @@ take_reply(RedisNode *node, redisReply *r)
 									  NULL : node,
 									  res, RNODE_ERROR_REPLY, "error", r->str);
 				node->awaiting = NULL;
-				free(p);
+				pending_free(p);
 				return true;	/* the reply is the caller's now */
 			}
 			break;
@@ -584,12 +619,19 @@ take_reply(RedisNode *node, redisReply *r)
 				ereport(LOG,
 						(errmsg("lockext: Redis node %s refused a command whose answer was not awaited: %s",
 								node->display, r->str)));
-			else if (p->kind == RCMD_GIVEBACK && p->confirmed != NULL)
-				(*p->confirmed)++;
+			else if (p->kind == RCMD_GIVEBACK)
+			{
+				if (p->confirmed != NULL)
+					(*p->confirmed)++;
+				/* a majority answered: whoever waits for it learns it */
+				if (p->gb != NULL && ++p->gb->confirmed == p->gb->quorum &&
+					redis_confirm_hook != NULL)
+					redis_confirm_hook(p->gb->tags, p->gb->ntags);
+			}
 			break;
 	}
 	freeReplyObject(r);
-	free(p);
+	pending_free(p);
 	return true;
 }
 

@@ -28,6 +28,7 @@ typedef struct RedisPending
 	RedisCmdKind kind;
 	int			nkeys;			/* give-back: releases it carries */
 	int		   *confirmed;		/* give-back: bumped on its reply, or NULL */
+	RedisGiveback *gb;			/* give-back: who waits for a majority, or NULL */
 	int64		queued_us;		/* when it was queued: the round trip */
 	size_t		len;			/* give-back: the command, to send it again */
 	char		cmd[FLEXIBLE_ARRAY_MEMBER];
@@ -39,7 +40,9 @@ extern void rconn_set_failure(RedisNode *node, RedisResult *res,
 extern bool rconn_queue(RedisNode *node, RedisCmdKind kind, const char *cmd,
 						size_t len, int nkeys, int *confirmed);
 extern void rconn_keep_for_redo(RedisNode *node, const char *cmd, size_t len,
-								int nkeys);
+								int nkeys, RedisGiveback *gb);
+extern bool rconn_queue_giveback(RedisNode *node, const char *cmd, size_t len,
+								 int nkeys, int *confirmed, RedisGiveback *gb);
 extern bool rconn_connect(RedisNode *node, RedisResult *res);
 extern bool rconn_connect_finished(RedisNode *node);
 extern bool rconn_flush(RedisNode *node);

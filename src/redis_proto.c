@@ -292,7 +292,7 @@ static void
 run_acquire(RedisNodeSet *set, RedisHold **holds, const char **keys, int n,
 			int64 lease_ms, RedisResult *results)
 {
-	RedisRelease *rel = palloc(n * sizeof(RedisRelease));
+	RedisRelease *rel = palloc0(n * sizeof(RedisRelease));
 	const char *ns = holds[0]->ns;
 	const char **rkeys = palloc((2 * n + 1) * sizeof(char *));
 	const char **args = palloc((n + 2) * sizeof(char *));
@@ -471,7 +471,7 @@ redis_proto_acquire_many(RedisHold **holds, const char **keys, int n,
 	out->granted = granted;
 	if (granted > 0 || unknown > 0)
 	{
-		RedisRelease *rel = palloc(n * sizeof(RedisRelease));
+		RedisRelease *rel = palloc0(n * sizeof(RedisRelease));
 		char		ignored[8];
 
 		for (k = 0; k < n; k++)

@@ -109,6 +109,30 @@ append_nodes(char *detail, size_t size, RedisNodeSet *set)
 }
 
 /*
+ * Who waits for the confirmation of the release of rel[0..m): their tags
+ * (NULL when none has one, or out of memory: then nobody hears of it).
+ */
+static RedisGiveback *
+new_giveback(RedisNodeSet *set, const RedisRelease *rel, int m)
+{
+	RedisGiveback *gb;
+	int			i;
+
+	for (i = 0; i < m && rel[i].tag == NULL; i++)
+		;
+	if (i == m || (gb = malloc(offsetof(RedisGiveback, tags) +
+							   m * sizeof(void *))) == NULL)
+		return NULL;
+	gb->refs = 1;				/* the sender's, until the copies are queued */
+	gb->confirmed = 0;
+	gb->quorum = quorum_of(set->n);
+	gb->ntags = m;
+	for (i = 0; i < m; i++)
+		gb->tags[i] = rel[i].tag;
+	return gb;
+}
+
+/*
  * Release m holds of one node set and namespace: RELEASE_BATCH locks per
  * command, all commands pipelined to every node.  Returns how many
  * releases a majority did not confirm.
@@ -122,17 +146,18 @@ release_group(RedisNodeSet *set, RedisRelease *group, int m, bool wait)
 	int		   *nkeys = calloc(ncmds, sizeof(int));
 	int		   *confirmed = calloc(ncmds, sizeof(int));
 	int		   *at = calloc(ncmds, sizeof(int));
+	RedisGiveback **gbs = calloc(ncmds, sizeof(RedisGiveback *));
 	int			lost = 0;
 
 	if (cmds == NULL || lens == NULL || nkeys == NULL || confirmed == NULL ||
-		at == NULL)
+		at == NULL || gbs == NULL)
 		lost = m;				/* out of memory: the leases will do it */
 	else
 	{
 		RedisNode  *nodes[LOCKEXT_MAX_NODES];
 		int			nsent = 0;
 		int			c;
-		int			k;
+		int			j;
 
 		for (c = 0; c < ncmds; c++)
 		{
@@ -145,21 +170,24 @@ release_group(RedisNodeSet *set, RedisRelease *group, int m, bool wait)
 			else
 			{
 				at[nsent] = c * RELEASE_BATCH;
+				gbs[nsent] = new_giveback(set, group + c * RELEASE_BATCH, k);
 				nkeys[nsent++] = k;
 			}
 		}
 		redis_send_givebacks(nodes, set_nodes(set, nodes), cmds, lens, nkeys,
-							 nsent, wait, confirmed);
+							 gbs, nsent, wait, confirmed);
 		for (c = 0; c < nsent; c++)
 		{
 			if (confirmed[c] < quorum_of(set->n))
 				lost += nkeys[c];
 			else
-				for (k = 0; k < nkeys[c]; k++)
-					group[at[c] + k].done = true;
+				for (j = 0; j < nkeys[c]; j++)
+					group[at[c] + j].done = true;
 			redisFreeCommand(cmds[c]);
+			redis_giveback_unref(gbs[c]);	/* the copies keep theirs */
 		}
 	}
+	free(gbs);
 	free(cmds);
 	free(lens);
 	free(nkeys);

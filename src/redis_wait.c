@@ -23,7 +23,9 @@
  */
 #include "postgres.h"
 
+#include <errno.h>
 #include <limits.h>
+#include <poll.h>
 
 #include <hiredis/hiredis.h>
 
@@ -278,6 +280,71 @@ redis_abandon_inflight(void)
 }
 
 /*
+ * Is node's connection open and usable now?  Reads what it has without
+ * waiting first (a connection the server closed is noticed here).  Never
+ * connects.  For the release path.
+ */
+static bool
+open_now(RedisNode *node)
+{
+	if (node->ctx != NULL && !node->connecting && !node->out_pending)
+		(void) rconn_read(node);
+	return node->ctx != NULL && !node->connecting;
+}
+
+/*
+ * pump() for the release path: sockets already open only, waited on with
+ * poll() under a time bound alone (no wait set to build, no latch, no
+ * interrupts; nothing here can ERROR).  A node still connecting counts as
+ * absent.
+ */
+static void
+pump_quiet(RedisNode **nodes, int n, PumpGoal goal, int64 deadline,
+		   RedisEnoughFn enough)
+{
+	for (;;)
+	{
+		struct pollfd fds[LOCKEXT_MAX_NODES];
+		RedisNode  *of[LOCKEXT_MAX_NODES];
+		long		timeout = ms_left(deadline);
+		int			nfds = 0;
+		int			rc;
+		int			i;
+
+		for (i = 0; i < n; i++)
+		{
+			RedisNode  *node = nodes[i];
+
+			if (node->ctx == NULL || node->connecting || !node_busy(node, goal))
+				continue;
+			fds[nfds].fd = node->ctx->fd;
+			fds[nfds].events = rconn_wait_events(node) == WL_SOCKET_WRITEABLE ?
+				POLLOUT : POLLIN;
+			fds[nfds].revents = 0;
+			of[nfds++] = node;
+		}
+		if (nfds == 0 || timeout == 0 || (enough != NULL && enough(NULL, n)))
+			return;
+		rc = poll(fds, nfds, (int) Min(timeout, INT_MAX));
+		if (rc < 0 && errno != EINTR)
+			return;
+		for (i = 0; i < nfds && rc > 0; i++)
+		{
+			RedisNode  *node = of[i];
+			bool		read_due = (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) ||
+				node->tls_read_wants_write;
+
+			if (fds[i].revents == 0 || node->ctx == NULL)
+				continue;
+			if (node->out_pending && !rconn_flush(node))
+				continue;
+			if (read_due || rtls_pending(node))
+				(void) rconn_read(node);
+		}
+	}
+}
+
+/*
  * One pass: send cmd to every node and collect the replies.  fresh[i]
  * tells whether node i's connection was opened by this pass.
  */
@@ -478,47 +545,41 @@ givebacks_confirmed(const RedisResult *results pg_attribute_unused(),
 
 void
 redis_send_givebacks(RedisNode **nodes, int n, char **cmds,
-					 const size_t *lens, const int *nkeys, int ncmds,
-					 bool wait, int *confirmed)
+					 const size_t *lens, const int *nkeys, RedisGiveback **gbs,
+					 int ncmds, bool wait, int *confirmed)
 {
-	bool		any_connecting = false;
 	bool		done;
 	int64		deadline;
-	int64		connect_deadline;
 	int			i;
 	int			c;
 
 	for (i = 0; i < n; i++)
 	{
 		RedisNode  *node = nodes[i];
-		RedisResult res;
-		bool		fresh;
 
-		memset(&res, 0, sizeof(res));
-		if (!rconn_ready(node, &res, &fresh))
+		/* never connects: only connections already open are used */
+		if (!open_now(node))
 		{
 			/* keep them for the next connection */
 			for (c = 0; c < ncmds; c++)
-				rconn_keep_for_redo(node, cmds[c], lens[c], nkeys[c]);
+				rconn_keep_for_redo(node, cmds[c], lens[c], nkeys[c],
+									gbs ? gbs[c] : NULL);
 			continue;
 		}
-		any_connecting |= node->connecting;
 		for (c = 0; c < ncmds; c++)
-			(void) rconn_queue(node, RCMD_GIVEBACK, cmds[c], lens[c],
-								 nkeys[c], wait ? &confirmed[c] : NULL);
-		if (!node->connecting)
-			(void) rconn_flush(node);
+			(void) rconn_queue_giveback(node, cmds[c], lens[c], nkeys[c],
+										wait ? &confirmed[c] : NULL,
+										gbs ? gbs[c] : NULL);
+		(void) rconn_flush(node);
 	}
 
-	connect_deadline = deadline_after(lockext_connect_timeout_ms);
-	deadline = deadline_after(lockext_command_timeout_ms +
-							  (any_connecting ? lockext_connect_timeout_ms : 0));
+	deadline = deadline_after(lockext_command_timeout_ms);
 	/* waiting, stop once a majority confirmed everything: a quorum node */
 	sweep_confirmed = confirmed;
 	sweep_ncmds = ncmds;
 	sweep_quorum = n / 2 + 1;
-	pump(nodes, n, wait ? PUMP_ALL_REPLIES : PUMP_FLUSHED, deadline,
-		 connect_deadline, true, wait ? givebacks_confirmed : NULL, NULL);
+	pump_quiet(nodes, n, wait ? PUMP_ALL_REPLIES : PUMP_FLUSHED, deadline,
+			   wait ? givebacks_confirmed : NULL);
 	done = wait && givebacks_confirmed(NULL, n);
 
 	for (i = 0; i < n; i++)
@@ -556,12 +617,31 @@ givebacks_unconfirmed(RedisNode *node)
 }
 
 /*
+ * Read what the nodes' connections have (answers not waited for: a
+ * COMMIT's releases), without waiting.  Never ERRORs.
+ */
+void
+redis_take_answers(RedisNode **nodes, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		RedisNode  *node = nodes[i];
+
+		if (node->ctx != NULL && !node->connecting && !node->out_pending &&
+			node->sent_head != NULL)
+			(void) rconn_read(node);
+	}
+}
+
+/*
  * At process exit: send the give-backs nodes still keep, and wait, within
  * the command timeout, for the replies of every give-back sent (a COMMIT
  * does not wait for them).  A socket closed with replies unread is reset,
  * and Redis then drops the commands it has not read yet: so a node that
- * does not answer in time is disconnected here, which hands its give-backs
- * to the lease keeper (redis_redo_hook).  Quiet: never ERRORs.
+ * does not answer in time is disconnected here; what stays unconfirmed the
+ * lease keeper finishes, from the holds' rows.  Quiet: never ERRORs.
  */
 void
 redis_flush_redo(RedisNode **nodes, int n)
@@ -572,20 +652,15 @@ redis_flush_redo(RedisNode **nodes, int n)
 
 	for (i = 0; i < n; i++)
 	{
-		RedisResult res;
-
-		if (nodes[i]->redo_count == 0 && !givebacks_unconfirmed(nodes[i]))
-			continue;
-		memset(&res, 0, sizeof(res));
-		if (nodes[i]->ctx == NULL && !rconn_connect(nodes[i], &res))
+		/* what a closed connection keeps waits for the keeper */
+		if (!givebacks_unconfirmed(nodes[i]) || !open_now(nodes[i]))
 			continue;
 		todo[ntodo++] = nodes[i];
 	}
 	if (ntodo == 0)
 		return;
-	pump(todo, ntodo, PUMP_ALL_REPLIES,
-		 deadline_after(lockext_command_timeout_ms + lockext_connect_timeout_ms),
-		 deadline_after(lockext_connect_timeout_ms), true, NULL, NULL);
+	pump_quiet(todo, ntodo, PUMP_ALL_REPLIES,
+			   deadline_after(lockext_command_timeout_ms), NULL);
 	for (i = 0; i < ntodo; i++)
 		if (node_busy(todo[i], PUMP_ALL_REPLIES))
 			redis_disconnect(todo[i]);

@@ -555,6 +555,8 @@ registry_statement_end(void)
 		late_callback_registered = true;
 	}
 	release_check_session_holds();
+	if (redis_backend.statement_end)
+		redis_backend.statement_end();
 	shared_locks_collect_ended();
 	shrink_registry();
 }

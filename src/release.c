@@ -52,6 +52,7 @@ release_end_scope(DlockEntry *entry, DlockScope scope, bool lockmgr_releases,
 
 	end.entry = entry;
 	end.scope = scope;
+	end.row = NULL;				/* end_holds fills it in */
 	end_holds(&end, 1, lockmgr_releases, is_abort, false);
 }
 

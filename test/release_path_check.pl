@@ -24,12 +24,15 @@ die "usage: $0 SRCDIR PG_INCLUDEDIR_SERVER\n" unless $src && $pginc;
 # primitives that cannot fail or report failure (malloc), the lock
 # manager's release, atomics and clocks, non-ERROR reports (errstart is
 # the WARNING/LOG entry; ERROR goes through errstart_cold), socket I/O on
-# connections already open (poll, hiredis's buffers, OpenSSL's record
-# I/O), and dynahash removal (HASH_REMOVE never allocates).
+# connections already open (poll, hiredis's buffers and formatter, which
+# report running out of memory as an error, OpenSSL's record I/O and its
+# error strings), closing a wait set (close and pfree), and dynahash
+# removal (HASH_REMOVE never allocates).
 my %allowed = map { $_ => 1 } qw(
   memcpy memset memcmp memmove strlen strcmp strncmp strlcpy strchr strrchr strstr
-  pg_snprintf pg_sprintf pg_strerror snprintf __errno_location explicit_bzero
-  malloc calloc realloc free pfree
+  strtoll pg_snprintf pg_sprintf pg_strerror snprintf __errno_location explicit_bzero
+  malloc calloc realloc free pfree FreeWaitEventSet redisFormatCommandArgv
+  SSL_CTX_free SSL_get_verify_result X509_verify_cert_error_string
   clock_gettime GetCurrentTimestamp
   LockRelease LockHeldByMe SetLatch
   LWLockAcquire LWLockRelease

@@ -1,7 +1,8 @@
 #!/bin/bash
 # static_checks.sh - compiler warnings (gcc, clang) and cppcheck over lockext's
 # C sources (src/*.c) and the plain-C unit test and fuzz target
-# (test/unit/*.c).  No build products, no network, no root needed.
+# (test/unit/*.c), and the release path's call graph
+# (test/release_path_check.pl).  No build products, no network, no root needed.
 #
 #   bash test/static_checks.sh [SRCDIR]     SRCDIR defaults to the repo's src/
 #   PG_CONFIG=/x/bin/pg_config bash ...      headers of another PostgreSQL 15
@@ -78,6 +79,17 @@ for cc in gcc clang; do
 		report "$cc: src/*.c without warnings (-Wall -Wextra -Werror)" "$out" $?
 	fi
 done
+
+# The release path never fails (design: "The release path"): what the
+# commit, abort, resource-owner and exit callbacks reach (src/release.c and
+# the backends' release members) calls nothing outside an allowlist, by
+# gcc's own call graph.
+if have gcc "the release path calls only what cannot fail"; then
+	out=$(perl "$root/test/release_path_check.pl" "$srcdir" "$pginc" 2>&1)
+	status=$?
+	report "$(printf '%s\n' "$out" | sed -n 's/^\(not \)\{0,1\}ok 1 - //p' | head -n 1)" \
+		"$(printf '%s\n' "$out" | grep '^#' | sed 's/^#   //')" $status
+fi
 
 # The unit test and the fuzz target are plain C99 with no PG headers: all
 # warnings, no exception.
