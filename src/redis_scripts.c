@@ -65,6 +65,10 @@
  * the lease keeper's batched compare-and-PEXPIRE; 1 or 0 per lock.  The
  * unique part ends with the first '|' of the value and no other hold's
  * value starts with it, so comparing it alone is comparing the value.
+ *
+ * RELEASE, EXTEND and EXTEND_MANY read a lock with redis.pcall: a key of
+ * another type (someone's list where our string was) is not ours, and must
+ * not fail the whole script: every other lock of the batch would fail too.
  */
 static const char *const script_src[NSCRIPTS] = {
 	"if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
@@ -87,7 +91,7 @@ static const char *const script_src[NSCRIPTS] = {
 	"local top, topstr = 0, nil\n"
 	"for i = 1, #ARGV / 3 do\n"
 	"  local k, a = 3 * i - 1, 3 * i - 2\n"
-	"  if redis.call('GET', KEYS[k]) == ARGV[a] then\n"
+	"  if redis.pcall('GET', KEYS[k]) == ARGV[a] then\n"
 	"    redis.call('DEL', KEYS[k])\n"
 	"    released = released + 1\n"
 	"    if redis.call('EXISTS', KEYS[k + 2]) == 1 then\n"
@@ -104,7 +108,7 @@ static const char *const script_src[NSCRIPTS] = {
 	"end\n"
 	"return released\n",
 
-	"if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+	"if redis.pcall('GET', KEYS[1]) == ARGV[1] then\n"
 	"  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
 	"end\n"
 	"return 0\n",
@@ -116,7 +120,8 @@ static const char *const script_src[NSCRIPTS] = {
 	"local r = {}\n"
 	"for i = 1, #KEYS do\n"
 	"  local u = ARGV[2 * i - 1]\n"
-	"  if string.sub(redis.call('GET', KEYS[i]) or '', 1, #u) == u then\n"
+	"  local v = redis.pcall('GET', KEYS[i])\n"
+	"  if type(v) == 'string' and string.sub(v, 1, #u) == u then\n"
 	"    r[i] = redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])\n"
 	"  else\n"
 	"    r[i] = 0\n"
