@@ -48,6 +48,8 @@ typedef struct RedisNode
 	struct RedisResult *awaiting;	/* where the awaited reply goes */
 	int			awaiting_more;	/* awaited replies after it, for the
 								 * results that follow it (a pipeline) */
+	uint32		scripts_loaded; /* bit per script this connection ran or
+								 * sent by EVAL: EVALSHA will find it */
 
 	/*
 	 * Releases whose connection was lost before they were confirmed: sent

@@ -207,6 +207,7 @@ redis_disconnect(RedisNode *node)
 	node->sent_head = node->sent_tail = NULL;
 	node->awaiting = NULL;
 	node->awaiting_more = 0;
+	node->scripts_loaded = 0;
 	node->connecting = false;
 	node->out_pending = false;
 	if (node->fd_reserved)
