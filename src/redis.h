@@ -176,7 +176,7 @@ extern void redis_run_formatted(RedisNode **nodes, int n, const char *fmt,
 								size_t len, const char *undo, size_t undo_len,
 								int64 extra_ms, bool quiet,
 								RedisEnoughFn enough, RedisResult *results);
-/* Have the answers to command c of a pipeline (redis_run_many) settled it? */
+/* Do the replies to command c of a pipeline (redis_run_many) settle it? */
 typedef bool (*RedisSettledFn) (const RedisResult *results, int n,
 								int ncmds, int c);
 

@@ -81,17 +81,13 @@ append_batch(StringInfo buf, const RedisRenewal *renewals, int m)
 	}
 }
 
-/* The locks of the renewal in progress, for verdict(). */
-static int	renew_total;
-
 /*
- * What a majority of the n nodes said of lock k of batch c: 1 renewed,
- * 0 not ours, -1 neither (yet).
+ * What a majority of the n nodes said of lock k of batch c (m locks): 1
+ * renewed, 0 not ours, -1 neither.
  */
 static int
-verdict(const RedisResult *results, int n, int ncmds, int c, int k)
+verdict(const RedisResult *results, int n, int ncmds, int c, int m, int k)
 {
-	int			m = Min(RENEW_BATCH, renew_total - c * RENEW_BATCH);
 	int			renewed = 0;
 	int			lost = 0;
 	int			i;
@@ -115,9 +111,13 @@ verdict(const RedisResult *results, int n, int ncmds, int c, int k)
 	return lost >= quorum_of(n) ? 0 : -1;
 }
 
+/* The locks of the renewal in progress, for batch_settled(). */
+static int	renew_total;
+
 /*
  * Has a majority renewed each lock of batch c, or said it is not ours?
- * Answers that disagree leave a lock open: then more are worth waiting for.
+ * Replies that disagree (a node that lost the keys answers first) leave
+ * it open: the third node's answer is worth a short wait.
  */
 static bool
 batch_settled(const RedisResult *results, int n, int ncmds, int c)
@@ -126,7 +126,7 @@ batch_settled(const RedisResult *results, int n, int ncmds, int c)
 	int			k;
 
 	for (k = 0; k < m; k++)
-		if (verdict(results, n, ncmds, c, k) < 0)
+		if (verdict(results, n, ncmds, c, m, k) < 0)
 			return false;
 	return true;
 }
@@ -134,11 +134,12 @@ batch_settled(const RedisResult *results, int n, int ncmds, int c)
 /*
  * The lease keeper's renewal of many locks at once: compare-and-PEXPIRE
  * of each lock for its lease, RENEW_BATCH locks per command, all commands
- * pipelined to every node of set at once, done when a majority renewed
- * each lock or said it is lost (a stopped node delays nothing).
- * outcome[i]: the lease end, as a monotonic time in microseconds, when a
- * majority renewed it in time; 0 when a majority said it is no longer ours
- * (lost); -1 when too few nodes answered to tell.  Never renews a key that is not ours: it only extends.
+ * pipelined to every node of set at once, done when a majority answered
+ * them all and agreed on each lock (a stopped node delays nothing).  outcome[i]: the lease end,
+ * as a monotonic time in microseconds, when a majority renewed it in time;
+ * 0 when a majority said it is no longer ours (lost); -1 when too few
+ * nodes answered to tell (the keeper tries again soon).  Never renews a
+ * key that is not ours: it only extends.
  */
 void
 redis_proto_extend_many(RedisNodeSet *set, const RedisRenewal *renewals,
@@ -196,7 +197,7 @@ redis_proto_extend_many(RedisNodeSet *set, const RedisRenewal *renewals,
 			int			i = c * RENEW_BATCH + k;
 			int64		lease_ms = renewals[i].lease_ms;
 			int64		end = start + lease_ms * 1000 - redis_drift_us(lease_ms);
-			int			v = verdict(results, set->n, ncmds, c, k);
+			int			v = verdict(results, set->n, ncmds, c, m, k);
 
 			if (v == 1 && end > now)
 				outcome[i] = end;

@@ -13,9 +13,9 @@
  * while talking.  When a command's answer is not learned (time-out,
  * cancel, termination), its undo follows it on the same connection: Redis
  * runs one connection's commands in order.  redis_run_many() writes many
- * commands to each node at once and is done when its caller has the
- * answers it needs from a majority: the lease keeper's renewals, which a
- * stopped node must not hold up.
+ * commands to each node at once and is done when a majority replied to
+ * them all: the lease keeper's renewals, which a stopped node must not
+ * hold up.
  *
  * All waits go through one WaitEventSet per backend, kept while the
  * sockets stay the same, so the common call creates nothing and allocates
@@ -478,14 +478,38 @@ redis_run_formatted(RedisNode **nodes, int n, const char *fmt, size_t len,
 static struct
 {
 	int			ncmds;
-	RedisSettledFn settled_fn;
-	int			settled;		/* the commands before it are settled */
+	int			quorum;
+	RedisSettledFn settled_fn;	/* NULL: a majority replied */
+	int			replied;		/* a majority replied to the commands before */
+	int			settled;		/* and settled_fn() holds for those before */
 }			pipeline;
 
-/* Is every command of the pipeline settled, as its caller sees it? */
+/* Has a majority of the nodes replied to every command of the pipeline? */
 static bool
-pipeline_answered(const RedisResult *results, int n)
+pipeline_replied(const RedisResult *results, int n)
 {
+	for (; pipeline.replied < pipeline.ncmds; pipeline.replied++)
+	{
+		const RedisResult *res = &results[pipeline.replied];
+		int			replied = 0;
+		int			i;
+
+		for (i = 0; i < n; i++)
+			replied += (res[i * pipeline.ncmds].outcome == RNODE_OK);
+		if (replied < pipeline.quorum)
+			return false;
+	}
+	return true;
+}
+
+/* ... and is every command settled, as the caller sees it? */
+static bool
+pipeline_settled(const RedisResult *results, int n)
+{
+	if (!pipeline_replied(results, n))
+		return false;
+	if (pipeline.settled_fn == NULL)
+		return true;
 	for (; pipeline.settled < pipeline.ncmds; pipeline.settled++)
 		if (!pipeline.settled_fn(results, n, pipeline.ncmds, pipeline.settled))
 			return false;
@@ -597,33 +621,41 @@ pipeline_abandon(RedisNode **nodes, int n, RedisResult *results)
 }
 
 /*
- * Wait until a majority answered every command, or no more answers can
+ * Wait until a majority replied to every command, or no more answers can
  * come in time.  The deadline moves on while answers keep coming: a long
- * pipeline is not a stalled node.
+ * pipeline is not a stalled node.  Replies that leave a command unsettled
+ * (they disagree) are worth waiting for more: as long again as the
+ * majority took, no more, since a stopped node will not answer.
  */
 static void
 pipeline_wait(RedisNode **nodes, int n, RedisResult *results,
 			  bool any_connecting, bool quiet)
 {
+	int64		begun = lockext_now_us();
 	int64		connect_deadline = deadline_after(lockext_connect_timeout_ms);
 	int64		deadline = deadline_after(lockext_command_timeout_ms +
 										  (any_connecting ? lockext_connect_timeout_ms : 0));
 	int			in = replies_in(results, n * pipeline.ncmds);
+	int64		now;
 
-	for (;;)
+	while (!pipeline_replied(results, n))
 	{
 		int			now_in;
 
 		pump(nodes, n, PUMP_AWAITED, deadline, connect_deadline, quiet,
-			 pipeline_answered, results);
-		if (ms_left(deadline) > 0 || pipeline_answered(results, n))
-			return;				/* answered, or nothing more can come */
+			 pipeline_replied, results);
+		if (pipeline_replied(results, n))
+			break;
 		now_in = replies_in(results, n * pipeline.ncmds);
-		if (now_in == in)
-			return;				/* out of time */
+		if (ms_left(deadline) > 0 || now_in == in)
+			return;				/* nothing more can come, or out of time */
 		in = now_in;
 		deadline = deadline_after(lockext_command_timeout_ms);
 	}
+	now = lockext_now_us();
+	if (!pipeline_settled(results, n))
+		pump(nodes, n, PUMP_AWAITED, Min(deadline, now + (now - begun) + 1000),
+			 connect_deadline, quiet, pipeline_settled, results);
 }
 
 /* The node's part of a finished pipeline. */
@@ -634,7 +666,7 @@ pipeline_finish(RedisNode *node, RedisResult *res, int ncmds, bool answered)
 	{
 		int			c;
 
-		/* a majority answered: the rest is skipped when it comes */
+		/* a majority replied: the rest is skipped when it comes */
 		for (c = 0; c < ncmds; c++)
 			if (res[c].outcome == RNODE_PENDING)
 			{
@@ -670,7 +702,7 @@ run_pipeline(RedisNode **nodes, int n, const char *const *cmds,
 	pipeline_wait(nodes, n, results, any_connecting, quiet);
 
 	/* idle connections found dead (the server restarted): once more */
-	for (i = 0; i < n && !pipeline_answered(results, n); i++)
+	for (i = 0; i < n && !pipeline_replied(results, n); i++)
 		if (!fresh[i] && results[i * ncmds].outcome == RNODE_UNREACHABLE)
 		{
 			pipeline_send(nodes[i], cmds, lens, ncmds, &results[i * ncmds],
@@ -680,7 +712,7 @@ run_pipeline(RedisNode **nodes, int n, const char *const *cmds,
 	if (again)
 		pipeline_wait(nodes, n, results, true, quiet);
 
-	answered = pipeline_answered(results, n);
+	answered = pipeline_replied(results, n);
 	for (i = 0; i < n; i++)
 		pipeline_finish(nodes[i], &results[i * ncmds], ncmds, answered);
 }
@@ -688,16 +720,18 @@ run_pipeline(RedisNode **nodes, int n, const char *const *cmds,
 /*
  * Send ncmds commands to each of n nodes, pipelined (all written at once,
  * replies read as they come), and collect node i's answer to command c in
- * results[i * ncmds + c].  Returns once settled() says every command has
- * the answers it needs: the other nodes' replies are skipped when they
- * come, on the same connections, so a slow node delays nobody.  Else it
- * waits while answers keep coming; a node silent for the command timeout
- * has timed out, and its connection is dropped.  So is, up front, one that
- * has left any command unanswered for that long (a stopped node): a new
- * one is opened.  For commands that do not block and may run twice: an
- * idle connection found dead is opened again and sent them once more.
- * With quiet, never ERRORs.  The caller frees the replies
- * (redis_results_free(results, n * ncmds)), except after an ERROR.
+ * results[i * ncmds + c].  Returns once a majority replied to every
+ * command and settled() (when given) says each has what it needs, or a
+ * little after the majority's replies if not (see pipeline_wait()): the
+ * other nodes' replies are skipped when they come, on the same
+ * connections, so a slow node delays nobody.  Else it waits while answers
+ * keep coming; a node silent for the command timeout has timed out, and
+ * its connection is dropped.  So is, up front, one that has left any
+ * command unanswered for that long (a stopped node): a new one is opened.
+ * For commands that do not block and may run twice: an idle connection
+ * found dead is opened again and sent them once more.  With quiet, never
+ * ERRORs.  The caller frees the replies (redis_results_free(results,
+ * n * ncmds)), except after an ERROR.
  */
 void
 redis_run_many(RedisNode **nodes, int n, const char *const *cmds,
@@ -706,7 +740,9 @@ redis_run_many(RedisNode **nodes, int n, const char *const *cmds,
 {
 	Assert(n <= LOCKEXT_MAX_NODES && ncmds > 0);
 	pipeline.ncmds = ncmds;
+	pipeline.quorum = quorum_of(n);
 	pipeline.settled_fn = settled;
+	pipeline.replied = 0;
 	pipeline.settled = 0;
 	/* a FATAL while waiting: redis_abandon_inflight() drops them */
 	inflight.undo = NULL;
