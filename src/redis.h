@@ -46,6 +46,10 @@ typedef struct RedisNode
 	struct RedisPending *sent_head;
 	struct RedisPending *sent_tail;
 	struct RedisResult *awaiting;	/* where the awaited reply goes */
+	int			awaiting_more;	/* awaited replies after it, for the
+								 * results that follow it (a pipeline) */
+	uint32		scripts_loaded; /* bit per script this connection ran or
+								 * sent by EVAL: EVALSHA will find it */
 
 	/*
 	 * Releases whose connection was lost before they were confirmed: sent
@@ -192,6 +196,13 @@ extern void redis_run_formatted(RedisNode **nodes, int n, const char *fmt,
 								size_t len, const char *undo, size_t undo_len,
 								int64 extra_ms, bool quiet,
 								RedisEnoughFn enough, RedisResult *results);
+/* Do the replies to command c of a pipeline (redis_run_many) settle it? */
+typedef bool (*RedisSettledFn) (const RedisResult *results, int n,
+								int ncmds, int c);
+
+extern void redis_run_many(RedisNode **nodes, int n, const char *const *cmds,
+						   const size_t *lens, int ncmds, bool quiet,
+						   RedisSettledFn settled, RedisResult *results);
 extern void redis_send_givebacks(RedisNode **nodes, int n, char **cmds,
 								 const size_t *lens, const int *nkeys,
 								 RedisGiveback **gbs, int ncmds, bool wait,

@@ -241,6 +241,8 @@ redis_disconnect(RedisNode *node)
 	}
 	node->sent_head = node->sent_tail = NULL;
 	node->awaiting = NULL;
+	node->awaiting_more = 0;
+	node->scripts_loaded = 0;
 	node->connecting = false;
 	node->out_pending = false;
 	if (node->fd_reserved)
@@ -608,7 +610,10 @@ take_reply(RedisNode *node, redisReply *r)
 					rconn_set_failure(strncmp(r->str, "NOSCRIPT", 8) == 0 ?
 									  NULL : node,
 									  res, RNODE_ERROR_REPLY, "error", r->str);
-				node->awaiting = NULL;
+				/* a pipeline's next reply goes to the next result */
+				node->awaiting = node->awaiting_more > 0 ? res + 1 : NULL;
+				if (node->awaiting_more > 0)
+					node->awaiting_more--;
 				pending_free(p);
 				return true;	/* the reply is the caller's now */
 			}

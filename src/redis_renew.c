@@ -1,12 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * redis_renew.c
- *	  The lease keeper's renewal of many Redis locks at once: one batched
- *	  compare-and-PEXPIRE command per node for up to 1,000 locks.
+ *	  The lease keeper's renewal of many Redis locks at once: batched
+ *	  compare-and-PEXPIRE commands of up to 1,000 locks each, pipelined
+ *	  to every node, done once a majority answered them all.
  *
  * The keeper sends this every round for thousands of leases, so the
- * command is written straight into one buffer kept across calls rather
- * than formatted from argument vectors.
+ * commands are written straight into one buffer kept across calls rather
+ * than formatted from argument vectors, and a round costs one round trip
+ * of the majority plus the bytes, however many batches it takes.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,6 +21,9 @@
 #include "utils/memutils.h"
 
 #include "redis.h"
+
+/* Locks per EXTEND_MANY command. */
+#define RENEW_BATCH 1000
 
 /* Append one bulk string of the Redis protocol: $<len>\r\n<bytes>\r\n */
 static void
@@ -40,96 +45,168 @@ append_bulk(StringInfo buf, const char *p, size_t len)
 	buf->data[buf->len] = '\0';
 }
 
+/* EVAL EXTEND_MANY for m renewals, appended to buf. */
+static void
+append_batch(StringInfo buf, const RedisRenewal *renewals, int m)
+{
+	static const char *src = NULL;
+	static size_t src_len;
+	char		num[MAXINT8LEN + 1];
+	int			num_len;
+	int64		lease_of = -1;
+	int			i;
+
+	if (src == NULL)
+	{
+		src = redis_script_source(SCRIPT_EXTEND_MANY);
+		src_len = strlen(src);
+	}
+	/* EVAL <script> <m> <keys...> <unique part, lease ms>... */
+	appendStringInfo(buf, "*%d\r\n", 3 + 3 * m);
+	append_bulk(buf, "EVAL", 4);
+	append_bulk(buf, src, src_len);
+	num_len = pg_ltoa(m, num);
+	append_bulk(buf, num, num_len);
+	for (i = 0; i < m; i++)
+		append_bulk(buf, renewals[i].lockkey, renewals[i].lockkey_len);
+	for (i = 0; i < m; i++)
+	{
+		append_bulk(buf, renewals[i].owner, renewals[i].owner_len);
+		if (renewals[i].lease_ms != lease_of)
+		{
+			num_len = pg_lltoa(renewals[i].lease_ms, num);
+			lease_of = renewals[i].lease_ms;
+		}
+		append_bulk(buf, num, num_len);
+	}
+}
+
+/*
+ * What a majority of the n nodes said of lock k of batch c (m locks): 1
+ * renewed, 0 not ours, -1 neither.
+ */
+static int
+verdict(const RedisResult *results, int n, int ncmds, int c, int m, int k)
+{
+	int			renewed = 0;
+	int			lost = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		const RedisResult *r = &results[i * ncmds + c];
+		const redisReply *rep = r->reply;
+
+		if (r->outcome != RNODE_OK || rep->type != REDIS_REPLY_ARRAY ||
+			(int) rep->elements != m)
+			continue;			/* no answer */
+		if (rep->element[k]->type == REDIS_REPLY_INTEGER &&
+			rep->element[k]->integer == 1)
+			renewed++;
+		else
+			lost++;
+	}
+	if (renewed >= quorum_of(n))
+		return 1;
+	return lost >= quorum_of(n) ? 0 : -1;
+}
+
+/* The locks of the renewal in progress, for batch_settled(). */
+static int	renew_total;
+
+/*
+ * Has a majority renewed each lock of batch c, or said it is not ours?
+ * Replies that disagree (a node that lost the keys answers first) leave
+ * it open: the third node's answer is worth a short wait.
+ */
+static bool
+batch_settled(const RedisResult *results, int n, int ncmds, int c)
+{
+	int			m = Min(RENEW_BATCH, renew_total - c * RENEW_BATCH);
+	int			k;
+
+	for (k = 0; k < m; k++)
+		if (verdict(results, n, ncmds, c, m, k) < 0)
+			return false;
+	return true;
+}
+
 /*
  * The lease keeper's renewal of many locks at once: compare-and-PEXPIRE
- * of each lock for its lease, up to 1000 locks per command, on every node
- * of set.  outcome[i]: the lease end, as a monotonic time in microseconds,
- * when a majority renewed it in time; 0 when a majority said it is no
- * longer ours (lost); -1 when too few nodes answered to tell.  Never renews a key that is not ours: it only extends.
+ * of each lock for its lease, RENEW_BATCH locks per command, all commands
+ * pipelined to every node of set at once, done when a majority answered
+ * them all and agreed on each lock (a stopped node delays nothing).  outcome[i]: the lease end,
+ * as a monotonic time in microseconds, when a majority renewed it in time;
+ * 0 when a majority said it is no longer ours (lost); -1 when too few
+ * nodes answered to tell (the keeper tries again soon).  Never renews a
+ * key that is not ours: it only extends.
  */
 void
 redis_proto_extend_many(RedisNodeSet *set, const RedisRenewal *renewals,
 						int n, int64 *outcome)
 {
-	static StringInfoData cmd = {NULL, 0, 0, 0};
-	const char *src = redis_script_source(SCRIPT_EXTEND_MANY);
+	static StringInfoData buf = {NULL, 0, 0, 0};
+	int			ncmds = (n + RENEW_BATCH - 1) / RENEW_BATCH;
+	const char **cmds;
+	size_t	   *lens;
+	RedisResult *results;
 	RedisNode  *nodes[LOCKEXT_MAX_NODES];
-	RedisResult results[LOCKEXT_MAX_NODES];
-	int			done;
+	int64		start;
+	int64		now;
+	int			c;
 
-	if (cmd.data == NULL)
+	if (n == 0)
+		return;
+	if (buf.data == NULL)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 
-		initStringInfo(&cmd);
+		initStringInfo(&buf);
 		MemoryContextSwitchTo(oldcxt);
 	}
-	for (done = 0; done < n; done += 1000)
+	cmds = palloc(ncmds * sizeof(char *));
+	lens = palloc(ncmds * sizeof(size_t));
+	results = palloc(set->n * ncmds * sizeof(RedisResult));
+
+	/* all batches in one buffer: offsets first, it may move as it grows */
+	resetStringInfo(&buf);
+	for (c = 0; c < ncmds; c++)
 	{
-		int			m = Min(1000, n - done);
-		int		   *renewed = palloc0(m * sizeof(int));
-		int		   *lost = palloc0(m * sizeof(int));
-		char		lease[MAXINT8LEN + 1];
-		int			lease_len = 0;
-		int64		lease_of = -1;
-		int64		start = lockext_now_us();
-		int64		now;
-		int			i;
-		int			j;
+		lens[c] = buf.len;
+		append_batch(&buf, renewals + c * RENEW_BATCH,
+					 Min(RENEW_BATCH, n - c * RENEW_BATCH));
+		lens[c] = buf.len - lens[c];
+	}
+	for (c = 0; c < ncmds; c++)
+		cmds[c] = c == 0 ? buf.data : cmds[c - 1] + lens[c - 1];
 
-		/* EVAL <script> <m> <keys...> <unique part, lease ms>... */
-		resetStringInfo(&cmd);
-		appendStringInfo(&cmd, "*%d\r\n", 3 + 3 * m);
-		append_bulk(&cmd, "EVAL", 4);
-		append_bulk(&cmd, src, strlen(src));
-		lease_len = pg_ltoa(m, lease);
-		append_bulk(&cmd, lease, lease_len);
-		for (i = 0; i < m; i++)
-			append_bulk(&cmd, renewals[done + i].lockkey,
-						renewals[done + i].lockkey_len);
-		for (i = 0; i < m; i++)
-		{
-			const RedisRenewal *r = &renewals[done + i];
+	/* a lease starts no earlier than its command is sent */
+	start = lockext_now_us();
+	renew_total = n;
+	redis_run_many(nodes, set_nodes(set, nodes), cmds, lens, ncmds, false,
+				   batch_settled, results);
+	now = lockext_now_us();
 
-			append_bulk(&cmd, r->owner, r->owner_len);
-			if (r->lease_ms != lease_of)
-			{
-				lease_len = pg_lltoa(r->lease_ms, lease);
-				lease_of = r->lease_ms;
-			}
-			append_bulk(&cmd, lease, lease_len);
-		}
-		redis_run_formatted(nodes, set_nodes(set, nodes), cmd.data, cmd.len,
-							NULL, 0, 0, false, NULL, results);
-		for (j = 0; j < set->n; j++)
-		{
-			redisReply *rep = results[j].reply;
+	for (c = 0; c < ncmds; c++)
+	{
+		int			m = Min(RENEW_BATCH, n - c * RENEW_BATCH);
+		int			k;
 
-			if (results[j].outcome != RNODE_OK ||
-				rep->type != REDIS_REPLY_ARRAY || (int) rep->elements != m)
-				continue;
-			for (i = 0; i < m; i++)
-			{
-				if (rep->element[i]->type == REDIS_REPLY_INTEGER &&
-					rep->element[i]->integer == 1)
-					renewed[i]++;
-				else
-					lost[i]++;
-			}
-		}
-		redis_results_free(results, set->n);
-		now = lockext_now_us();
-		for (i = 0; i < m; i++)
+		for (k = 0; k < m; k++)
 		{
-			int64		lease_ms = renewals[done + i].lease_ms;
+			int			i = c * RENEW_BATCH + k;
+			int64		lease_ms = renewals[i].lease_ms;
 			int64		end = start + lease_ms * 1000 - redis_drift_us(lease_ms);
+			int			v = verdict(results, set->n, ncmds, c, m, k);
 
-			if (renewed[i] >= quorum_of(set->n) && end > now)
-				outcome[done + i] = end;
-			else if (lost[i] >= quorum_of(set->n))
-				outcome[done + i] = 0;
+			if (v == 1 && end > now)
+				outcome[i] = end;
 			else
-				outcome[done + i] = -1;
+				outcome[i] = v == 0 ? 0 : -1;
 		}
 	}
+	redis_results_free(results, set->n * ncmds);
+	pfree(results);
+	pfree(lens);
+	pfree(cmds);
 }

@@ -74,6 +74,10 @@
  * the lease keeper's batched compare-and-PEXPIRE; 1 or 0 per lock.  The
  * unique part ends with the first '|' of the value and no other hold's
  * value starts with it, so comparing it alone is comparing the value.
+ *
+ * RELEASE, EXTEND and EXTEND_MANY read a lock with redis.pcall: a key of
+ * another type (someone's list where our string was) is not ours, and must
+ * not fail the whole script: every other lock of the batch would fail too.
  */
 static const char *const script_src[NSCRIPTS] = {
 	"local f = redis.call('GET', KEYS[2])\n"
@@ -100,7 +104,7 @@ static const char *const script_src[NSCRIPTS] = {
 	"local top, topstr = 0, nil\n"
 	"for i = 1, #ARGV / 3 do\n"
 	"  local k, a = 3 * i - 1, 3 * i - 2\n"
-	"  if redis.call('GET', KEYS[k]) == ARGV[a] then\n"
+	"  if redis.pcall('GET', KEYS[k]) == ARGV[a] then\n"
 	"    redis.call('DEL', KEYS[k])\n"
 	"    released = released + 1\n"
 	"    if redis.call('EXISTS', KEYS[k + 2]) == 1 then\n"
@@ -117,7 +121,7 @@ static const char *const script_src[NSCRIPTS] = {
 	"end\n"
 	"return released\n",
 
-	"if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+	"if redis.pcall('GET', KEYS[1]) == ARGV[1] then\n"
 	"  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
 	"end\n"
 	"return 0\n",
@@ -129,7 +133,8 @@ static const char *const script_src[NSCRIPTS] = {
 	"local r = {}\n"
 	"for i = 1, #KEYS do\n"
 	"  local u = ARGV[2 * i - 1]\n"
-	"  if string.sub(redis.call('GET', KEYS[i]) or '', 1, #u) == u then\n"
+	"  local v = redis.pcall('GET', KEYS[i])\n"
+	"  if type(v) == 'string' and string.sub(v, 1, #u) == u then\n"
 	"    r[i] = redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])\n"
 	"  else\n"
 	"    r[i] = 0\n"
@@ -271,6 +276,42 @@ enough_or_noscript(const RedisResult *results, int n)
 	return noscript > 0 && answered >= quorum_of(n);
 }
 
+/*
+ * Will EVALSHA find the script on every node?  Only where the connection
+ * ran it, or sent it by EVAL, before: a node whose answer is not awaited
+ * (a quorum answered first) is never sent EVAL after its NOSCRIPT, and
+ * would miss the command (a grant short of a node after a restart).
+ */
+static bool
+all_have_script(RedisNode **nodes, int n, int script)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (nodes[i]->ctx == NULL ||
+			(nodes[i]->scripts_loaded & (1U << script)) == 0)
+			return false;
+	return true;
+}
+
+/*
+ * After a run: where the script is now (EVAL ran it, or will: its answer
+ * was not awaited), or is not.
+ */
+static void
+note_scripts(RedisNode **nodes, int n, int script, bool by_sha,
+			 const RedisResult *results)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (is_noscript(&results[i]))
+			nodes[i]->scripts_loaded &= ~(1U << script);
+		else if (!by_sha && nodes[i]->ctx != NULL &&
+				 (results[i].outcome == RNODE_OK || results[i].not_awaited))
+			nodes[i]->scripts_loaded |= 1U << script;
+}
+
 /* The arguments of EVALSHA (by_sha) or EVAL of a script; returns argc. */
 static int
 script_argv(int script, bool by_sha, int nkeys, const char **keys,
@@ -295,10 +336,10 @@ script_argv(int script, bool by_sha, int nkeys, const char **keys,
 }
 
 /*
- * Run a script on the given nodes: EVALSHA, and EVAL (which caches it
- * again) on the nodes that answer NOSCRIPT after a SCRIPT FLUSH or a
- * restart.  undo, when given, is sent behind it where its answer is not
- * learned (see redis_run).
+ * Run a script on the given nodes: EVAL until every connection has had
+ * it, then EVALSHA, and EVAL (which caches it again) on the nodes that
+ * answer NOSCRIPT after a SCRIPT FLUSH.  undo, when given, is sent behind
+ * it where its answer is not learned (see redis_run).
  */
 void
 redis_run_script(RedisNode **nodes, int n, int script, int nkeys,
@@ -319,15 +360,17 @@ redis_run_script(RedisNode **nodes, int n, int script, int nkeys,
 	RedisNode  *again[LOCKEXT_MAX_NODES];
 	int			again_at[LOCKEXT_MAX_NODES];
 	int			nagain = 0;
+	bool		by_sha = all_have_script(nodes, n, script);
 	int			i;
 
-	cmd.argc = script_argv(script, true, nkeys, keys, nargs, args, nkeys_str,
-						   argv, argvlen);
+	cmd.argc = script_argv(script, by_sha, nkeys, keys, nargs, args,
+						   nkeys_str, argv, argvlen);
 	cmd.argv = argv;
 	cmd.argvlen = argvlen;
 	script_enough = enough;
 	redis_run(nodes, n, &cmd, undo, undo_len, extra_ms, quiet,
 			  enough ? enough_or_noscript : NULL, results);
+	note_scripts(nodes, n, script, by_sha, results);
 
 	for (i = 0; i < n; i++)
 		if (is_noscript(&results[i]))
@@ -347,6 +390,7 @@ redis_run_script(RedisNode **nodes, int n, int script, int nkeys,
 		cmd.argv = argv;
 		cmd.argvlen = argvlen;
 		redis_run(again, nagain, &cmd, undo, undo_len, extra_ms, quiet, NULL, res2);
+		note_scripts(again, nagain, script, false, res2);
 		for (i = 0; i < nagain; i++)
 			results[again_at[i]] = res2[i];
 	}

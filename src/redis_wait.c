@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * redis_wait.c
- *	  Waiting on Redis connections: one command to N nodes at once, and
- *	  pipelined sweeps of give-backs, on the latch and the sockets.
+ *	  Waiting on Redis connections: one command to N nodes at once,
+ *	  pipelines of many awaited commands, and pipelined sweeps of
+ *	  give-backs, on the latch and the sockets.
  *
  * redis_run() sends one command to a set of nodes and waits on the latch
  * and all their sockets together, so a quorum costs one round trip of the
@@ -11,7 +12,10 @@
  * command timeout (plus what a blocking command may legitimately take)
  * while talking.  When a command's answer is not learned (time-out,
  * cancel, termination), its undo follows it on the same connection: Redis
- * runs one connection's commands in order.
+ * runs one connection's commands in order.  redis_run_many() writes many
+ * commands to each node at once and is done when a majority replied to
+ * them all: the lease keeper's renewals, which a stopped node must not
+ * hold up.
  *
  * All waits go through one WaitEventSet per backend, kept while the
  * sockets stay the same, so the common call creates nothing and allocates
@@ -345,6 +349,31 @@ pump_quiet(RedisNode **nodes, int n, PumpGoal goal, int64 deadline,
 }
 
 /*
+ * Stop waiting for the node's awaited replies: they will be skipped when
+ * they come, in order, so the connection stays.
+ */
+static void
+skip_awaited(RedisNode *node)
+{
+	RedisPending *p;
+
+	for (p = node->sent_head; p != NULL; p = p->next)
+		if (p->kind == RCMD_AWAITED)
+			p->kind = RCMD_SKIP;
+	node->awaiting = NULL;
+	node->awaiting_more = 0;
+}
+
+/* What ran out of time on a node that still owes an answer. */
+static const char *
+timed_out_what(RedisNode *node)
+{
+	if (!node->connecting)
+		return "command timed out";
+	return node->tls ? "TLS handshake timed out" : "connect timed out";
+}
+
+/*
  * One pass: send cmd to every node and collect the replies.  fresh[i]
  * tells whether node i's connection was opened by this pass.
  */
@@ -401,29 +430,20 @@ run_once(RedisNode **nodes, int n, const char *cmd, size_t len,
 	for (i = 0; i < n; i++)
 	{
 		RedisNode  *node = nodes[i];
-		RedisPending *p;
 
 		if (node->awaiting != &results[i])
 			continue;
 		if (enough != NULL && enough(results, n) && !node->connecting)
 		{
-			/*
-			 * A quorum answered: stop waiting for the rest.  Their replies
-			 * will be skipped when they come, so the connections stay.
-			 */
+			/* a quorum answered: stop waiting for the rest */
 			rconn_set_failure(NULL, &results[i], RNODE_TIMED_OUT,
 							  "not waited for (a quorum had answered)", NULL);
 			results[i].not_awaited = true;
-			for (p = node->sent_head; p != NULL; p = p->next)
-				if (p->kind == RCMD_AWAITED)
-					p->kind = RCMD_SKIP;
-			node->awaiting = NULL;
+			skip_awaited(node);
 			continue;
 		}
 		rconn_set_failure(node, &results[i], RNODE_TIMED_OUT,
-						  !node->connecting ? "command timed out" :
-						  node->tls ? "TLS handshake timed out" : "connect timed out",
-						  NULL);
+						  timed_out_what(node), NULL);
 		if (!node->connecting)
 			give_back_undo(node);
 		redis_disconnect(node);
@@ -515,6 +535,297 @@ redis_run_formatted(RedisNode **nodes, int n, const char *fmt, size_t len,
 		inflight.undo = NULL;
 	}
 	PG_END_TRY();
+}
+
+/*
+ * Pipelines (redis_run_many): node i's answer to command c goes to
+ * results[i * ncmds + c]; take_reply() moves node->awaiting along the
+ * node's results as its replies come, in order.
+ */
+static struct
+{
+	int			ncmds;
+	int			quorum;
+	RedisSettledFn settled_fn;	/* NULL: a majority replied */
+	int			replied;		/* a majority replied to the commands before */
+	int			settled;		/* and settled_fn() holds for those before */
+}			pipeline;
+
+/* Has a majority of the nodes replied to every command of the pipeline? */
+static bool
+pipeline_replied(const RedisResult *results, int n)
+{
+	for (; pipeline.replied < pipeline.ncmds; pipeline.replied++)
+	{
+		const RedisResult *res = &results[pipeline.replied];
+		int			replied = 0;
+		int			i;
+
+		for (i = 0; i < n; i++)
+			replied += (res[i * pipeline.ncmds].outcome == RNODE_OK);
+		if (replied < pipeline.quorum)
+			return false;
+	}
+	return true;
+}
+
+/* ... and is every command settled, as the caller sees it? */
+static bool
+pipeline_settled(const RedisResult *results, int n)
+{
+	if (!pipeline_replied(results, n))
+		return false;
+	if (pipeline.settled_fn == NULL)
+		return true;
+	for (; pipeline.settled < pipeline.ncmds; pipeline.settled++)
+		if (!pipeline.settled_fn(results, n, pipeline.ncmds, pipeline.settled))
+			return false;
+	return true;
+}
+
+/* How many replies have come in, to tell a long pipeline from a stall. */
+static int
+replies_in(const RedisResult *results, int count)
+{
+	int			in = 0;
+	int			k;
+
+	for (k = 0; k < count; k++)
+		in += (results[k].reply != NULL);
+	return in;
+}
+
+/*
+ * Has the node left a command unanswered for longer than the command
+ * timeout (stopped, cut off, or still blocked in a command nobody waits
+ * for)?  Then that command has timed out.
+ */
+static bool
+node_behind(RedisNode *node)
+{
+	return node->ctx != NULL && !node->connecting && node->sent_head != NULL &&
+		lockext_now_us() - node->sent_head->queued_us >
+		lockext_command_timeout_ms * INT64CONST(1000);
+}
+
+/* Results a lost connection left without an answer take its reason. */
+static void
+fill_unanswered(RedisResult *res, int ncmds)
+{
+	const RedisResult *why = NULL;
+	int			c;
+
+	for (c = 0; c < ncmds; c++)
+	{
+		if (res[c].outcome == RNODE_PENDING && why != NULL)
+		{
+			res[c].outcome = why->outcome;
+			res[c].refusal = why->refusal;
+			memcpy(res[c].detail, why->detail, sizeof(res[c].detail));
+		}
+		else if (res[c].outcome == RNODE_PENDING)
+			rconn_set_failure(NULL, &res[c], RNODE_UNREACHABLE,
+							  "connection lost", NULL);
+		else if (res[c].outcome != RNODE_OK && res[c].reply == NULL)
+			why = &res[c];		/* a failure, not an error reply */
+	}
+}
+
+/*
+ * Queue every command on the node, behind what it still owes; its replies
+ * go to res[0..ncmds).  *fresh: the connection was opened here.
+ */
+static void
+pipeline_send(RedisNode *node, const char *const *cmds, const size_t *lens,
+			  int ncmds, RedisResult *res, bool *fresh)
+{
+	int			c;
+
+	memset(res, 0, ncmds * sizeof(RedisResult));
+	/* what a slow node could not take before may go now */
+	if (node->ctx != NULL && !node->connecting && node->out_pending)
+		(void) rconn_flush(node);
+	if (rconn_ready(node, res, fresh) && !*fresh && node_behind(node))
+	{
+		/*
+		 * Queued behind an answer overdue, these would wait for it, and
+		 * the node's queue would grow every round while it is stopped.
+		 */
+		rconn_fail(node, RNODE_TIMED_OUT, "command timed out", NULL, 0);
+		(void) rconn_ready(node, res, fresh);
+	}
+	for (c = 0; node->ctx != NULL && c < ncmds; c++)
+		if (!rconn_queue(node, RCMD_AWAITED, cmds[c], lens[c], 0, NULL))
+		{
+			/* what was queued goes with the connection */
+			rconn_set_failure(node, res, RNODE_UNREACHABLE, "cannot send",
+							  "out of memory");
+			redis_disconnect(node);
+		}
+	if (node->ctx == NULL)
+	{
+		fill_unanswered(res, ncmds);
+		return;
+	}
+	node->awaiting = res;
+	node->awaiting_more = ncmds - 1;
+	/* an open socket is nearly always writable: send at once */
+	if (!node->connecting)
+		(void) rconn_flush(node);
+}
+
+/* An ERROR while waiting: nobody will read the results. */
+static void
+pipeline_abandon(RedisNode **nodes, int n, RedisResult *results)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (nodes[i]->awaiting != NULL)
+			skip_awaited(nodes[i]);
+	redis_results_free(results, n * pipeline.ncmds);
+	inflight.n = 0;
+}
+
+/*
+ * Wait until a majority replied to every command, or no more answers can
+ * come in time.  The deadline moves on while answers keep coming: a long
+ * pipeline is not a stalled node.  Replies that leave a command unsettled
+ * (they disagree) are worth waiting for more: as long again as the
+ * majority took, no more, since a stopped node will not answer.
+ */
+static void
+pipeline_wait(RedisNode **nodes, int n, RedisResult *results,
+			  bool any_connecting, bool quiet)
+{
+	int64		begun = lockext_now_us();
+	int64		connect_deadline = deadline_after(lockext_connect_timeout_ms);
+	int64		deadline = deadline_after(lockext_command_timeout_ms +
+										  (any_connecting ? lockext_connect_timeout_ms : 0));
+	int			in = replies_in(results, n * pipeline.ncmds);
+	int64		now;
+
+	while (!pipeline_replied(results, n))
+	{
+		int			now_in;
+
+		pump(nodes, n, PUMP_AWAITED, deadline, connect_deadline, quiet,
+			 pipeline_replied, results);
+		if (pipeline_replied(results, n))
+			break;
+		now_in = replies_in(results, n * pipeline.ncmds);
+		if (ms_left(deadline) > 0 || now_in == in)
+			return;				/* nothing more can come, or out of time */
+		in = now_in;
+		deadline = deadline_after(lockext_command_timeout_ms);
+	}
+	now = lockext_now_us();
+	if (!pipeline_settled(results, n))
+		pump(nodes, n, PUMP_AWAITED, Min(deadline, now + (now - begun) + 1000),
+			 connect_deadline, quiet, pipeline_settled, results);
+}
+
+/* The node's part of a finished pipeline. */
+static void
+pipeline_finish(RedisNode *node, RedisResult *res, int ncmds, bool answered)
+{
+	if (node->awaiting != NULL && answered && !node->connecting)
+	{
+		int			c;
+
+		/* a majority replied: the rest is skipped when it comes */
+		for (c = 0; c < ncmds; c++)
+			if (res[c].outcome == RNODE_PENDING)
+			{
+				rconn_set_failure(NULL, &res[c], RNODE_TIMED_OUT,
+								  "not waited for (a quorum had answered)",
+								  NULL);
+				res[c].not_awaited = true;
+			}
+		skip_awaited(node);
+	}
+	else if (node->awaiting != NULL)
+		rconn_fail(node, RNODE_TIMED_OUT, timed_out_what(node), NULL, 0);
+	fill_unanswered(res, ncmds);
+}
+
+/* redis_run_many() inside its error handler. */
+static void
+run_pipeline(RedisNode **nodes, int n, const char *const *cmds,
+			 const size_t *lens, int ncmds, bool quiet, RedisResult *results)
+{
+	bool		fresh[LOCKEXT_MAX_NODES];
+	bool		any_connecting = false;
+	bool		again = false;
+	bool		answered;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		pipeline_send(nodes[i], cmds, lens, ncmds, &results[i * ncmds],
+					  &fresh[i]);
+		any_connecting |= fresh[i];
+	}
+	pipeline_wait(nodes, n, results, any_connecting, quiet);
+
+	/* idle connections found dead (the server restarted): once more */
+	for (i = 0; i < n && !pipeline_replied(results, n); i++)
+		if (!fresh[i] && results[i * ncmds].outcome == RNODE_UNREACHABLE)
+		{
+			pipeline_send(nodes[i], cmds, lens, ncmds, &results[i * ncmds],
+						  &fresh[i]);
+			again = true;
+		}
+	if (again)
+		pipeline_wait(nodes, n, results, true, quiet);
+
+	answered = pipeline_replied(results, n);
+	for (i = 0; i < n; i++)
+		pipeline_finish(nodes[i], &results[i * ncmds], ncmds, answered);
+}
+
+/*
+ * Send ncmds commands to each of n nodes, pipelined (all written at once,
+ * replies read as they come), and collect node i's answer to command c in
+ * results[i * ncmds + c].  Returns once a majority replied to every
+ * command and settled() (when given) says each has what it needs, or a
+ * little after the majority's replies if not (see pipeline_wait()): the
+ * other nodes' replies are skipped when they come, on the same
+ * connections, so a slow node delays nobody.  Else it waits while answers
+ * keep coming; a node silent for the command timeout has timed out, and
+ * its connection is dropped.  So is, up front, one that has left any
+ * command unanswered for that long (a stopped node): a new one is opened.
+ * For commands that do not block and may run twice: an idle connection
+ * found dead is opened again and sent them once more.  With quiet, never
+ * ERRORs.  The caller frees the replies (redis_results_free(results,
+ * n * ncmds)), except after an ERROR.
+ */
+void
+redis_run_many(RedisNode **nodes, int n, const char *const *cmds,
+			   const size_t *lens, int ncmds, bool quiet,
+			   RedisSettledFn settled, RedisResult *results)
+{
+	Assert(n <= LOCKEXT_MAX_NODES && ncmds > 0);
+	pipeline.ncmds = ncmds;
+	pipeline.quorum = quorum_of(n);
+	pipeline.settled_fn = settled;
+	pipeline.replied = 0;
+	pipeline.settled = 0;
+	/* a FATAL while waiting: redis_abandon_inflight() drops them */
+	inflight.undo = NULL;
+	inflight.n = n;
+	memcpy(inflight.nodes, nodes, n * sizeof(RedisNode *));
+	PG_TRY();
+	{
+		run_pipeline(nodes, n, cmds, lens, ncmds, quiet, results);
+	}
+	PG_CATCH();
+	{
+		pipeline_abandon(nodes, n, results);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	inflight.n = 0;
 }
 
 /*
