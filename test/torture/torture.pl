@@ -322,7 +322,7 @@ sub kill9
 {
 	my ($node, $pid, $what) = @_;
 	return unless $pid && kill 'KILL', $pid;
-	$killed{ $node->name }{$pid} = 1 unless $sabotage{crash} && $node->name eq 'c3';
+	$killed{ $node->name }{$pid} = 1;
 	$last_kill = time;
 	logf('fault: kill -9 %s of %s (pid %d)', $what, $node->name, $pid);
 }
@@ -490,6 +490,28 @@ sub end_sessions
 	}
 }
 
+# Break checks on purpose (LOCKEXT_TORTURE_SABOTAGE), to show they can fail.
+sub sabotage
+{
+	if ($sabotage{hang})
+	{
+		my $s = $sessions[0];
+		$s->{next_at} = time + 5;
+		spawn($s);
+		tick(0) until $s->{ps}->ready;
+		$s->{op} = { kind => 'sabotage', id => 0,
+			steps => [ { sql => 'SELECT pg_sleep(30)', on => sub { }, timeout => 3 } ] };
+	}
+	control($clusters[0], q{DO $$ BEGIN RAISE EXCEPTION 'torture sabotage' USING ERRCODE = 'XX000'; END $$})
+	  if $sabotage{internal};
+	if ($sabotage{crash})
+	{
+		my ($pid) = control($clusters[2], 'SELECT dlock_keeper_pid()') =~ /^(\d+)/;
+		kill 'KILL', $pid if $pid;
+		logf('sabotage: kill -9 of the keeper of c3 (pid %d), not recorded', $pid // 0);
+	}
+}
+
 # --- the run ---
 
 my $t_run = time;
@@ -509,14 +531,7 @@ for my $i (0 .. $#phases)
 	logf('phase %s (%s)', $phase, node_list(@{ $config{$phase} }));
 	my $until = time + $seconds / @phases;
 	$next_fault = time + 2;
-	if ($sabotage{hang} && $i == 0)
-	{
-		$sessions[0]{next_at} = time + 5;
-		spawn($sessions[0]);
-		tick(0) until $sessions[0]{ps}->ready;
-		$sessions[0]{op} = { kind => 'sabotage', id => 0,
-			steps => [ { sql => 'SELECT pg_sleep(30)', on => sub { }, timeout => 3 } ] };
-	}
+	sabotage() if $i == 0 && %sabotage;
 	tick(1) while time < $until;
 	drain();
 	end_sessions();
@@ -567,7 +582,7 @@ for my $c (@clusters)
 my @keys = @{ $ctx->{gkeys} };
 my %rows = map { split /\|/ } split /\n/, $c1->safe_psql('postgres', 'SELECT k, count(*) FROM tlog GROUP BY k');
 my %counter = map { split /\|/ } split /\n/, $c1->safe_psql('postgres', 'SELECT k, v FROM counter');
-$ctx->{commits}{ $keys[0] }-- if $sabotage{client} && $ctx->{commits}{ $keys[0] };
+$ctx->{commits}{ $keys[0] }++ if $sabotage{client};
 my (@lost, @client);
 for my $k (@keys)
 {
