@@ -5,6 +5,7 @@
 #                                         PGUSER: a superuser)
 #   make installcheck TAP_TESTS=          without the TAP suite
 #   make prove_installcheck               the TAP suite alone
+#   make torture SECONDS=600              the torture test (test/torture/) alone
 #   make dist                             lockext-<version>.zip for PGXN, from git HEAD
 # The test command, bash test/run.sh, does all of it on a fresh Debian 12.
 MODULE_big = lockext
@@ -51,6 +52,14 @@ override PROVE_FLAGS += -I test/t
 # PGXS defines how, not the target.
 .PHONY: prove_installcheck
 prove_installcheck:
+	$(prove_installcheck)
+
+# The torture test against the installed extension, like the TAP suite:
+# SECONDS of random operations and faults (default 60), then its checks.
+.PHONY: torture
+torture: PROVE_TESTS = test/torture/torture.pl
+torture: export LOCKEXT_TORTURE_SECONDS = $(SECONDS)
+torture:
 	$(prove_installcheck)
 
 # The PGXN release archive: what git HEAD holds (committed files only),

@@ -3,7 +3,7 @@
 # archive $1 that test/run.sh built and installed, with scratch space in
 # $2, and prints the summary line.  Each pg_regress test, each isolation
 # spec and each TAP assertion (unit, static and release checks, fuzzing,
-# the TAP suite) counts once.  The environment: ZIP (the archive),
+# the TAP suite, the torture test's invariants) counts once.  The environment: ZIP (the archive),
 # PG_PREFIX (see release_checks.pl), and what test/lib.sh reads.
 set -uo pipefail
 
@@ -132,6 +132,29 @@ if [ "$prove_rc" -ne 0 ]; then
 	for l in "$SRC"/tmp_check/log/*.log; do
 		[ -f "$l" ] && { echo "---- $l"; tail -n 40 "$l"; }
 	done
+fi
+
+# The torture test (make torture): each of its invariants is an assertion.
+# Bounded: the script stops itself past its time and 7 minutes; timeout
+# is the backstop.
+tsecs=${LOCKEXT_TORTURE_SECONDS:-60}
+echo "== torture (make torture, $tsecs s of random operations and faults)"
+TMPDIR="$WORK/tmp" timeout -k 30 $((tsecs + 600)) make -C "$SRC" -s torture \
+	PG_CONFIG="$PG_CONFIG" SECONDS="$tsecs" PROVE_FLAGS=-v >"$WORK/torture.log" 2>&1
+torture_rc=$?
+grep -E '^# (lockext torture:|violation|[0-9]+ s of operations)' "$WORK/torture.log"
+grep -E -A 12 '^not ok [0-9]' "$WORK/torture.log"
+grep -E '^(ok|not ok) [0-9]' "$WORK/torture.log"
+p=$(grep -cE '^ok [0-9]' "$WORK/torture.log")
+f=$(grep -cE '^not ok [0-9]' "$WORK/torture.log")
+passed=$((passed + p))
+failed=$((failed + f))
+[ "$torture_rc" -ne 0 ] && [ "$f" -eq 0 ] && failed=$((failed + 1))
+if [ "$torture_rc" -ne 0 ]; then
+	echo "---- the end of the torture test's output (rc $torture_rc)"
+	tail -n 30 "$WORK/torture.log"
+	echo "---- the end of its operations log"
+	tail -n 30 "$SRC/tmp_check/log/torture_ops.log" 2>/dev/null
 fi
 
 echo "$passed passed, $failed failed"
