@@ -303,6 +303,16 @@ extern bool redis_proto_holder(RedisNodeSet *set, const char *key,
 extern bool redis_parse_owner(const char *value, DlockHolderInfo *info);
 extern size_t redis_owner_unique_len(const char *owner);
 
+/* redis_backend.c and redis_backend_release.c: the redis backend */
+extern void redis_free_hold(DlockEntry *entry);
+extern void redis_confirm_rows(void *const *tags, int n);
+extern void redis_release_many(DlockEnding *ends, int n, bool xact_end,
+							   bool is_abort);
+extern void redis_release(DlockEntry *entry, DlockScope scope,
+						  bool lockmgr_releases, bool is_abort);
+extern void redis_at_exit(void);
+extern void redis_statement_end(void);
+
 /*
  * deadlock.c: deadlock detection across instances for a wait on Redis.
  * Part of the redis backend (it reads this instance's local waits too),

@@ -61,7 +61,17 @@ extern bool rtls_read(RedisNode *node, char *why, size_t whylen);
 extern bool rtls_pending(RedisNode *node);
 extern void rtls_close(RedisNode *node);
 
-/* redis_wait.c: the socket set changed */
+/* redis_wait.c: waiting on connections */
+typedef enum PumpGoal
+{
+	PUMP_AWAITED,				/* until every awaited reply is in */
+	PUMP_FLUSHED,				/* until everything is written */
+	PUMP_ALL_REPLIES			/* until every reply due is in */
+} PumpGoal;
+
 extern void rwait_forget_set(void);
+extern long rwait_ms_left(int64 deadline_us);
+extern int64 rwait_deadline_after(int64 ms);
+extern bool rwait_node_busy(RedisNode *node, PumpGoal goal);
 
 #endif							/* LOCKEXT_REDIS_CONN_INT_H */

@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * redis_wait.c
- *	  Waiting on Redis connections: one command to N nodes at once,
- *	  pipelines of many awaited commands, and pipelined sweeps of
- *	  give-backs, on the latch and the sockets.
+ *	  Waiting on Redis connections: one command to N nodes at once, and
+ *	  pipelines of many awaited commands, on the latch and the sockets.
+ *	  (Release sweeps, which may not wait this way, are redis_sweep.c's.)
  *
  * redis_run() sends one command to a set of nodes and waits on the latch
  * and all their sockets together, so a quorum costs one round trip of the
@@ -27,9 +27,7 @@
  */
 #include "postgres.h"
 
-#include <errno.h>
 #include <limits.h>
-#include <poll.h>
 
 #include <hiredis/hiredis.h>
 
@@ -41,12 +39,6 @@
 
 #include "redis_conn_int.h"
 
-typedef enum PumpGoal
-{
-	PUMP_AWAITED,				/* until every awaited reply is in */
-	PUMP_FLUSHED,				/* until everything is written */
-	PUMP_ALL_REPLIES			/* until every reply due is in */
-} PumpGoal;
 
 /* The call in progress, for redis_abandon_inflight(). */
 static struct
@@ -117,8 +109,8 @@ wait_set(RedisNode **nodes, int n, bool quiet)
 }
 
 /* Milliseconds until a monotonic deadline (in us), rounded up, >= 0. */
-static long
-ms_left(int64 deadline_us)
+long
+rwait_ms_left(int64 deadline_us)
 {
 	int64		left = deadline_us - lockext_now_us();
 
@@ -130,8 +122,8 @@ ms_left(int64 deadline_us)
 }
 
 /* now + ms, saturating: an infinite wait must not wrap around. */
-static int64
-deadline_after(int64 ms)
+int64
+rwait_deadline_after(int64 ms)
 {
 	int64		now = lockext_now_us();
 
@@ -140,8 +132,8 @@ deadline_after(int64 ms)
 	return now + ms * 1000;
 }
 
-static bool
-node_busy(RedisNode *node, PumpGoal goal)
+bool
+rwait_node_busy(RedisNode *node, PumpGoal goal)
 {
 	if (node->ctx == NULL)
 		return false;
@@ -169,7 +161,7 @@ pump(RedisNode **nodes, int n, PumpGoal goal, int64 deadline,
 	{
 		WaitEventSet *set;
 		WaitEvent	events[LOCKEXT_MAX_NODES + 2];
-		long		timeout = ms_left(deadline);
+		long		timeout = rwait_ms_left(deadline);
 		int			busy = 0;
 		int			nev;
 		int			pos = 2;
@@ -182,16 +174,16 @@ pump(RedisNode **nodes, int n, PumpGoal goal, int64 deadline,
 
 			if (node->ctx != NULL && node->connecting)
 			{
-				if (ms_left(connect_deadline) == 0)
+				if (rwait_ms_left(connect_deadline) == 0)
 				{
 					rconn_fail(node, RNODE_TIMED_OUT, node->tls ?
 							   "TLS handshake timed out" : "connect timed out",
 							   NULL, 0);
 					continue;
 				}
-				timeout = Min(timeout, ms_left(connect_deadline));
+				timeout = Min(timeout, rwait_ms_left(connect_deadline));
 			}
-			busy += node_busy(node, goal);
+			busy += rwait_node_busy(node, goal);
 		}
 		if (busy == 0 || timeout == 0 ||
 			(enough != NULL && enough(results, n)))
@@ -284,71 +276,6 @@ redis_abandon_inflight(void)
 }
 
 /*
- * Is node's connection open and usable now?  Reads what it has without
- * waiting first (a connection the server closed is noticed here).  Never
- * connects.  For the release path.
- */
-static bool
-open_now(RedisNode *node)
-{
-	if (node->ctx != NULL && !node->connecting && !node->out_pending)
-		(void) rconn_read(node);
-	return node->ctx != NULL && !node->connecting;
-}
-
-/*
- * pump() for the release path: sockets already open only, waited on with
- * poll() under a time bound alone (no wait set to build, no latch, no
- * interrupts; nothing here can ERROR).  A node still connecting counts as
- * absent.
- */
-static void
-pump_quiet(RedisNode **nodes, int n, PumpGoal goal, int64 deadline,
-		   RedisEnoughFn enough)
-{
-	for (;;)
-	{
-		struct pollfd fds[LOCKEXT_MAX_NODES];
-		RedisNode  *of[LOCKEXT_MAX_NODES];
-		long		timeout = ms_left(deadline);
-		int			nfds = 0;
-		int			rc;
-		int			i;
-
-		for (i = 0; i < n; i++)
-		{
-			RedisNode  *node = nodes[i];
-
-			if (node->ctx == NULL || node->connecting || !node_busy(node, goal))
-				continue;
-			fds[nfds].fd = node->ctx->fd;
-			fds[nfds].events = rconn_wait_events(node) == WL_SOCKET_WRITEABLE ?
-				POLLOUT : POLLIN;
-			fds[nfds].revents = 0;
-			of[nfds++] = node;
-		}
-		if (nfds == 0 || timeout == 0 || (enough != NULL && enough(NULL, n)))
-			return;
-		rc = poll(fds, nfds, (int) Min(timeout, INT_MAX));
-		if (rc < 0 && errno != EINTR)
-			return;
-		for (i = 0; i < nfds && rc > 0; i++)
-		{
-			RedisNode  *node = of[i];
-			bool		read_due = (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) ||
-				node->tls_read_wants_write;
-
-			if (fds[i].revents == 0 || node->ctx == NULL)
-				continue;
-			if (node->out_pending && !rconn_flush(node))
-				continue;
-			if (read_due || rtls_pending(node))
-				(void) rconn_read(node);
-		}
-	}
-}
-
-/*
  * Stop waiting for the node's awaited replies: they will be skipped when
  * they come, in order, so the connection stays.
  */
@@ -411,8 +338,8 @@ run_once(RedisNode **nodes, int n, const char *cmd, size_t len,
 			(void) rconn_flush(node);
 	}
 
-	connect_deadline = deadline_after(lockext_connect_timeout_ms);
-	deadline = deadline_after(lockext_command_timeout_ms + extra_ms +
+	connect_deadline = rwait_deadline_after(lockext_connect_timeout_ms);
+	deadline = rwait_deadline_after(lockext_command_timeout_ms + extra_ms +
 							  (any_connecting ? lockext_connect_timeout_ms : 0));
 
 	PG_TRY();
@@ -699,8 +626,8 @@ pipeline_wait(RedisNode **nodes, int n, RedisResult *results,
 			  bool any_connecting, bool quiet)
 {
 	int64		begun = lockext_now_us();
-	int64		connect_deadline = deadline_after(lockext_connect_timeout_ms);
-	int64		deadline = deadline_after(lockext_command_timeout_ms +
+	int64		connect_deadline = rwait_deadline_after(lockext_connect_timeout_ms);
+	int64		deadline = rwait_deadline_after(lockext_command_timeout_ms +
 										  (any_connecting ? lockext_connect_timeout_ms : 0));
 	int			in = replies_in(results, n * pipeline.ncmds);
 	int64		now;
@@ -714,10 +641,10 @@ pipeline_wait(RedisNode **nodes, int n, RedisResult *results,
 		if (pipeline_replied(results, n))
 			break;
 		now_in = replies_in(results, n * pipeline.ncmds);
-		if (ms_left(deadline) > 0 || now_in == in)
+		if (rwait_ms_left(deadline) > 0 || now_in == in)
 			return;				/* nothing more can come, or out of time */
 		in = now_in;
-		deadline = deadline_after(lockext_command_timeout_ms);
+		deadline = rwait_deadline_after(lockext_command_timeout_ms);
 	}
 	now = lockext_now_us();
 	if (!pipeline_settled(results, n))
@@ -828,151 +755,3 @@ redis_run_many(RedisNode **nodes, int n, const char *const *cmds,
 	inflight.n = 0;
 }
 
-/*
- * Send give-backs (formatted release commands, each carrying nkeys[c]
- * releases) to every node, pipelined, under one deadline.  With wait, a
- * node counts in confirmed[c] when it answered command c; without, when
- * the command was written to a working connection (its answer is skipped
- * later).  Give-backs that could not be confirmed stay with the node and
- * are sent again on its next connection.  Quiet: never ERRORs.
- */
-/* The sweep in progress, for givebacks_confirmed(). */
-static const int *sweep_confirmed;
-static int	sweep_ncmds;
-static int	sweep_quorum;
-
-/* Has a majority of the nodes confirmed every command of the sweep? */
-static bool
-givebacks_confirmed(const RedisResult *results pg_attribute_unused(),
-					int n pg_attribute_unused())
-{
-	int			c;
-
-	for (c = 0; c < sweep_ncmds; c++)
-		if (sweep_confirmed[c] < sweep_quorum)
-			return false;
-	return true;
-}
-
-void
-redis_send_givebacks(RedisNode **nodes, int n, char **cmds,
-					 const size_t *lens, const int *nkeys, RedisGiveback **gbs,
-					 int ncmds, bool wait, int *confirmed)
-{
-	bool		done;
-	int64		deadline;
-	int			i;
-	int			c;
-
-	for (i = 0; i < n; i++)
-	{
-		RedisNode  *node = nodes[i];
-
-		/* never connects: only connections already open are used */
-		if (!open_now(node))
-		{
-			/* keep them for the next connection */
-			for (c = 0; c < ncmds; c++)
-				rconn_keep_for_redo(node, cmds[c], lens[c], nkeys[c],
-									gbs ? gbs[c] : NULL);
-			continue;
-		}
-		for (c = 0; c < ncmds; c++)
-			(void) rconn_queue_giveback(node, cmds[c], lens[c], nkeys[c],
-										wait ? &confirmed[c] : NULL,
-										gbs ? gbs[c] : NULL);
-		(void) rconn_flush(node);
-	}
-
-	deadline = deadline_after(lockext_command_timeout_ms);
-	/* waiting, stop once a majority confirmed everything: a quorum node */
-	sweep_confirmed = confirmed;
-	sweep_ncmds = ncmds;
-	sweep_quorum = n / 2 + 1;
-	pump_quiet(nodes, n, wait ? PUMP_ALL_REPLIES : PUMP_FLUSHED, deadline,
-			   wait ? givebacks_confirmed : NULL);
-	done = wait && givebacks_confirmed(NULL, n);
-
-	for (i = 0; i < n; i++)
-	{
-		RedisNode  *node = nodes[i];
-		RedisPending *p;
-
-		if (!done && node_busy(node, wait ? PUMP_ALL_REPLIES : PUMP_FLUSHED))
-		{
-			/* out of time: to the redo list */
-			rconn_fail(node, RNODE_TIMED_OUT, "release timed out", NULL, 0);
-			continue;
-		}
-		if (node->ctx == NULL)
-			continue;
-		if (!wait)
-			for (c = 0; c < ncmds; c++)
-				confirmed[c]++;
-		/* later answers must not count into the caller's array */
-		for (p = node->sent_head; p != NULL; p = p->next)
-			p->confirmed = NULL;
-	}
-}
-
-/* Has the node sent give-backs whose replies have not come yet? */
-static bool
-givebacks_unconfirmed(RedisNode *node)
-{
-	RedisPending *p;
-
-	for (p = node->ctx != NULL ? node->sent_head : NULL; p != NULL; p = p->next)
-		if (p->kind == RCMD_GIVEBACK)
-			return true;
-	return false;
-}
-
-/*
- * Read what the nodes' connections have (answers not waited for: a
- * COMMIT's releases), without waiting.  Never ERRORs.
- */
-void
-redis_take_answers(RedisNode **nodes, int n)
-{
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		RedisNode  *node = nodes[i];
-
-		if (node->ctx != NULL && !node->connecting && !node->out_pending &&
-			node->sent_head != NULL)
-			(void) rconn_read(node);
-	}
-}
-
-/*
- * At process exit: send the give-backs nodes still keep, and wait, within
- * the command timeout, for the replies of every give-back sent (a COMMIT
- * does not wait for them).  A socket closed with replies unread is reset,
- * and Redis then drops the commands it has not read yet: so a node that
- * does not answer in time is disconnected here; what stays unconfirmed the
- * lease keeper finishes, from the holds' rows.  Quiet: never ERRORs.
- */
-void
-redis_flush_redo(RedisNode **nodes, int n)
-{
-	RedisNode  *todo[LOCKEXT_MAX_NODES];
-	int			ntodo = 0;
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		/* what a closed connection keeps waits for the keeper */
-		if (!givebacks_unconfirmed(nodes[i]) || !open_now(nodes[i]))
-			continue;
-		todo[ntodo++] = nodes[i];
-	}
-	if (ntodo == 0)
-		return;
-	pump_quiet(todo, ntodo, PUMP_ALL_REPLIES,
-			   deadline_after(lockext_command_timeout_ms), NULL);
-	for (i = 0; i < ntodo; i++)
-		if (node_busy(todo[i], PUMP_ALL_REPLIES))
-			redis_disconnect(todo[i]);
-}

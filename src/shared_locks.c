@@ -22,8 +22,8 @@
  * releases what a process that is gone left behind.
  *
  * The table lives in lockext's DSA area (shared_area.c), beside the
- * per-database counters (shared_stats.c) and the releases handed to the
- * keeper (keeper_state.c).
+ * per-database counters (shared_stats.c).  What the keeper reads and
+ * writes here is keeper_rows.c's.
  *
  * A backend publishes a row when a scope of a key is first granted, and
  * when it starts to wait; a wait's row goes when the wait ends.  A hold's
@@ -51,29 +51,19 @@
 #include "utils/timestamp.h"
 
 #include "lockext.h"
+#include "shared_locks_int.h"
 
-typedef struct SharedLocksCtl
-{
-	LWLock		lock;			/* protects table */
-	dshash_table_handle table;	/* InvalidDsaPointer until first use */
-	pg_atomic_uint64 rows;		/* rows in the table */
-	pg_atomic_uint64 renewable_rows;	/* of them, rows of Redis holds */
-	pg_atomic_uint64 missing;	/* holds and waits not in it (cap reached) */
-	pg_atomic_uint64 renewable_gen; /* bumped when a renewable row changes */
-	pg_atomic_uint64 ended;		/* rows releasing or ended, not yet deleted */
-} SharedLocksCtl;
 
 
 int			lockext_max_tracked_locks = 1000000;
 int			lockext_max_redis_locks = 1000000;
 
-static SharedLocksCtl *ctl = NULL;
-static dsa_area *area = NULL;
-static dshash_table *table = NULL;
+SharedLocksCtl *shared_locks_ctl = NULL;
+dsa_area   *shared_locks_dsa = NULL;
+dshash_table *shared_locks_table = NULL;
 static shmem_request_hook_type prev_shmem_request = NULL;
 static shmem_startup_hook_type prev_shmem_startup = NULL;
 
-static void fill_item(KeeperItem *it, SharedLockRow *row);
 
 /* The wait this backend has published, if any. */
 static SharedLockRow *my_wait_row = NULL;
@@ -124,16 +114,16 @@ shared_locks_shmem_startup(void)
 	if (prev_shmem_startup)
 		prev_shmem_startup();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	ctl = ShmemInitStruct("lockext shared locks", ctl_size(), &found);
+	shared_locks_ctl = ShmemInitStruct("lockext shared locks", ctl_size(), &found);
 	if (!found)
 	{
-		pg_atomic_init_u64(&ctl->renewable_gen, 0);
-		pg_atomic_init_u64(&ctl->renewable_rows, 0);
-		pg_atomic_init_u64(&ctl->ended, 0);
-		LWLockInitialize(&ctl->lock, shared_area_tranche());
-		ctl->table = InvalidDsaPointer;
-		pg_atomic_init_u64(&ctl->rows, 0);
-		pg_atomic_init_u64(&ctl->missing, 0);
+		pg_atomic_init_u64(&shared_locks_ctl->renewable_gen, 0);
+		pg_atomic_init_u64(&shared_locks_ctl->renewable_rows, 0);
+		pg_atomic_init_u64(&shared_locks_ctl->ended, 0);
+		LWLockInitialize(&shared_locks_ctl->lock, shared_area_tranche());
+		shared_locks_ctl->table = InvalidDsaPointer;
+		pg_atomic_init_u64(&shared_locks_ctl->rows, 0);
+		pg_atomic_init_u64(&shared_locks_ctl->missing, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -152,26 +142,26 @@ shared_locks_install_hooks(void)
  * Attach to (or create) the table; false without preloading.  May ERROR
  * (out of memory): call it only where that is allowed.
  */
-static bool
-attach(void)
+bool
+shared_locks_attach(void)
 {
 	MemoryContext oldcxt;
 
-	if (table != NULL)
+	if (shared_locks_table != NULL)
 		return true;
-	if (ctl == NULL || (area = shared_area_get()) == NULL)
+	if (shared_locks_ctl == NULL || (shared_locks_dsa = shared_area_get()) == NULL)
 		return false;
 	table_params.tranche_id = shared_area_tranche();
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-	LWLockAcquire(&ctl->lock, LW_EXCLUSIVE);
-	if (ctl->table == InvalidDsaPointer)
+	LWLockAcquire(&shared_locks_ctl->lock, LW_EXCLUSIVE);
+	if (shared_locks_ctl->table == InvalidDsaPointer)
 	{
-		table = dshash_create(area, &table_params, NULL);
-		ctl->table = dshash_get_hash_table_handle(table);
+		shared_locks_table = dshash_create(shared_locks_dsa, &table_params, NULL);
+		shared_locks_ctl->table = dshash_get_hash_table_handle(shared_locks_table);
 	}
 	else
-		table = dshash_attach(area, &table_params, ctl->table, NULL);
-	LWLockRelease(&ctl->lock);
+		shared_locks_table = dshash_attach(shared_locks_dsa, &table_params, shared_locks_ctl->table, NULL);
+	LWLockRelease(&shared_locks_ctl->lock);
 	MemoryContextSwitchTo(oldcxt);
 	return true;
 }
@@ -181,7 +171,7 @@ static void
 require_table(const char *what)
 {
 	shared_area_require(what);
-	(void) attach();
+	(void) shared_locks_attach();
 }
 
 /*
@@ -194,41 +184,41 @@ count_new_row(bool renewable, const char *keytext)
 {
 	if (!renewable)
 	{
-		if (pg_atomic_fetch_add_u64(&ctl->rows, 1) -
-			pg_atomic_read_u64(&ctl->renewable_rows) >=
+		if (pg_atomic_fetch_add_u64(&shared_locks_ctl->rows, 1) -
+			pg_atomic_read_u64(&shared_locks_ctl->renewable_rows) >=
 			(uint64) lockext_max_tracked_locks)
 		{
-			pg_atomic_fetch_sub_u64(&ctl->rows, 1);
-			pg_atomic_fetch_add_u64(&ctl->missing, 1);
+			pg_atomic_fetch_sub_u64(&shared_locks_ctl->rows, 1);
+			pg_atomic_fetch_add_u64(&shared_locks_ctl->missing, 1);
 			return false;
 		}
 		return true;
 	}
-	if (pg_atomic_fetch_add_u64(&ctl->renewable_rows, 1) >=
+	if (pg_atomic_fetch_add_u64(&shared_locks_ctl->renewable_rows, 1) >=
 		(uint64) lockext_max_redis_locks)
 	{
-		pg_atomic_fetch_sub_u64(&ctl->renewable_rows, 1);
+		pg_atomic_fetch_sub_u64(&shared_locks_ctl->renewable_rows, 1);
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("too many Redis locks are held on this instance to take lock \"%s\"",
 						keytext),
-				 errdetail("The lease keeper's table holds lockext.max_redis_locks (%d) Redis holds.",
+				 errdetail("The lease keeper's shared_locks_table holds lockext.max_redis_locks (%d) Redis holds.",
 						   lockext_max_redis_locks),
 				 errhint("Release locks, or raise lockext.max_redis_locks and reload the configuration.")));
 	}
-	pg_atomic_fetch_add_u64(&ctl->rows, 1);
+	pg_atomic_fetch_add_u64(&shared_locks_ctl->rows, 1);
 	return true;
 }
 
 /* A row is going: count it out. */
-static void
-count_row_gone(const SharedLockRow *row)
+void
+shared_locks_count_gone(const SharedLockRow *row)
 {
-	pg_atomic_fetch_sub_u64(&ctl->rows, 1);
+	pg_atomic_fetch_sub_u64(&shared_locks_ctl->rows, 1);
 	if (row->nodes_fp != 0)
 	{
-		pg_atomic_fetch_sub_u64(&ctl->renewable_rows, 1);
-		pg_atomic_fetch_add_u64(&ctl->renewable_gen, 1);
+		pg_atomic_fetch_sub_u64(&shared_locks_ctl->renewable_rows, 1);
+		pg_atomic_fetch_add_u64(&shared_locks_ctl->renewable_gen, 1);
 	}
 }
 
@@ -249,13 +239,13 @@ put_row(SharedLockRow *old, const SharedLockKey *key, const char *keytext,
 	size_t		ownerlen = strlen(owner);
 	char	   *p;
 
-	if (!attach())
+	if (!shared_locks_attach())
 		return NULL;
 
 	/* an update keeps its key, text and life, and what the keeper knows */
 	if (old != NULL)
 	{
-		row = dshash_find(table, &old->key, true);
+		row = dshash_find(shared_locks_table, &old->key, true);
 		Assert(row == old);
 		if (row != NULL)
 		{
@@ -273,9 +263,9 @@ put_row(SharedLockRow *old, const SharedLockKey *key, const char *keytext,
 			row->renewals = renewals;
 			if (state == 'l')
 				row->state = state;
-			dshash_release_lock(table, row);
+			dshash_release_lock(shared_locks_table, row);
 			if (values->nodes_fp != 0)
-				pg_atomic_fetch_add_u64(&ctl->renewable_gen, 1);
+				pg_atomic_fetch_add_u64(&shared_locks_ctl->renewable_gen, 1);
 			return row;
 		}
 	}
@@ -283,23 +273,23 @@ put_row(SharedLockRow *old, const SharedLockKey *key, const char *keytext,
 	if (!count_new_row(values->nodes_fp != 0, keytext))
 		return NULL;
 	/* allocate before taking the partition lock: an ERROR then is clean */
-	text = dsa_allocate_extended(area, keylen + nslen + ownerlen + 3,
+	text = dsa_allocate_extended(shared_locks_dsa, keylen + nslen + ownerlen + 3,
 								 DSA_ALLOC_NO_OOM);
 	if (!DsaPointerIsValid(text))
 	{
-		count_row_gone(values);
+		shared_locks_count_gone(values);
 		if (values->nodes_fp == 0)
 		{
-			pg_atomic_fetch_add_u64(&ctl->missing, 1);
+			pg_atomic_fetch_add_u64(&shared_locks_ctl->missing, 1);
 			return NULL;
 		}
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of shared memory for the Redis lock \"%s\"", keytext),
-				 errdetail("The lease keeper's table could not grow."),
+				 errdetail("The lease keeper's shared_locks_table could not grow."),
 				 errhint("Release locks, or give the server more shared memory (/dev/shm).")));
 	}
-	p = dsa_get_address(area, text);
+	p = dsa_get_address(shared_locks_dsa, text);
 	memcpy(p, keytext, keylen);
 	p[keylen] = '\0';
 	memcpy(p + keylen + 1, ns, nslen + 1);
@@ -307,12 +297,12 @@ put_row(SharedLockRow *old, const SharedLockKey *key, const char *keytext,
 
 	PG_TRY();
 	{
-		row = dshash_find_or_insert(table, key, &found);
+		row = dshash_find_or_insert(shared_locks_table, key, &found);
 	}
 	PG_CATCH();
 	{
-		dsa_free(area, text);
-		count_row_gone(values);
+		dsa_free(shared_locks_dsa, text);
+		shared_locks_count_gone(values);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -322,22 +312,22 @@ put_row(SharedLockRow *old, const SharedLockKey *key, const char *keytext,
 	pg_atomic_init_u32(&row->life, LOCKEXT_ROW_LIVE);
 	row->keytext = text;
 	row->keylen = keylen;
-	dshash_release_lock(table, row);
+	dshash_release_lock(shared_locks_table, row);
 	if (values->nodes_fp != 0)
-		pg_atomic_fetch_add_u64(&ctl->renewable_gen, 1);
+		pg_atomic_fetch_add_u64(&shared_locks_ctl->renewable_gen, 1);
 	return row;
 }
 
 /* Remove a row found (and locked) with dshash_find. */
-static void
-remove_row(SharedLockRow *row)
+void
+shared_locks_remove_row(SharedLockRow *row)
 {
 	if (pg_atomic_read_u32(&row->life) == LOCKEXT_ROW_LIVE)
-		count_row_gone(row);
+		shared_locks_count_gone(row);
 	else
-		pg_atomic_fetch_sub_u64(&ctl->ended, 1);
-	dsa_free(area, row->keytext);
-	dshash_delete_entry(table, row);	/* releases the lock */
+		pg_atomic_fetch_sub_u64(&shared_locks_ctl->ended, 1);
+	dsa_free(shared_locks_dsa, row->keytext);
+	dshash_delete_entry(shared_locks_table, row);	/* releases the lock */
 }
 
 /* Remove a row if it is there.  Never ERRORs. */
@@ -346,12 +336,12 @@ drop_row(const SharedLockKey *key)
 {
 	SharedLockRow *row;
 
-	if (table == NULL)
+	if (shared_locks_table == NULL)
 		return;
-	row = dshash_find(table, key, true);
+	row = dshash_find(shared_locks_table, key, true);
 	if (row == NULL)
 		return;
-	remove_row(row);
+	shared_locks_remove_row(row);
 }
 
 static inline int
@@ -392,7 +382,7 @@ put_tracked(DlockEntry *entry, SharedLockRow *values, SharedLockRow **slot,
 				  ns, owner);
 	/* put_row counted a miss anew, or the row is in now: uncount it */
 	if (*untracked)
-		pg_atomic_fetch_sub_u64(&ctl->missing, 1);
+		pg_atomic_fetch_sub_u64(&shared_locks_ctl->missing, 1);
 	*untracked = (row == NULL);
 	*slot = row;
 }
@@ -407,7 +397,7 @@ shared_locks_publish(DlockEntry *entry, DlockScope scope)
 	SharedLockRow row;
 	DlockLeaseInfo info;
 
-	if (ctl == NULL)
+	if (shared_locks_ctl == NULL)
 		return;
 	row_init(&row, entry, scope_kind(scope), 'h');
 	row.has_token = entry->has_token;
@@ -437,10 +427,10 @@ shared_locks_publish(DlockEntry *entry, DlockScope scope)
 static void
 end_row(SharedLockRow *row, uint32 life)
 {
-	count_row_gone(row);
+	shared_locks_count_gone(row);
 	row->released_us = lockext_now_us();
 	pg_atomic_write_u32(&row->life, life);
-	pg_atomic_fetch_add_u64(&ctl->ended, 1);
+	pg_atomic_fetch_add_u64(&shared_locks_ctl->ended, 1);
 	if (nended == ended_room)
 	{
 		int			room = Max(64, ended_room * 2);
@@ -468,11 +458,11 @@ shared_locks_unpublish(DlockEntry *entry, DlockScope scope)
 	SharedLockRow **slot = &entry->rows[scope_kind(scope)];
 	SharedLockRow *row = *slot;
 
-	if (ctl == NULL)
+	if (shared_locks_ctl == NULL)
 		return NULL;
 	if (*untracked)
 	{
-		pg_atomic_fetch_sub_u64(&ctl->missing, 1);
+		pg_atomic_fetch_sub_u64(&shared_locks_ctl->missing, 1);
 		*untracked = false;
 	}
 	*slot = NULL;
@@ -506,20 +496,20 @@ shared_locks_collect_ended(void)
 	int			kept = 0;
 	int			i;
 
-	if (nended == 0 || table == NULL)
+	if (nended == 0 || shared_locks_table == NULL)
 		return;
 	for (i = 0; i < nended; i++)
 	{
-		SharedLockRow *row = dshash_find(table, &ended_keys[i], true);
+		SharedLockRow *row = dshash_find(shared_locks_table, &ended_keys[i], true);
 
 		if (row == NULL)
 			continue;
 		if (pg_atomic_read_u32(&row->life) == LOCKEXT_ROW_ENDED)
 		{
-			remove_row(row);
+			shared_locks_remove_row(row);
 			continue;
 		}
-		dshash_release_lock(table, row);
+		dshash_release_lock(shared_locks_table, row);
 		ended_keys[kept++] = ended_keys[i];
 	}
 	nended = kept;
@@ -576,7 +566,7 @@ shared_locks_wait_start(DlockEntry *entry, const char *blocker_instance,
 {
 	SharedLockRow row;
 
-	if (ctl == NULL)
+	if (shared_locks_ctl == NULL)
 		return;
 	if (!(my_wait_published || my_wait_missing) || my_wait_hash != entry->hash)
 	{
@@ -608,8 +598,8 @@ shared_locks_wait_end(void)
 		waited = Max(GetCurrentTimestamp() - wait_since, 0);
 	if (my_wait_published)
 		drop_row(&my_wait_row->key);
-	if (my_wait_missing && ctl != NULL)
-		pg_atomic_fetch_sub_u64(&ctl->missing, 1);
+	if (my_wait_missing && shared_locks_ctl != NULL)
+		pg_atomic_fetch_sub_u64(&shared_locks_ctl->missing, 1);
 	my_wait_published = my_wait_missing = false;
 	my_wait_row = NULL;
 	return waited;
@@ -630,7 +620,7 @@ shared_locks_scan(void (*fn) (const SharedLockRow *row, const char *key,
 	ListCell   *lc;
 
 	require_table("dlock_locks");
-	dshash_seq_init(&status, table, false);
+	dshash_seq_init(&status, shared_locks_table, false);
 	while ((row = dshash_seq_next(&status)) != NULL)
 	{
 		SharedLockRow *copy;
@@ -640,7 +630,7 @@ shared_locks_scan(void (*fn) (const SharedLockRow *row, const char *key,
 		copy = palloc(sizeof(SharedLockRow) + row->keylen + 1);
 
 		memcpy(copy, row, sizeof(SharedLockRow));
-		memcpy(copy + 1, dsa_get_address(area, row->keytext), row->keylen + 1);
+		memcpy(copy + 1, dsa_get_address(shared_locks_dsa, row->keytext), row->keylen + 1);
 		rows = lappend(rows, copy);
 	}
 	dshash_seq_term(&status);
@@ -650,7 +640,7 @@ shared_locks_scan(void (*fn) (const SharedLockRow *row, const char *key,
 
 		fn(copy, (const char *) (copy + 1), copy->key.kind, arg);
 	}
-	return pg_atomic_read_u64(&ctl->missing);
+	return pg_atomic_read_u64(&shared_locks_ctl->missing);
 }
 
 /*
@@ -665,220 +655,17 @@ shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
 {
 	SharedLockRow *row = entry->rows[scope_kind(scope)];
 
-	if (ctl == NULL || table == NULL || row == NULL)
+	if (shared_locks_ctl == NULL || shared_locks_table == NULL || row == NULL)
 		return false;
-	row = dshash_find(table, &row->key, false);
+	row = dshash_find(shared_locks_table, &row->key, false);
 	if (row == NULL)
 		return false;
 	*lease_end = row->lease_expires_at;
 	if (lease_until_us)
 		*lease_until_us = row->lease_until_us;
 	*lost = (row->state == 'l');
-	dshash_release_lock(table, row);
+	dshash_release_lock(shared_locks_table, row);
 	return true;
-}
-
-/*
- * The keeper: every held row of node set nodes_fp (0: of any) that has a
- * lease to renew, as palloc'd copies in items; *gen gets the generation they
- * reflect (shared_locks_renewable_gen).  The keeper decides which are due
- * and whose holder still beats.
- */
-int
-shared_locks_renewable(uint64 nodes_fp, KeeperItem **items, uint64 *gen)
-{
-	dshash_seq_status status;
-	SharedLockRow *row;
-	int			n = 0;
-	int			room = 64;
-
-	*items = palloc(room * sizeof(KeeperItem));
-	*gen = shared_locks_renewable_gen();
-	if (!attach())
-		return 0;
-	dshash_seq_init(&status, table, false);
-	while ((row = dshash_seq_next(&status)) != NULL)
-	{
-		if (pg_atomic_read_u32(&row->life) != LOCKEXT_ROW_LIVE)
-			continue;
-		if (row->state != 'h' || row->nodes_fp == 0 ||
-			(nodes_fp != 0 && row->nodes_fp != nodes_fp))
-			continue;
-		if (n == room)
-		{
-			room *= 2;
-			*items = repalloc(*items, room * sizeof(KeeperItem));
-		}
-		fill_item(&(*items)[n++], row);
-	}
-	dshash_seq_term(&status);
-	return n;
-}
-
-/* Changes whenever a renewable row comes, changes or goes. */
-uint64
-shared_locks_renewable_gen(void)
-{
-	return ctl ? pg_atomic_read_u64(&ctl->renewable_gen) : 0;
-}
-
-/*
- * The keeper's sweep, when rows were ended or holders may be gone: rows
- * of processes that are gone (gone() says so) are removed, and those that
- * may still hold a Redis lock (live or releasing renewable rows) are
- * first copied into *items for the keeper to release (it then calls
- * shared_locks_drop_orphan); releasing rows of live processes older than
- * stale_us are copied too, for the keeper to send again (their backend may
- * never read the answer; shared_locks_confirm then).  Returns how many
- * items.
- */
-int
-shared_locks_sweep(bool (*gone) (int pid, uint64 start, void *arg), void *arg,
-				   int64 stale_us, KeeperItem **items)
-{
-	dshash_seq_status status;
-	SharedLockRow *row;
-	int64		now_us = lockext_now_us();
-	int			n = 0;
-	int			room = 16;
-
-	*items = palloc(room * sizeof(KeeperItem));
-	if (!attach())
-		return 0;
-	dshash_seq_init(&status, table, true);
-	while ((row = dshash_seq_next(&status)) != NULL)
-	{
-		uint32		life = pg_atomic_read_u32(&row->life);
-		bool		dead = gone(row->key.pid, row->proc_start, arg);
-		bool		to_release = row->nodes_fp != 0 && life != LOCKEXT_ROW_ENDED &&
-			(dead || (life == LOCKEXT_ROW_RELEASING &&
-					  now_us - row->released_us > stale_us));
-
-		if (to_release)
-		{
-			if (n == room)
-			{
-				room *= 2;
-				*items = repalloc(*items, room * sizeof(KeeperItem));
-			}
-			fill_item(&(*items)[n++], row);
-			continue;
-		}
-		if (dead)
-		{
-			if (life == LOCKEXT_ROW_LIVE)
-				count_row_gone(row);
-			else
-				pg_atomic_fetch_sub_u64(&ctl->ended, 1);
-			dsa_free(area, row->keytext);
-			dshash_delete_current(&status);
-		}
-	}
-	dshash_seq_term(&status);
-	return n;
-}
-
-/* Rows ended and not yet deleted, for the keeper: a sweep is due. */
-uint64
-shared_locks_ended_count(void)
-{
-	return ctl ? pg_atomic_read_u64(&ctl->ended) : 0;
-}
-
-/* The keeper sent a release again and it was confirmed. */
-void
-shared_locks_confirm(const SharedLockKey *key)
-{
-	SharedLockRow *row;
-
-	if (table == NULL)
-		return;
-	row = dshash_find(table, key, false);
-	if (row == NULL)
-		return;
-	shared_locks_release_confirmed(row);
-	dshash_release_lock(table, row);
-}
-
-/* A keeper's copy of a row: what it needs to renew or release the hold. */
-static void
-fill_item(KeeperItem *it, SharedLockRow *row)
-{
-	const char *key = dsa_get_address(area, row->keytext);
-	const char *ns = key + row->keylen + 1;
-
-	{
-		it->key = row->key;
-		it->dboid = row->dboid;
-		it->proc_start = row->proc_start;
-		it->nodes_fp = row->nodes_fp;
-		it->lease_ms = row->lease_ms;
-		it->lease_end = row->lease_expires_at;
-		it->since = row->since;
-		it->token = row->has_token ? row->token : 0;
-		it->lockkey = psprintf("%s:lock:%s", ns, key);
-		it->lockkey_len = strlen(it->lockkey);
-		it->keytext = pstrdup(key);
-		it->ns = pstrdup(ns);
-		it->owner = pstrdup(ns + strlen(ns) + 1);
-		it->releasing = pg_atomic_read_u32(&row->life) != LOCKEXT_ROW_LIVE;
-	}
-}
-
-/*
- * The keeper: the row key, made by the process started at proc_start, is
- * an orphan (that process is gone): remove it, unless the key now names a
- * row of another process (the pid was reused).
- */
-void
-shared_locks_drop_orphan(const SharedLockKey *key, uint64 proc_start)
-{
-	SharedLockRow *row;
-
-	if (table == NULL)
-		return;
-	row = dshash_find(table, key, true);
-	if (row == NULL)
-		return;
-	if (row->proc_start != proc_start)
-	{
-		dshash_release_lock(table, row);
-		return;
-	}
-	remove_row(row);
-}
-
-/*
- * The keeper renewed the hold acquired at since to lease_end (and, on the
- * monotonic clock, to lease_until_us), or found it lost.  A row released
- * meanwhile is left alone.
- */
-void
-shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
-					 TimestampTz lease_end, int64 lease_until_us, bool lost)
-{
-	SharedLockRow *row;
-
-	if (table == NULL)
-		return;
-	row = dshash_find(table, key, true);
-	if (row == NULL)
-		return;					/* released meanwhile */
-	if (row->since != since ||
-		pg_atomic_read_u32(&row->life) != LOCKEXT_ROW_LIVE)
-	{
-		dshash_release_lock(table, row);
-		return;
-	}
-	if (lost)
-		row->state = 'l';
-	else if (row->state == 'h')
-	{
-		row->lease_expires_at = lease_end;
-		row->lease_until_us = lease_until_us;
-		row->renewals++;
-	}
-	dshash_release_lock(table, row);
 }
 
 /*
@@ -911,17 +698,17 @@ shared_locks_wait_edges(Oid dboid, WaitBlockerFn blocker_of, void *arg,
 	int			n = 0;
 
 	*edges = NULL;
-	if (!attach())
+	if (!shared_locks_attach())
 		return 0;
 	ctl_ids.keysize = sizeof(int);
 	ctl_ids.entrysize = sizeof(SessionId);
 	ctl_ids.hcxt = CurrentMemoryContext;
 	ids = hash_create("lockext session ids", 64, &ctl_ids,
 					  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	dshash_seq_init(&status, table, false);
+	dshash_seq_init(&status, shared_locks_table, false);
 	while ((row = dshash_seq_next(&status)) != NULL)
 	{
-		const char *key = dsa_get_address(area, row->keytext);
+		const char *key = dsa_get_address(shared_locks_dsa, row->keytext);
 		const char *ns = key + row->keylen + 1;
 		const char *owner = ns + strlen(ns) + 1;
 		int			pid = row->key.pid;

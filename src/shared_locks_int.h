@@ -1,0 +1,38 @@
+/*-------------------------------------------------------------------------
+ *
+ * shared_locks_int.h
+ *	  What the two halves of the shared lock table share: the table itself
+ *	  and its bookkeeping (shared_locks.c, the backends' side) and what the
+ *	  lease keeper reads and finishes there (keeper_rows.c).  Not for other
+ *	  modules: they use lockext.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOCKEXT_SHARED_LOCKS_INT_H
+#define LOCKEXT_SHARED_LOCKS_INT_H
+
+#include "lib/dshash.h"
+#include "utils/dsa.h"
+
+#include "lockext.h"
+
+typedef struct SharedLocksCtl
+{
+	LWLock		lock;			/* protects table */
+	dshash_table_handle table;	/* InvalidDsaPointer until first use */
+	pg_atomic_uint64 rows;		/* rows in the table */
+	pg_atomic_uint64 renewable_rows;	/* of them, rows of Redis holds */
+	pg_atomic_uint64 missing;	/* holds and waits not in it (cap reached) */
+	pg_atomic_uint64 renewable_gen; /* bumped when a renewable row changes */
+	pg_atomic_uint64 ended;		/* rows releasing or ended, not yet deleted */
+} SharedLocksCtl;
+
+extern SharedLocksCtl *shared_locks_ctl;
+extern dsa_area *shared_locks_dsa;
+extern dshash_table *shared_locks_table;
+
+extern bool shared_locks_attach(void);
+extern void shared_locks_count_gone(const SharedLockRow *row);
+extern void shared_locks_remove_row(SharedLockRow *row);
+
+#endif							/* LOCKEXT_SHARED_LOCKS_INT_H */
