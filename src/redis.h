@@ -60,6 +60,7 @@ typedef struct RedisNode
 	struct RedisPending *redo_tail;
 	int			redo_count;
 	int			redo_keys;
+	size_t		redo_bytes;		/* of the commands kept */
 
 	/* where it is configured: the set's fingerprint, its place in it */
 	uint64		set_fp;

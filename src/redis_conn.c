@@ -42,8 +42,13 @@
 
 #include "redis_conn_int.h"
 
-/* Beyond this many give-backs waiting for a node, the oldest are dropped. */
+/*
+ * Beyond this many give-backs, or bytes of them, waiting for a node, the
+ * oldest are dropped (their leases free their locks; the keeper sends the
+ * releases of their rows again).
+ */
 #define MAX_REDO_COMMANDS 10000
+#define MAX_REDO_BYTES (64 * 1024 * 1024)
 
 
 /* Failures of nodes, for dlock_stats (set by the backend, not the keeper). */
@@ -142,13 +147,16 @@ push_redo(RedisNode *node, RedisPending *p)
 {
 	p->next = NULL;
 	p->confirmed = NULL;		/* whoever counted on it has moved on */
-	if (node->redo_count >= MAX_REDO_COMMANDS)
+	while (node->redo_head != NULL &&
+		   (node->redo_count >= MAX_REDO_COMMANDS ||
+			node->redo_bytes + p->len > MAX_REDO_BYTES))
 	{
 		RedisPending *old = node->redo_head;
 
 		node->redo_head = old->next;
 		node->redo_count--;
 		node->redo_keys -= old->nkeys;
+		node->redo_bytes -= old->len;
 		ereport(LOG,
 				(errmsg("lockext: dropped %d unconfirmed releases for Redis node %s; their leases will free them",
 						old->nkeys, node->display)));
@@ -163,6 +171,7 @@ push_redo(RedisNode *node, RedisPending *p)
 	node->redo_tail = p;
 	node->redo_count++;
 	node->redo_keys += p->nkeys;
+	node->redo_bytes += p->len;
 }
 
 /* Keep a give-back that could not be sent for the node's next connection. */
@@ -270,6 +279,7 @@ redis_forget_redo(RedisNode *node)
 	}
 	node->redo_head = node->redo_tail = NULL;
 	node->redo_count = node->redo_keys = 0;
+	node->redo_bytes = 0;
 }
 
 /* Fail the node's awaited reply, if any, and drop the connection. */
@@ -389,6 +399,7 @@ rconn_connect(RedisNode *node, RedisResult *res)
 		node->redo_head = next;
 		node->redo_count--;
 		node->redo_keys -= p->nkeys;
+		node->redo_bytes -= p->len;
 		push_sent(node, p);
 	}
 	if (node->redo_head == NULL)
