@@ -292,14 +292,17 @@ extern void redis_proto_acquire_many(RedisHold **holds, const char **keys,
 									 RedisAcquireResult *out);
 extern bool redis_proto_extend(RedisHold *hold, const char *key,
 							   int64 lease_ms, bool *outage, StringInfo detail);
-extern bool redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms);
+extern bool redis_proto_wait(RedisNodeSet *set, const char *ns,
+							 const char *key, int64 wait_ms);
+extern void redis_proto_identify(const char *session_id, const char *instance);
+extern const char *redis_namespace_kept(const char *ns);
 extern char **redis_proto_detect(RedisNodeSet *set, const char *ns,
 								 const char *me, const char **edge_ids,
 								 const char **edges, int nedges,
 								 int64 ttl_ms, int *npath);
 extern void redis_proto_forget_edge(RedisNodeSet *set, const char *ns,
 									const char *me);
-extern bool redis_proto_holder(RedisNodeSet *set, const char *key,
+extern bool redis_proto_holder(RedisNodeSet *set, const char *ns, const char *key,
 							   char **owner, int64 *pttl_ms);
 extern bool redis_parse_owner(const char *value, DlockHolderInfo *info);
 extern size_t redis_owner_unique_len(const char *owner);

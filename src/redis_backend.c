@@ -270,7 +270,7 @@ acquire_remote(DlockEntry **entries, RedisHold **holds, int n, int64 start_us,
 		deadlock_check(watch, holds[0]->set, holds[0]->ns, busy->key,
 					   res.holder);
 		wait_ms = deadlock_watch_cap(watch, wait_ms);
-		if (redis_proto_wait(holds[0]->set, busy->key, wait_ms))
+		if (redis_proto_wait(holds[0]->set, holds[0]->ns, busy->key, wait_ms))
 			backoff_ms = 10;
 		else
 		{
@@ -301,6 +301,7 @@ new_hold(RedisNodeSet *set)
 		holds_cxt = GenerationContextCreate(TopMemoryContext, "lockext Redis holds",
 											0, 8 * 1024, 8 * 1024);
 	hold = MemoryContextAllocZero(holds_cxt, sizeof(RedisHold));
+	hold->ns = redis_namespace_kept(lockext_namespace);
 
 	hold->set = set;
 	set->refcount++;
@@ -336,6 +337,8 @@ redis_prepare(int64 lease_ms)
 				 errmsg("the redis backend of lockext requires the library to be preloaded"),
 				 errdetail("lockext was loaded into this session only, not at server start."),
 				 errhint("Add lockext to shared_preload_libraries and restart the server, or set lockext.backend to \"advisory\".")));
+	/* who we are, in owner values: the Redis layers ask nothing above */
+	redis_proto_identify(shared_locks_session_id(), lockext_instance_name());
 	redis_failure_hook = count_node_failure;
 	redis_confirm_hook = redis_confirm_rows;
 	longest_lease_ms = Max(longest_lease_ms, lease_ms);
@@ -611,7 +614,7 @@ redis_holder(const char *key, int keylen pg_attribute_unused(), uint64 hash pg_a
 	char	   *owner;
 	int64		pttl;
 
-	if (!redis_proto_holder(set, key, &owner, &pttl))
+	if (!redis_proto_holder(set, lockext_namespace, key, &owner, &pttl))
 		return false;
 	memset(info, 0, sizeof(*info));
 	if (!redis_parse_owner(owner, info))

@@ -100,6 +100,28 @@ redis_key(const char *ns, const char *kind, const char *key)
 
 
 
+/* Who this process is, in owner values (redis_proto_identify). */
+static struct
+{
+	const char *session_id;
+	const char *instance;
+}			identity;
+
+/*
+ * Tell the protocol who this process is: its session id (the prefix of
+ * its owner values) and its instance's name.  The layer above does, before
+ * the first acquire; kept for the life of the process.
+ */
+void
+redis_proto_identify(const char *session_id, const char *instance)
+{
+	if (identity.session_id == NULL)
+	{
+		identity.session_id = MemoryContextStrdup(TopMemoryContext, session_id);
+		identity.instance = MemoryContextStrdup(TopMemoryContext, instance);
+	}
+}
+
 /*
  * The owner value, unique per hold and readable by dlock_holder():
  * unique|instance|pid|database|since|application_name.  The unique part
@@ -115,11 +137,11 @@ make_owner(RedisHold *hold, MemoryContext cxt)
 
 	static char *middle = NULL;
 	static uint64 holds = 0;
-	const char *prefix = shared_locks_session_id();
+	const char *prefix = identity.session_id;
 
 	if (middle == NULL)
 	{
-		char	   *instance = lockext_instance_name();
+		char	   *instance = pstrdup(identity.instance);
 		char	   *db = get_database_name(MyDatabaseId);
 		char	   *m;
 		int			i;
@@ -149,11 +171,11 @@ make_owner(RedisHold *hold, MemoryContext cxt)
 }
 
 /*
- * The namespace a hold was taken in, as a string kept for the life of the
+ * The namespace a hold is taken in, as a string kept for the life of the
  * process (holds point to it; a session sees few namespaces).
  */
-static const char *
-namespace_kept(const char *ns)
+const char *
+redis_namespace_kept(const char *ns)
 {
 	static List *kept = NIL;
 	ListCell   *lc;
@@ -377,7 +399,7 @@ redis_proto_acquire_many(RedisHold **holds, const char **keys, int n,
 	{
 		make_owner(holds[k], GetMemoryChunkContext(holds[k]));
 		/* the hold keeps the namespace it was taken in */
-		holds[k]->ns = namespace_kept(lockext_namespace);
+		Assert(holds[k]->ns != NULL);	/* the caller's namespace */
 	}
 
 	run_acquire(set, holds, keys, n, lease_ms, results);
@@ -584,7 +606,8 @@ enough_woken(const RedisResult *results, int n)
  * otherwise left to the next acquire, which reports them properly.
  */
 bool
-redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms)
+redis_proto_wait(RedisNodeSet *set, const char *ns, const char *key,
+				 int64 wait_ms)
 {
 	RedisNode  *nodes[LOCKEXT_MAX_NODES];
 	RedisResult results[LOCKEXT_MAX_NODES];
@@ -599,7 +622,7 @@ redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms)
 	wait_ms = Max(wait_ms, 1);
 	snprintf(secs, sizeof(secs), "%.3f", wait_ms / 1000.0);
 	argv[0] = "BLPOP";
-	argv[1] = redis_key(lockext_namespace, "wake", key);
+	argv[1] = redis_key(ns, "wake", key);
 	argv[2] = secs;
 	for (i = 0; i < 3; i++)
 		argvlen[i] = strlen(argv[i]);
@@ -634,7 +657,7 @@ redis_proto_wait(RedisNodeSet *set, const char *key, int64 wait_ms)
  * lock key of another type.
  */
 bool
-redis_proto_holder(RedisNodeSet *set, const char *key, char **owner,
+redis_proto_holder(RedisNodeSet *set, const char *ns, const char *key, char **owner,
 				   int64 *pttl_ms)
 {
 	RedisResult results[LOCKEXT_MAX_NODES];
@@ -647,7 +670,7 @@ redis_proto_holder(RedisNodeSet *set, const char *key, char **owner,
 	int			j;
 
 	initStringInfo(&detail);
-	keys[0] = redis_key(lockext_namespace, "lock", key);
+	keys[0] = redis_key(ns, "lock", key);
 	redis_run_script(nodes, set_nodes(set, nodes), SCRIPT_HOLDER, 1, keys, 0, NULL,
 					 NULL, 0, 0, false, enough_answered, results);
 
