@@ -486,7 +486,8 @@ lockext_instance_name(void)
 }
 
 static bool
-advisory_holder(const char *key, int keylen, uint64 hash,
+advisory_holder(const char *key pg_attribute_unused(),
+				int keylen pg_attribute_unused(), uint64 hash,
 				DlockHolderInfo *info)
 {
 	int			pid = holder_pid(hash, false);
@@ -513,15 +514,6 @@ advisory_holder(const char *key, int keylen, uint64 hash,
 			info->database = get_database_name(be->st_databaseid);
 		info->application_name = pstrdup(be->st_appname);
 		break;
-	}
-
-	/* The lock manager keeps no grant time; we know only our own. */
-	if (pid == MyProcPid)
-	{
-		DlockEntry *entry = registry_lookup(key, keylen);
-
-		if (entry)
-			info->since = entry->acquired_at;
 	}
 	return true;
 }

@@ -54,6 +54,9 @@
 /* Failures of nodes, for dlock_stats (set by the backend, not the keeper). */
 void		(*redis_failure_hook) (void) = NULL;
 
+/* Bumped whenever a connection closes (redis_wait.c rebuilds its set). */
+uint64		rconn_generation = 0;
+
 /* Who learns that a majority confirmed a release command (its tags). */
 void		(*redis_confirm_hook) (void *const *tags, int n) = NULL;
 
@@ -236,7 +239,7 @@ redis_disconnect(RedisNode *node)
 	rtls_close(node);
 	if (node->ctx != NULL)
 	{
-		rwait_forget_set();			/* the socket goes: epoll forgets it */
+		rconn_generation++;		/* wait sets built on it are stale */
 		redisFree(node->ctx);
 		node->ctx = NULL;
 	}

@@ -34,6 +34,7 @@ typedef struct RedisPending
 	char		cmd[FLEXIBLE_ARRAY_MEMBER];
 } RedisPending;
 
+extern uint64 rconn_generation;	/* bumped whenever a connection closes */
 extern void rconn_set_failure(RedisNode *node, RedisResult *res,
 							  RedisOutcome outcome, const char *what,
 							  const char *why);
@@ -69,7 +70,6 @@ typedef enum PumpGoal
 	PUMP_ALL_REPLIES			/* until every reply due is in */
 } PumpGoal;
 
-extern void rwait_forget_set(void);
 extern long rwait_ms_left(int64 deadline_us);
 extern int64 rwait_deadline_after(int64 ms);
 extern bool rwait_node_busy(RedisNode *node, PumpGoal goal);

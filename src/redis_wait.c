@@ -53,9 +53,10 @@ static struct
 static WaitEventSet *wes = NULL;
 static redisContext *wes_ctx[LOCKEXT_MAX_NODES];
 static int	wes_n = -1;
+static uint64 wes_generation;	/* rconn_generation it was built at */
 
-void
-rwait_forget_set(void)
+static void
+forget_set(void)
 {
 	if (wes != NULL)
 		FreeWaitEventSet(wes);
@@ -78,11 +79,11 @@ wait_set(RedisNode **nodes, int n, bool quiet)
 	for (i = 0; i < n; i++)
 		if (nodes[i]->ctx != NULL)
 			ctxs[nctx++] = nodes[i]->ctx;
-	if (wes != NULL && wes_n == nctx &&
+	if (wes != NULL && wes_n == nctx && wes_generation == rconn_generation &&
 		memcmp(wes_ctx, ctxs, nctx * sizeof(redisContext *)) == 0)
 		return wes;
 
-	rwait_forget_set();
+	forget_set();
 	PG_TRY();
 	{
 		wes = CreateWaitEventSet(TopMemoryContext, LOCKEXT_MAX_NODES + 2);
@@ -105,6 +106,7 @@ wait_set(RedisNode **nodes, int n, bool quiet)
 	PG_END_TRY();
 	memcpy(wes_ctx, ctxs, nctx * sizeof(redisContext *));
 	wes_n = nctx;
+	wes_generation = rconn_generation;
 	return wes;
 }
 

@@ -619,6 +619,10 @@ dlock_holder(PG_FUNCTION_ARGS)
 
 	if (!backend->holder(key, keylen, registry_hash_key(key, keylen), &info))
 		PG_RETURN_NULL();
+	/* the lock manager keeps no grant time: we know only our own */
+	if (info.since == 0 && entry != NULL && info.pid == MyProcPid)
+		info.since = entry->acquired_at;
+
 	/* held, and for how long, is anyone's to know; by whom is not */
 	if (!views_may_see_holder(&info))
 	{
