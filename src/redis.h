@@ -104,7 +104,11 @@ typedef struct RedisHold
 {
 	RedisNodeSet *set;			/* the nodes it was granted on (a reference) */
 	const char *ns;				/* lockext.namespace it was taken in */
-	char	   *owner;			/* the lock value: ours alone */
+	/* the lock value, ours alone: rendered by redis_hold_owner() from... */
+	uint64		seq;			/* this backend's count of holds */
+	TimestampTz since;			/* when it was asked for */
+	const char *app;			/* application_name then (a kept string) */
+	const char *owner;			/* ...or given whole (the keeper's), or NULL */
 	int64		token;			/* fencing token the quorum gave */
 	int64		lease_ms;
 	int64		valid_until_us; /* monotonic: lease end minus clock drift */
@@ -295,7 +299,9 @@ extern bool redis_proto_extend(RedisHold *hold, const char *key,
 extern bool redis_proto_wait(RedisNodeSet *set, const char *ns,
 							 const char *key, int64 wait_ms);
 extern void redis_proto_identify(const char *session_id, const char *instance);
-extern const char *redis_namespace_kept(const char *ns);
+extern const char *redis_string_kept(const char *str);
+extern int	redis_hold_owner(const RedisHold *hold, char *buf, size_t size);
+extern int	redis_hold_owner_len(const RedisHold *hold);
 extern char **redis_proto_detect(RedisNodeSet *set, const char *ns,
 								 const char *me, const char **edge_ids,
 								 const char **edges, int nedges,

@@ -72,8 +72,6 @@ redis_free_hold(DlockEntry *entry)
 	if (hold == NULL)
 		return;
 	redis_nodeset_release(hold->set);
-	if (hold->owner != NULL)
-		pfree(hold->owner);
 	pfree(hold);
 	entry->backend_data = NULL;
 	entry->lease_expires_at = 0;
@@ -301,7 +299,7 @@ new_hold(RedisNodeSet *set)
 		holds_cxt = GenerationContextCreate(TopMemoryContext, "lockext Redis holds",
 											0, 8 * 1024, 8 * 1024);
 	hold = MemoryContextAllocZero(holds_cxt, sizeof(RedisHold));
-	hold->ns = redis_namespace_kept(lockext_namespace);
+	hold->ns = redis_string_kept(lockext_namespace);
 
 	hold->set = set;
 	set->refcount++;
@@ -312,8 +310,6 @@ static void
 drop_hold(RedisHold *hold)
 {
 	redis_nodeset_release(hold->set);
-	if (hold->owner != NULL)
-		pfree(hold->owner);
 	pfree(hold);
 }
 
@@ -637,7 +633,7 @@ redis_lease_info(DlockEntry *entry, DlockLeaseInfo *info)
 	if (hold == NULL)
 		return false;
 	strlcpy(info->ns, hold->ns, sizeof(info->ns));
-	strlcpy(info->owner, hold->owner, sizeof(info->owner));
+	(void) redis_hold_owner(hold, info->owner, sizeof(info->owner));
 	info->nodes_fp = hold->set->fingerprint;
 	info->lease_ms = hold->lease_ms;
 	return true;

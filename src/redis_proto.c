@@ -122,24 +122,24 @@ redis_proto_identify(const char *session_id, const char *instance)
 	}
 }
 
+/* The owner values' middle part: instance|pid|database, built once. */
+static char *owner_middle = NULL;
+
 /*
  * The owner value, unique per hold and readable by dlock_holder():
  * unique|instance|pid|database|since|application_name.  The unique part
  * is the session id (random, drawn once per backend) and a counter of
  * holds: as unique as a fresh random value, without the cost of drawing
- * one per transaction.  The fixed middle part is built once per backend
- * too.
+ * one per transaction.  A hold keeps only what varies (the counter, the
+ * time, a pointer to the application name), not the value: holds are
+ * many.
  */
 static void
-make_owner(RedisHold *hold, MemoryContext cxt)
+make_owner(RedisHold *hold)
 {
-	char		buf[1024];
-
-	static char *middle = NULL;
 	static uint64 holds = 0;
-	const char *prefix = identity.session_id;
 
-	if (middle == NULL)
+	if (owner_middle == NULL)
 	{
 		char	   *instance = pstrdup(identity.instance);
 		char	   *db = get_database_name(MyDatabaseId);
@@ -154,38 +154,64 @@ make_owner(RedisHold *hold, MemoryContext cxt)
 			if (db[i] == '|')
 				db[i] = '_';
 		m = psprintf("%s|%d|%s", instance, MyProcPid, db ? db : "");
-		middle = MemoryContextStrdup(TopMemoryContext, m);
+		owner_middle = MemoryContextStrdup(TopMemoryContext, m);
 	}
-	snprintf(buf, sizeof(buf), "%s%016llx|%s|" INT64_FORMAT "|%s",
-			 prefix, (unsigned long long) ++holds, middle, GetCurrentTimestamp(),
-			 application_name ? application_name : "");
-	/* exactly as long as it is: holds are many */
-	if (hold->owner != NULL && strlen(hold->owner) >= strlen(buf))
-		strcpy(hold->owner, buf);
-	else
-	{
-		if (hold->owner != NULL)
-			pfree(hold->owner);
-		hold->owner = MemoryContextStrdup(cxt, buf);
-	}
+	hold->seq = ++holds;
+	hold->since = GetCurrentTimestamp();
+	hold->app = redis_string_kept(application_name ? application_name : "");
 }
 
 /*
- * The namespace a hold is taken in, as a string kept for the life of the
- * process (holds point to it; a session sees few namespaces).
+ * Write hold's owner value into buf (size bytes, or none with size 0);
+ * returns its length, as snprintf does.  Never ERRORs or allocates: the
+ * release path renders owner values too.
+ */
+int
+redis_hold_owner(const RedisHold *hold, char *buf, size_t size)
+{
+	if (hold->owner != NULL)
+		return snprintf(buf, size, "%s", hold->owner);
+	return snprintf(buf, size, "%s%016llx|%s|" INT64_FORMAT "|%s",
+					identity.session_id, (unsigned long long) hold->seq,
+					owner_middle, hold->since, hold->app);
+}
+
+/* The length of hold's owner value.  Never ERRORs. */
+int
+redis_hold_owner_len(const RedisHold *hold)
+{
+	char		one;
+
+	return redis_hold_owner(hold, &one, 1);
+}
+
+/* hold's owner value, palloc'd.  May ERROR. */
+static char *
+owner_of(const RedisHold *hold)
+{
+	int			len = redis_hold_owner_len(hold);
+	char	   *buf = palloc(len + 1);
+
+	redis_hold_owner(hold, buf, len + 1);
+	return buf;
+}
+
+/*
+ * A string kept for the life of the process (holds point to it): a
+ * namespace, an application name.  A session sees few.
  */
 const char *
-redis_namespace_kept(const char *ns)
+redis_string_kept(const char *str)
 {
 	static List *kept = NIL;
 	ListCell   *lc;
 	MemoryContext oldcxt;
 
 	foreach(lc, kept)
-		if (strcmp(lfirst(lc), ns) == 0)
+		if (strcmp(lfirst(lc), str) == 0)
 			return lfirst(lc);
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-	kept = lappend(kept, pstrdup(ns));
+	kept = lappend(kept, pstrdup(str));
 	MemoryContextSwitchTo(oldcxt);
 	return llast(kept);
 }
@@ -319,7 +345,7 @@ run_acquire(RedisNodeSet *set, RedisHold **holds, const char **keys, int n,
 	const char **rkeys = palloc((2 * n + 1) * sizeof(char *));
 	const char **args = palloc((n + 2) * sizeof(char *));
 	const char *lease = psprintf(INT64_FORMAT, lease_ms);
-	const char *prefix = pnstrdup(holds[0]->owner, OWNER_PREFIX_LEN);
+	const char *prefix = pnstrdup(owner_of(holds[0]), OWNER_PREFIX_LEN);
 	size_t		undo_len;
 	char	   *undo;
 	int			i;
@@ -334,7 +360,7 @@ run_acquire(RedisNodeSet *set, RedisHold **holds, const char **keys, int n,
 		rkeys[0] = redis_key(ns, "lock", keys[0]);
 		rkeys[1] = psprintf("%s:fence", ns);
 		rkeys[2] = redis_key(ns, "waiting", keys[0]);
-		args[0] = holds[0]->owner;
+		args[0] = owner_of(holds[0]);
 		args[1] = lease;
 		args[2] = prefix;
 	}
@@ -347,7 +373,7 @@ run_acquire(RedisNodeSet *set, RedisHold **holds, const char **keys, int n,
 		{
 			rkeys[1 + i] = redis_key(ns, "lock", keys[i]);
 			rkeys[1 + n + i] = redis_key(ns, "waiting", keys[i]);
-			args[2 + i] = holds[i]->owner;
+			args[2 + i] = owner_of(holds[i]);
 		}
 	}
 	undo = redis_format_release(rel, n, &undo_len);
@@ -397,7 +423,7 @@ redis_proto_acquire_many(RedisHold **holds, const char **keys, int n,
 	initStringInfo(&out->detail);
 	for (k = 0; k < n; k++)
 	{
-		make_owner(holds[k], GetMemoryChunkContext(holds[k]));
+		make_owner(holds[k]);
 		/* the hold keeps the namespace it was taken in */
 		Assert(holds[k]->ns != NULL);	/* the caller's namespace */
 	}
@@ -546,7 +572,7 @@ redis_proto_extend(RedisHold *hold, const char *key, int64 lease_ms,
 	int			i;
 
 	keys[0] = redis_key(hold->ns, "lock", key);
-	args[0] = hold->owner;
+	args[0] = owner_of(hold);
 	args[1] = psprintf(INT64_FORMAT, lease_ms);
 
 	redis_run_script(nodes, set_nodes(set, nodes), SCRIPT_EXTEND, 1, keys, 2, args,

@@ -47,7 +47,8 @@ redis_format_release(const RedisRelease *rel, int m, size_t *len)
 	int			flen;
 
 	for (i = 0; i < m; i++)
-		room += 3 * (strlen(first->ns) + strlen(rel[i].key) + 16) + 64;
+		room += 3 * (strlen(first->ns) + strlen(rel[i].key) + 16) + 64 +
+			redis_hold_owner_len(rel[i].hold) + 1;
 	buf = malloc(room);
 	if (keys == NULL || lens == NULL || argv == NULL || argvlen == NULL ||
 		buf == NULL)
@@ -68,8 +69,9 @@ redis_format_release(const RedisRelease *rel, int m, size_t *len)
 		PUT(1 + 3 * i, "%s:lock:%s", h->ns, rel[i].key);
 		PUT(2 + 3 * i, "%s:wake:%s", h->ns, rel[i].key);
 		PUT(3 + 3 * i, "%s:waiting:%s", h->ns, rel[i].key);
-		keys[nkeys + 3 * i] = h->owner;
-		lens[nkeys + 3 * i] = strlen(h->owner);
+		keys[nkeys + 3 * i] = p;
+		lens[nkeys + 3 * i] = redis_hold_owner(h, p, room - (p - buf));
+		p += lens[nkeys + 3 * i] + 1;
 		PUT(nkeys + 3 * i + 1, INT64_FORMAT, Max(h->lease_ms, 1000));
 		/* one node's counter is already monotonic: no raise needed */
 		PUT(nkeys + 3 * i + 2, INT64_FORMAT, h->set->n > 1 ? h->token : 0);
