@@ -124,6 +124,10 @@ typedef struct HolderSeen
 	HolderLiveness state;
 } HolderSeen;
 
+/* The answer holder_liveness() gave last, in the round of last_seen. */
+static HTAB *last_seen = NULL;
+static HolderSeen last;
+
 /*
  * What the process pid (started at start) is now; each process is looked
  * at once per round (seen: a hash made for the round).
@@ -135,12 +139,17 @@ holder_liveness(HTAB *seen, int pid, uint64 start)
 	HolderSeen *h;
 	bool		found;
 
+	/* a holder's rows tend to come together: the last answer first */
+	if (last_seen == seen && last.pid == pid && last.start == start)
+		return last.state;
 	memset(&key, 0, sizeof(key));
 	key.pid = pid;
 	key.start = start;
 	h = hash_search(seen, &key, HASH_ENTER, &found);
 	if (!found)
 		h->state = liveness_of(key.pid, key.start);
+	last_seen = seen;
+	last = *h;
 	return h->state;
 }
 
@@ -156,6 +165,7 @@ holders_seen(void)
 {
 	HASHCTL		hctl;
 
+	last_seen = NULL;			/* a fresh look: forget the last answer */
 	hctl.keysize = offsetof(HolderSeen, state);
 	hctl.entrysize = sizeof(HolderSeen);
 	hctl.hcxt = CurrentMemoryContext;
