@@ -376,8 +376,7 @@ put_tracked(DlockEntry *entry, SharedLockRow *values, SharedLockRow **slot,
 {
 	SharedLockRow *row;
 
-	if (*slot == NULL)
-		values->key.seq = ++next_seq;
+	values->key.seq = *slot != NULL ? (*slot)->key.seq : ++next_seq;
 	row = put_row(*slot, &values->key, entry->key, entry->keylen, values,
 				  ns, owner);
 	/* put_row counted a miss anew, or the row is in now: uncount it */
