@@ -98,6 +98,7 @@ static TimestampTz next_ping = 0;
 static TimestampTz next_sweep = 0;
 static TimestampTz next_full_sweep = 0;
 static bool sweep_wanted = false;	/* a renewal found a holder gone */
+static uint64 sweep_left = 0;	/* shared_locks_left_count() at the last sweep */
 
 /* From _PG_init while preloading. */
 void
@@ -436,10 +437,19 @@ sweep_rows(TimestampTz now)
 	int			s;
 	int			released = 0;
 
-	if (now < next_sweep ||
-		(shared_locks_ended_count() == 0 && !sweep_wanted && now < next_full_sweep))
+	uint64		left = shared_locks_left_count();
+
+	/*
+	 * At once when a holder exited leaving rows or a renewal found one
+	 * gone; every two seconds while rows wait for their releases' answers
+	 * (a live backend's may be stale); every ten seconds in any case.
+	 */
+	if (left == sweep_left && !sweep_wanted &&
+		(now < next_sweep || shared_locks_ended_count() == 0) &&
+		now < next_full_sweep)
 		return;
-	next_sweep = TimestampTzPlusMilliseconds(now, KEEPER_SWEEP_MS);
+	sweep_left = left;
+	next_sweep = TimestampTzPlusMilliseconds(now, 2 * KEEPER_SWEEP_MS);
 	next_full_sweep = TimestampTzPlusMilliseconds(now, 10 * KEEPER_SWEEP_MS);
 	sweep_wanted = false;
 	seen = holders_seen();

@@ -130,6 +130,13 @@ shared_locks_ended_count(void)
 	return shared_locks_ctl ? pg_atomic_read_u64(&shared_locks_ctl->ended) : 0;
 }
 
+/* Changes whenever a backend exits leaving rows behind. */
+uint64
+shared_locks_left_count(void)
+{
+	return shared_locks_ctl ? pg_atomic_read_u64(&shared_locks_ctl->left) : 0;
+}
+
 /* The keeper sent a release again and it was confirmed. */
 void
 shared_locks_confirm(const SharedLockKey *key)

@@ -385,6 +385,7 @@ extern void shared_locks_drop_orphan(const SharedLockKey *key,
 extern int	shared_locks_sweep(bool (*gone) (int pid, uint64 start, void *arg),
 							   void *arg, int64 stale_us, KeeperItem **items);
 extern uint64 shared_locks_ended_count(void);
+extern uint64 shared_locks_left_count(void);
 extern void shared_locks_confirm(const SharedLockKey *key);
 extern void shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
 								 TimestampTz lease_end, int64 lease_until_us,

@@ -120,6 +120,7 @@ shared_locks_shmem_startup(void)
 		pg_atomic_init_u64(&shared_locks_ctl->renewable_gen, 0);
 		pg_atomic_init_u64(&shared_locks_ctl->renewable_rows, 0);
 		pg_atomic_init_u64(&shared_locks_ctl->ended, 0);
+		pg_atomic_init_u64(&shared_locks_ctl->left, 0);
 		LWLockInitialize(&shared_locks_ctl->lock, shared_area_tranche());
 		shared_locks_ctl->table = InvalidDsaPointer;
 		pg_atomic_init_u64(&shared_locks_ctl->rows, 0);
@@ -526,6 +527,9 @@ shared_locks_exit(void)
 		end_row(my_wait_row, LOCKEXT_ROW_ENDED);
 	my_wait_row = NULL;
 	my_wait_published = false;
+	/* the keeper deletes what we leave (and releases what is unconfirmed) */
+	if (nended > 0 && shared_locks_ctl != NULL)
+		pg_atomic_fetch_add_u64(&shared_locks_ctl->left, 1);
 }
 
 /*
