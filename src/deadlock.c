@@ -52,6 +52,8 @@
 #include "utils/timestamp.h"
 
 #include "redis.h"
+#include "local_lock.h"
+#include "shared_locks.h"
 
 /* One edge of a cycle, as redis_proto_detect returns it. */
 typedef struct CycleEdge

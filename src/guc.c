@@ -19,6 +19,8 @@
 #include "utils/memutils.h"
 
 #include "lockext.h"
+#include "local_lock.h"
+#include "shared_locks.h"
 #include "redis.h"
 
 int			lockext_backend_choice = LOCKEXT_BACKEND_AUTO;

@@ -62,6 +62,11 @@
 #include "utils/wait_event.h"
 
 #include "redis.h"
+#include "keeper.h"
+#include "keeper_state.h"
+#include "liveness.h"
+#include "shared_locks.h"
+#include "shared_stats.h"
 
 /* Look at nodes, leftovers and caps at least this often. */
 #define KEEPER_MAX_SLEEP_MS 1000

@@ -19,6 +19,7 @@
 #include "utils/dsa.h"
 
 #include "lockext.h"
+#include "shared_locks.h"
 #include "shared_locks_int.h"
 
 static void fill_item(KeeperItem *it, SharedLockRow *row);

@@ -25,6 +25,8 @@
 #include "utils/timestamp.h"
 
 #include "lockext.h"
+#include "keeper_state.h"
+#include "shared_area.h"
 
 /* Hand-overs waiting for the keeper beyond this many are refused. */
 #define MAX_HANDOVERS 10000

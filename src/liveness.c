@@ -27,6 +27,7 @@
 #include "storage/procarray.h"
 
 #include "lockext.h"
+#include "liveness.h"
 
 /*
  * Read the state letter and the start time of a process from

@@ -41,6 +41,8 @@
 #include "utils/syscache.h"
 
 #include "lockext.h"
+#include "local_lock.h"
+#include "shared_locks.h"
 
 #define FENCE_SEQ_NAME "dlock_fence_seq"
 

@@ -28,6 +28,9 @@
 #include "utils/timestamp.h"
 
 #include "redis.h"
+#include "local_lock.h"
+#include "shared_locks.h"
+#include "shared_stats.h"
 
 /*
  * Longest single wait for a wake-up: a lost wake-up or a holder without a

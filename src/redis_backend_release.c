@@ -16,6 +16,9 @@
 #include "postgres.h"
 
 #include "redis.h"
+#include "local_lock.h"
+#include "shared_locks.h"
+#include "shared_stats.h"
 
 /* redis_confirm_hook: the releases of these rows are confirmed. */
 void

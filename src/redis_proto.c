@@ -28,6 +28,7 @@
 
 #include "owner_value.h"
 #include "redis.h"
+#include "shared_locks.h"
 
 /* The random part of owner values that only this backend writes. */
 #define OWNER_PREFIX_LEN LOCKEXT_SESSION_ID_LEN

@@ -25,6 +25,10 @@
 #include "utils/resowner.h"
 
 #include "lockext.h"
+#include "local_lock.h"
+#include "registry.h"
+#include "shared_locks.h"
+#include "shared_stats.h"
 #include "registry_int.h"
 
 #define REGISTRY_HASH_SEED	UINT64CONST(0x6c6f636b65787431)

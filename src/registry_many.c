@@ -20,6 +20,9 @@
 #include "utils/memutils.h"
 
 #include "lockext.h"
+#include "registry.h"
+#include "shared_locks.h"
+#include "shared_stats.h"
 #include "registry_int.h"
 
 /*

@@ -29,6 +29,8 @@
 #include "utils/resowner.h"
 
 #include "lockext.h"
+#include "registry.h"
+#include "shared_locks.h"
 #include "registry_int.h"
 
 #define xact_entries (registry_state.xact_entries)

@@ -24,6 +24,7 @@
 #include "utils/memutils.h"
 
 #include "lockext.h"
+#include "shared_area.h"
 
 typedef struct SharedAreaCtl
 {

@@ -51,6 +51,10 @@
 #include "utils/timestamp.h"
 
 #include "lockext.h"
+#include "keeper_state.h"
+#include "liveness.h"
+#include "shared_area.h"
+#include "shared_locks.h"
 #include "shared_locks_int.h"
 
 

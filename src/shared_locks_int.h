@@ -15,6 +15,7 @@
 #include "utils/dsa.h"
 
 #include "lockext.h"
+#include "shared_locks.h"
 
 typedef struct SharedLocksCtl
 {

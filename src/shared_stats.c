@@ -34,6 +34,8 @@
 #include "utils/timestamp.h"
 
 #include "lockext.h"
+#include "shared_area.h"
+#include "shared_stats.h"
 
 typedef struct StatsCtl
 {

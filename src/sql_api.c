@@ -30,6 +30,14 @@
 #include "utils/timestamp.h"
 
 #include "lockext.h"
+#include "keeper.h"
+#include "keeper_state.h"
+#include "local_lock.h"
+#include "registry.h"
+#include "shared_area.h"
+#include "shared_locks.h"
+#include "shared_stats.h"
+#include "views.h"
 
 PG_MODULE_MAGIC;
 

@@ -31,6 +31,12 @@
 #include "utils/timestamp.h"
 
 #include "lockext.h"
+#include "keeper_state.h"
+#include "local_lock.h"
+#include "shared_area.h"
+#include "shared_locks.h"
+#include "shared_stats.h"
+#include "views.h"
 
 typedef struct LocksScan
 {
