@@ -204,9 +204,13 @@ deadlock_check(DeadlockWatch *w, RedisNodeSet *set, const char *ns,
 		   strcmp(w->key, key) != 0)))
 		return;
 	w->next_check_us = lockext_now_us() + (int64) DeadlockTimeout * 1000;
-	if (!named)
+	/*
+	 * Not a value lockext wrote (no session), or a session of this instance
+	 * that holds the key no more (its release is on its way): nothing a
+	 * cycle could pass through; what we said is stale.
+	 */
+	if (!named || shared_locks_holder_gone_local(holder_value, key))
 	{
-		/* not a value lockext wrote: no session; what we said is stale */
 		deadlock_watch_end(w, set, ns);
 		return;
 	}

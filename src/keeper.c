@@ -104,6 +104,7 @@ static TimestampTz next_sweep = 0;
 static TimestampTz next_full_sweep = 0;
 static bool sweep_wanted = false;	/* a renewal found a holder gone */
 static uint64 sweep_left = 0;	/* shared_locks_left_count() at the last sweep */
+static uint64 sweep_asked = 0;	/* shared_locks_asked_count() then */
 
 /* From _PG_init while preloading. */
 void
@@ -443,22 +444,27 @@ sweep_rows(TimestampTz now)
 	int			released = 0;
 
 	uint64		left = shared_locks_left_count();
+	uint64		asked = shared_locks_asked_count();
+	bool		urgent = asked != sweep_asked;
 
 	/*
 	 * At once when a holder exited leaving rows or a renewal found one
 	 * gone; every two seconds while rows wait for their releases' answers
 	 * (a live backend's may be stale); every ten seconds in any case.
 	 */
-	if (left == sweep_left && !sweep_wanted &&
+	if (left == sweep_left && !urgent && !sweep_wanted &&
 		(now < next_sweep || shared_locks_ended_count() == 0) &&
 		now < next_full_sweep)
 		return;
 	sweep_left = left;
+	sweep_asked = asked;
 	next_sweep = TimestampTzPlusMilliseconds(now, 2 * KEEPER_SWEEP_MS);
 	next_full_sweep = TimestampTzPlusMilliseconds(now, 10 * KEEPER_SWEEP_MS);
 	sweep_wanted = false;
 	seen = holders_seen();
-	n = shared_locks_sweep(holder_gone, seen, Max(stale_us, 5000000), &swept);
+	/* asked to: what a backend could not send is no longer in flight */
+	n = shared_locks_sweep(holder_gone, seen,
+						   urgent ? 0 : Max(stale_us, 5000000), &swept);
 
 	for (s = -1; s < nkept; s++)
 	{

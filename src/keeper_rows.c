@@ -138,6 +138,20 @@ shared_locks_left_count(void)
 	return shared_locks_ctl ? pg_atomic_read_u64(&shared_locks_ctl->left) : 0;
 }
 
+/* A release could not be sent: the keeper should sweep now.  Never ERRORs. */
+void
+shared_locks_ask_sweep(void)
+{
+	if (shared_locks_ctl != NULL)
+		pg_atomic_fetch_add_u64(&shared_locks_ctl->asked, 1);
+}
+
+uint64
+shared_locks_asked_count(void)
+{
+	return shared_locks_ctl ? pg_atomic_read_u64(&shared_locks_ctl->asked) : 0;
+}
+
 /* The keeper sent a release again and it was confirmed. */
 void
 shared_locks_confirm(const SharedLockKey *key)

@@ -227,6 +227,7 @@ extern void redis_take_answers(RedisNode **nodes, int n);
  */
 extern void (*redis_failure_hook) (void);
 extern void (*redis_confirm_hook) (void *const *tags, int n);
+extern void (*redis_unsent_hook) (void);
 
 /* redis_scripts.c */
 enum
@@ -316,6 +317,7 @@ extern size_t redis_owner_unique_len(const char *owner);
 /* redis_backend.c and redis_backend_release.c: the redis backend */
 extern void redis_free_hold(DlockEntry *entry);
 extern void redis_confirm_rows(void *const *tags, int n);
+extern void redis_ask_keeper(void);
 extern void redis_release_many(DlockEnding *ends, int n, bool xact_end,
 							   bool is_abort);
 extern void redis_release(DlockEntry *entry, DlockScope scope,

@@ -340,6 +340,7 @@ redis_prepare(int64 lease_ms)
 	redis_proto_identify(shared_locks_session_id(), lockext_instance_name());
 	redis_failure_hook = count_node_failure;
 	redis_confirm_hook = redis_confirm_rows;
+	redis_unsent_hook = redis_ask_keeper;
 	longest_lease_ms = Max(longest_lease_ms, lease_ms);
 	return set;
 }

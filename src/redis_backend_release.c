@@ -16,9 +16,22 @@
 #include "postgres.h"
 
 #include "redis.h"
+#include "keeper_state.h"
 #include "local_lock.h"
 #include "shared_locks.h"
 #include "shared_stats.h"
+
+/*
+ * redis_unsent_hook: a sweep kept releases for a connection that is not
+ * there; the keeper sends them again from the rows now, rather than once
+ * they look stale.
+ */
+void
+redis_ask_keeper(void)
+{
+	shared_locks_ask_sweep();
+	keeper_state_poke(0);
+}
 
 /* redis_confirm_hook: the releases of these rows are confirmed. */
 void

@@ -60,6 +60,9 @@ uint64		rconn_generation = 0;
 /* Who learns that a majority confirmed a release command (its tags). */
 void		(*redis_confirm_hook) (void *const *tags, int n) = NULL;
 
+/* Who should finish soon what a sweep could not send or confirm. */
+void		(*redis_unsent_hook) (void) = NULL;
+
 
 /* Count a failure of node, and remember what it was (dlock_redis_nodes). */
 static void

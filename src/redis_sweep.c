@@ -140,6 +140,8 @@ redis_send_givebacks(RedisNode **nodes, int n, char **cmds,
 			for (c = 0; c < ncmds; c++)
 				rconn_keep_for_redo(node, cmds[c], lens[c], nkeys[c],
 									gbs ? gbs[c] : NULL);
+			if (redis_unsent_hook)
+				redis_unsent_hook();
 			continue;
 		}
 		for (c = 0; c < ncmds; c++)
@@ -167,6 +169,8 @@ redis_send_givebacks(RedisNode **nodes, int n, char **cmds,
 		{
 			/* out of time: to the redo list */
 			rconn_fail(node, RNODE_TIMED_OUT, "release timed out", NULL, 0);
+			if (redis_unsent_hook)
+				redis_unsent_hook();
 			continue;
 		}
 		if (node->ctx == NULL)

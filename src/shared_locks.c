@@ -125,6 +125,7 @@ shared_locks_shmem_startup(void)
 		pg_atomic_init_u64(&shared_locks_ctl->renewable_rows, 0);
 		pg_atomic_init_u64(&shared_locks_ctl->ended, 0);
 		pg_atomic_init_u64(&shared_locks_ctl->left, 0);
+		pg_atomic_init_u64(&shared_locks_ctl->asked, 0);
 		LWLockInitialize(&shared_locks_ctl->lock, shared_area_tranche());
 		shared_locks_ctl->table = InvalidDsaPointer;
 		pg_atomic_init_u64(&shared_locks_ctl->rows, 0);
@@ -673,6 +674,43 @@ shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
 	*lost = (row->state == 'l');
 	dshash_release_lock(shared_locks_table, row);
 	return true;
+}
+
+/*
+ * Is the session session_id one of this instance's, and holding key no
+ * more?  Then the value Redis still shows for key is a release on its way
+ * (a COMMIT does not wait for it), not a holder a wait could be part of a
+ * cycle through.  One look at the table.  May ERROR.
+ */
+bool
+shared_locks_holder_gone_local(const char *session_id, const char *key)
+{
+	dshash_seq_status status;
+	SharedLockRow *row;
+	bool		local = false;
+	bool		holds = false;
+
+	if (!shared_locks_attach())
+		return false;
+	dshash_seq_init(&status, shared_locks_table, false);
+	while ((row = dshash_seq_next(&status)) != NULL)
+	{
+		const char *text = dsa_get_address(shared_locks_dsa, row->keytext);
+		const char *ns = text + row->keylen + 1;
+		const char *owner = ns + strlen(ns) + 1;
+
+		if (strncmp(owner, session_id, LOCKEXT_SESSION_ID_LEN) != 0)
+			continue;
+		local = true;
+		if (pg_atomic_read_u32(&row->life) == LOCKEXT_ROW_LIVE &&
+			row->state != 'w' && strcmp(text, key) == 0)
+		{
+			holds = true;
+			break;
+		}
+	}
+	dshash_seq_term(&status);
+	return local && !holds;
 }
 
 /*

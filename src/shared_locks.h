@@ -111,6 +111,8 @@ typedef int (*WaitBlockerFn) (void *arg, int waiter_pid, Oid dboid,
 extern int	lockext_max_tracked_locks;
 extern int	lockext_max_redis_locks;
 extern const char *shared_locks_session_id(void);
+extern bool shared_locks_holder_gone_local(const char *session_id,
+										   const char *key);
 extern int	shared_locks_wait_edges(Oid dboid, WaitBlockerFn blocker_of,
 									void *arg, WaitEdge **edges);
 extern void shared_locks_install_hooks(void);
@@ -136,6 +138,8 @@ extern int	shared_locks_sweep(bool (*gone) (int pid, uint64 start, void *arg),
 							   void *arg, int64 stale_us, KeeperItem **items);
 extern uint64 shared_locks_ended_count(void);
 extern uint64 shared_locks_left_count(void);
+extern void shared_locks_ask_sweep(void);
+extern uint64 shared_locks_asked_count(void);
 extern void shared_locks_confirm(const SharedLockKey *key);
 extern void shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
 								 TimestampTz lease_end, int64 lease_until_us,

@@ -27,6 +27,7 @@ typedef struct SharedLocksCtl
 	pg_atomic_uint64 renewable_gen; /* bumped when a renewable row changes */
 	pg_atomic_uint64 ended;		/* rows releasing or ended, not yet deleted */
 	pg_atomic_uint64 left;		/* bumped by an exit that leaves rows behind */
+	pg_atomic_uint64 asked;		/* bumped when a release could not be sent */
 } SharedLocksCtl;
 
 extern SharedLocksCtl *shared_locks_ctl;

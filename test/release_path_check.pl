@@ -84,7 +84,7 @@ for my $f (@files)
 	{
 		$indirect_targets{$1} = $f;
 	}
-	while ($text =~ /redis_(?:failure|redo)_hook\s*=\s*(\w+)\s*;/g)
+	while ($text =~ /redis_(?:failure|confirm|unsent)_hook\s*=\s*(\w+)\s*;/g)
 	{
 		$indirect_targets{$1} = $f unless $1 eq 'NULL';
 	}
