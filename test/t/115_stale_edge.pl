@@ -1,11 +1,10 @@
-# A finding of the torture test, reduced (not run by make torture; FAILS on
-# the code it was found on): a wait on Redis that ends in an ERROR
-# (statement_timeout here; pg_cancel_backend alike) leaves its wait-for
-# edge in Redis for its time to live (2 x deadlock_timeout + 2 s), as
-# deadlock_watch_end() runs only when the wait loop returns.  A later wait
-# of the session it pointed to then follows the stale edge, sees a cycle
-# that does not exist and gets 40P01.
-#   bash /work/dev/prove.sh DIR NAME test/torture/repro_stale_edge.pl
+# The torture test's first finding, reduced to two sessions (issue 19, B):
+# a wait on Redis that ends in an ERROR (statement_timeout here;
+# pg_cancel_backend alike) used to leave its wait-for edge in Redis for its
+# time to live (2 x deadlock_timeout + 2 s), as deadlock_watch_end() ran
+# only when the wait loop returned.  A later wait of the session it pointed
+# to then followed the stale edge, saw a cycle that did not exist and got
+# 40P01.  Failed on f1ebe3e (tests 2 and 3); the edge now goes with its wait.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
