@@ -518,6 +518,13 @@ shared_locks_collect_ended(void)
 		ended_keys[kept++] = ended_keys[i];
 	}
 	nended = kept;
+	/* what a large release needed goes back too */
+	if (nended == 0 && ended_room > 1024)
+	{
+		free(ended_keys);
+		ended_keys = NULL;
+		ended_room = 0;
+	}
 }
 
 /*
