@@ -158,6 +158,12 @@ typedef struct DlockBackend
 	void		(*verify) (DlockEntry *entry);
 
 	/*
+	 * Optional: verify of entries[0..n) (all of this backend) at once, in
+	 * as few round trips as the backend can.
+	 */
+	void		(*verify_many) (DlockEntry **entries, int n);
+
+	/*
 	 * Optional: end many holds at once, as release() would one by one
 	 * (the registry passes only entries of this backend).  Never ERRORs.
 	 */

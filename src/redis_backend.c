@@ -553,23 +553,21 @@ redis_extend(DlockEntry *entry, int64 lease_ms)
 }
 
 /*
- * PRE_COMMIT: make sure the lock is still ours before the transaction's
- * work becomes visible.  In auto mode only when the lease (minus drift)
+ * PRE_COMMIT: must the lock be checked in Redis before the transaction's
+ * work becomes visible?  In auto mode only when the lease (minus drift)
  * may run out before the commit is done, so an ordinary transaction costs
- * no extra round trip.
+ * no extra round trip.  ERRORs (40001) when the lease keeper found it lost.
  */
-static void
-redis_verify(DlockEntry *entry)
+static bool
+needs_check(DlockEntry *entry)
 {
 	RedisHold  *hold = (RedisHold *) entry->backend_data;
-	StringInfoData detail;
-
 	TimestampTz lease_end;
 	int64		lease_until_us;
 	bool		lost;
 
 	if (hold == NULL || lockext_verify_on_commit == LOCKEXT_VERIFY_OFF)
-		return;
+		return false;
 
 	/* what the lease keeper found: lost, or renewed far enough */
 	if (shared_locks_hold_state(entry, DLOCK_SCOPE_XACT, &lease_end,
@@ -588,22 +586,113 @@ redis_verify(DlockEntry *entry)
 		if (lockext_verify_on_commit == LOCKEXT_VERIFY_AUTO &&
 			lockext_now_us() + lockext_command_timeout_ms * INT64CONST(1000) <
 			lease_until_us)
-			return;
+			return false;
 	}
-	if (lockext_verify_on_commit == LOCKEXT_VERIFY_AUTO &&
-		lockext_now_us() + lockext_command_timeout_ms * INT64CONST(1000) <
-		hold->valid_until_us)
-		return;
+	return !(lockext_verify_on_commit == LOCKEXT_VERIFY_AUTO &&
+			 lockext_now_us() + lockext_command_timeout_ms * INT64CONST(1000) <
+			 hold->valid_until_us);
+}
 
-	if (renew_lease(entry, hold, hold->lease_ms, true, &detail))
-		return;
+static void
+report_lost_at_commit(DlockEntry *entry, const char *detail)
+{
 	shared_stats_count(DLOCK_STAT_LOST_AT_COMMIT, 1);
 	ereport(ERROR,
 			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 			 errmsg("lock \"%s\" was lost before COMMIT", entry->key),
 			 errdetail("The lease ran out or another session took the lock: %s.",
-					   detail.data),
+					   detail),
 			 errhint("Use a longer lease, or renew it with dlock_extend() during long transactions.")));
+}
+
+/* PRE_COMMIT check of one hold (see needs_check). */
+static void
+redis_verify(DlockEntry *entry)
+{
+	RedisHold  *hold = (RedisHold *) entry->backend_data;
+	StringInfoData detail;
+
+	if (!needs_check(entry))
+		return;
+	if (renew_lease(entry, hold, hold->lease_ms, true, &detail))
+		return;
+	report_lost_at_commit(entry, detail.data);
+}
+
+/*
+ * PRE_COMMIT check of many holds: the ones that need a round trip are
+ * renewed together, in pipelined batches per node set (as the lease keeper
+ * renews), not one round trip each.
+ */
+static void
+redis_verify_many(DlockEntry **entries, int n)
+{
+	DlockEntry **todo = palloc(n * sizeof(DlockEntry *));
+	RedisRenewal *renewals = palloc(n * sizeof(RedisRenewal));
+	int64	   *outcome = palloc(n * sizeof(int64));
+	bool	   *done = palloc0(n * sizeof(bool));
+	int			ntodo = 0;
+	int			i;
+	int			j;
+
+	for (i = 0; i < n; i++)
+		if (needs_check(entries[i]))
+			todo[ntodo++] = entries[i];
+	if (ntodo == 1)
+	{
+		redis_verify(todo[0]);
+		return;
+	}
+	for (i = 0; i < ntodo; i++)
+	{
+		RedisHold  *set_hold;
+		int			m = 0;
+		int		   *at;
+
+		if (done[i])
+			continue;
+		/* the holds of one node set go in one pipeline */
+		set_hold = (RedisHold *) todo[i]->backend_data;
+		at = palloc(ntodo * sizeof(int));
+		for (j = i; j < ntodo; j++)
+		{
+			RedisHold  *hold = (RedisHold *) todo[j]->backend_data;
+			char	   *owner;
+
+			if (done[j] || hold->set != set_hold->set)
+				continue;
+			owner = palloc(redis_hold_owner_len(hold) + 1);
+			redis_hold_owner(hold, owner, redis_hold_owner_len(hold) + 1);
+			renewals[m].lockkey = psprintf("%s:lock:%s", hold->ns, todo[j]->key);
+			renewals[m].lockkey_len = strlen(renewals[m].lockkey);
+			renewals[m].owner = owner;
+			renewals[m].owner_len = redis_owner_unique_len(owner);
+			renewals[m].lease_ms = hold->lease_ms;
+			at[m++] = j;
+			done[j] = true;
+		}
+		redis_proto_extend_many(set_hold->set, renewals, m, outcome);
+		for (j = 0; j < m; j++)
+		{
+			DlockEntry *entry = todo[at[j]];
+			RedisHold  *hold = (RedisHold *) entry->backend_data;
+
+			if (outcome[j] > 0)
+			{
+				hold->valid_until_us = outcome[j];
+				note_lease(entry, hold);
+			}
+			else if (outcome[j] == 0)
+				report_lost_at_commit(entry, "a majority of the Redis nodes no longer holds it for this session");
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_CONNECTION_FAILURE),
+						 errmsg("could not verify lock \"%s\" before COMMIT: Redis is unavailable",
+								entry->key),
+						 errdetail("Too few of its %d Redis nodes answered (the first: %s).",
+								   set_hold->set->n, set_hold->set->nodes[0].display)));
+		}
+	}
 }
 
 static bool
@@ -653,6 +742,7 @@ const DlockBackend redis_backend = {
 	.extend = redis_extend,
 	.holder = redis_holder,
 	.verify = redis_verify,
+	.verify_many = redis_verify_many,
 	.release_many = redis_release_many,
 	.at_exit = redis_at_exit,
 	.statement_end = redis_statement_end,

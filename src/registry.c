@@ -516,15 +516,27 @@ check_leases(void)
 {
 	dlist_iter	iter;
 
+	DlockEntry **many = NULL;
+	int			nmany = 0;
+
 	if (pre_commit_checked)
 		return;
 	dlist_foreach(iter, &xact_entries)
 	{
 		DlockEntry *entry = dlist_container(DlockEntry, xact_node, iter.cur);
 
-		if (entry->backend->verify)
+		/* a backend that checks many at once gets them together */
+		if (entry->backend->verify_many)
+		{
+			if (many == NULL)
+				many = palloc(xact_entry_count * sizeof(DlockEntry *));
+			many[nmany++] = entry;
+		}
+		else if (entry->backend->verify)
 			entry->backend->verify(entry);
 	}
+	if (nmany > 0)
+		many[0]->backend->verify_many(many, nmany);
 	pre_commit_checked = true;
 }
 
