@@ -516,22 +516,22 @@ check_leases(void)
 {
 	dlist_iter	iter;
 
-	DlockEntry **many = NULL;
+	DlockEntry **many;
 	int			nmany = 0;
 
-	if (pre_commit_checked)
+	if (pre_commit_checked || xact_entry_count == 0)
+	{
+		pre_commit_checked = true;
 		return;
+	}
+	many = palloc(xact_entry_count * sizeof(DlockEntry *));
 	dlist_foreach(iter, &xact_entries)
 	{
 		DlockEntry *entry = dlist_container(DlockEntry, xact_node, iter.cur);
 
 		/* a backend that checks many at once gets them together */
 		if (entry->backend->verify_many)
-		{
-			if (many == NULL)
-				many = palloc(xact_entry_count * sizeof(DlockEntry *));
 			many[nmany++] = entry;
-		}
 		else if (entry->backend->verify)
 			entry->backend->verify(entry);
 	}
