@@ -303,6 +303,9 @@ extern void redis_proto_identify(const char *session_id, const char *instance);
 extern const char *redis_string_kept(const char *str);
 extern int	redis_hold_owner(const RedisHold *hold, char *buf, size_t size);
 extern int	redis_hold_owner_len(const RedisHold *hold);
+extern void redis_make_owner(RedisHold *hold);
+extern char *redis_owner_of(const RedisHold *hold);
+extern const char *redis_describe_owner(const char *value);
 extern char **redis_proto_detect(RedisNodeSet *set, const char *ns,
 								 const char *me, const char **edge_ids,
 								 const char **edges, int nedges,

@@ -17,18 +17,13 @@
 
 #include <hiredis/hiredis.h>
 
-#include "commands/dbcommands.h"
 #include "lib/stringinfo.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "owner_value.h"
 #include "redis.h"
-#include "shared_locks.h"
 
 /* The random part of owner values that only this backend writes. */
 #define OWNER_PREFIX_LEN LOCKEXT_SESSION_ID_LEN
@@ -100,179 +95,6 @@ redis_key(const char *ns, const char *kind, const char *key)
 }
 
 
-
-/* Who this process is, in owner values (redis_proto_identify). */
-static struct
-{
-	const char *session_id;
-	const char *instance;
-}			identity;
-
-/*
- * Tell the protocol who this process is: its session id (the prefix of
- * its owner values) and its instance's name.  The layer above does, before
- * the first acquire; kept for the life of the process.
- */
-void
-redis_proto_identify(const char *session_id, const char *instance)
-{
-	if (identity.session_id == NULL)
-	{
-		identity.session_id = MemoryContextStrdup(TopMemoryContext, session_id);
-		identity.instance = MemoryContextStrdup(TopMemoryContext, instance);
-	}
-}
-
-/* The owner values' middle part: instance|pid|database, built once. */
-static char *owner_middle = NULL;
-
-/*
- * The owner value, unique per hold and readable by dlock_holder():
- * unique|instance|pid|database|since|application_name.  The unique part
- * is the session id (random, drawn once per backend) and a counter of
- * holds: as unique as a fresh random value, without the cost of drawing
- * one per transaction.  A hold keeps only what varies (the counter, the
- * time, a pointer to the application name), not the value: holds are
- * many.
- */
-static void
-make_owner(RedisHold *hold)
-{
-	static uint64 holds = 0;
-
-	if (owner_middle == NULL)
-	{
-		char	   *instance = pstrdup(identity.instance);
-		char	   *db = get_database_name(MyDatabaseId);
-		char	   *m;
-		int			i;
-
-		/* '|' separates fields; only the last one may contain it */
-		for (i = 0; instance[i]; i++)
-			if (instance[i] == '|')
-				instance[i] = '_';
-		for (i = 0; db && db[i]; i++)
-			if (db[i] == '|')
-				db[i] = '_';
-		m = psprintf("%s|%d|%s", instance, MyProcPid, db ? db : "");
-		owner_middle = MemoryContextStrdup(TopMemoryContext, m);
-	}
-	hold->seq = ++holds;
-	hold->since = GetCurrentTimestamp();
-	hold->app = redis_string_kept(application_name ? application_name : "");
-}
-
-/*
- * Write hold's owner value into buf (size bytes, or none with size 0);
- * returns its length, as snprintf does.  Never ERRORs or allocates: the
- * release path renders owner values too.
- */
-int
-redis_hold_owner(const RedisHold *hold, char *buf, size_t size)
-{
-	if (hold->owner != NULL)
-		return snprintf(buf, size, "%s", hold->owner);
-	return snprintf(buf, size, "%s%016llx|%s|" INT64_FORMAT "|%s",
-					identity.session_id, (unsigned long long) hold->seq,
-					owner_middle, hold->since, hold->app);
-}
-
-/* The length of hold's owner value.  Never ERRORs. */
-int
-redis_hold_owner_len(const RedisHold *hold)
-{
-	char		one;
-
-	return redis_hold_owner(hold, &one, 1);
-}
-
-/* hold's owner value, palloc'd.  May ERROR. */
-static char *
-owner_of(const RedisHold *hold)
-{
-	int			len = redis_hold_owner_len(hold);
-	char	   *buf = palloc(len + 1);
-
-	redis_hold_owner(hold, buf, len + 1);
-	return buf;
-}
-
-/*
- * A string kept for the life of the process (holds point to it): a
- * namespace, an application name.  A session sees few.
- */
-const char *
-redis_string_kept(const char *str)
-{
-	static List *kept = NIL;
-	ListCell   *lc;
-	MemoryContext oldcxt;
-
-	foreach(lc, kept)
-		if (strcmp(lfirst(lc), str) == 0)
-			return lfirst(lc);
-	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-	kept = lappend(kept, pstrdup(str));
-	MemoryContextSwitchTo(oldcxt);
-	return llast(kept);
-}
-
-/*
- * How much of an owner value lockext wrote identifies its hold: the unique
- * part and the '|' after it (the whole value if it has none).
- */
-size_t
-redis_owner_unique_len(const char *owner)
-{
-	const char *bar = strchr(owner, '|');
-
-	return bar ? (size_t) (bar - owner) + 1 : strlen(owner);
-}
-
-/* A field of an owner value as text, or NULL when not valid text here. */
-static char *
-owner_field_text(OwnerField f)
-{
-	if (!pg_verifymbstr(f.p, (int) f.len, true))
-		return NULL;
-	return pnstrdup(f.p, f.len);
-}
-
-/*
- * The holder an owner value read from Redis names; false when it is not a
- * value lockext wrote (anyone with access to Redis may write anything).
- */
-bool
-redis_parse_owner(const char *value, DlockHolderInfo *info)
-{
-	OwnerValue	v;
-
-	if (!owner_value_parse(value, strlen(value), &v))
-		return false;
-	info->instance = owner_field_text(v.instance);
-	info->database = owner_field_text(v.database);
-	info->application_name = owner_field_text(v.application_name);
-	if (info->instance == NULL || info->database == NULL ||
-		info->application_name == NULL)
-		return false;
-	if (info->database[0] == '\0')
-		info->database = NULL;
-	info->pid = v.pid;
-	info->since = (TimestampTz) v.since;
-	return true;
-}
-
-/* Who holds it, for messages: "pid 123 on db1:5432". */
-static const char *
-describe_owner(const char *value)
-{
-	DlockHolderInfo info;
-
-	memset(&info, 0, sizeof(info));
-	if (!redis_parse_owner(value, &info))
-		return "an unknown owner";
-	return psprintf("pid %d on %s", info.pid, info.instance);
-}
 
 static void
 append_node_outcome(StringInfo detail, RedisNode *node, const char *what)
@@ -346,7 +168,7 @@ run_acquire(RedisNodeSet *set, RedisHold **holds, const char **keys, int n,
 	const char **rkeys = palloc((2 * n + 1) * sizeof(char *));
 	const char **args = palloc((n + 2) * sizeof(char *));
 	const char *lease = psprintf(INT64_FORMAT, lease_ms);
-	const char *prefix = pnstrdup(owner_of(holds[0]), OWNER_PREFIX_LEN);
+	const char *prefix = pnstrdup(redis_owner_of(holds[0]), OWNER_PREFIX_LEN);
 	size_t		undo_len;
 	char	   *undo;
 	int			i;
@@ -361,7 +183,7 @@ run_acquire(RedisNodeSet *set, RedisHold **holds, const char **keys, int n,
 		rkeys[0] = redis_key(ns, "lock", keys[0]);
 		rkeys[1] = psprintf("%s:fence", ns);
 		rkeys[2] = redis_key(ns, "waiting", keys[0]);
-		args[0] = owner_of(holds[0]);
+		args[0] = redis_owner_of(holds[0]);
 		args[1] = lease;
 		args[2] = prefix;
 	}
@@ -374,7 +196,7 @@ run_acquire(RedisNodeSet *set, RedisHold **holds, const char **keys, int n,
 		{
 			rkeys[1 + i] = redis_key(ns, "lock", keys[i]);
 			rkeys[1 + n + i] = redis_key(ns, "waiting", keys[i]);
-			args[2 + i] = owner_of(holds[i]);
+			args[2 + i] = redis_owner_of(holds[i]);
 		}
 	}
 	undo = redis_format_release(rel, n, &undo_len);
@@ -424,7 +246,7 @@ redis_proto_acquire_many(RedisHold **holds, const char **keys, int n,
 	initStringInfo(&out->detail);
 	for (k = 0; k < n; k++)
 	{
-		make_owner(holds[k]);
+		redis_make_owner(holds[k]);
 		/* the hold keeps the namespace it was taken in */
 		Assert(holds[k]->ns != NULL);	/* the caller's namespace */
 	}
@@ -469,9 +291,9 @@ redis_proto_acquire_many(RedisHold **holds, const char **keys, int n,
 				append_node_outcome(&out->detail, &set->nodes[i],
 									n > 1 ?
 									psprintf("\"%s\" held by %s", keys[busy],
-											 describe_owner(rep->element[at]->str)) :
+											 redis_describe_owner(rep->element[at]->str)) :
 									psprintf("held by %s",
-											 describe_owner(rep->element[at]->str)));
+											 redis_describe_owner(rep->element[at]->str)));
 			}
 			else
 				append_node_outcome(&out->detail, &set->nodes[i], "unexpected reply");
@@ -573,7 +395,7 @@ redis_proto_extend(RedisHold *hold, const char *key, int64 lease_ms,
 	int			i;
 
 	keys[0] = redis_key(hold->ns, "lock", key);
-	args[0] = owner_of(hold);
+	args[0] = redis_owner_of(hold);
 	args[1] = psprintf(INT64_FORMAT, lease_ms);
 
 	redis_run_script(nodes, set_nodes(set, nodes), SCRIPT_EXTEND, 1, keys, 2, args,
