@@ -133,7 +133,17 @@ redis_send_givebacks(RedisNode **nodes, int n, char **cmds,
 	{
 		RedisNode  *node = nodes[i];
 
-		/* never connects: only connections already open are used */
+		/*
+		 * never connects: only connections already open are used; one still
+		 * being opened takes the give-backs, sent once it is up
+		 */
+		if (!open_now(node) && node->ctx != NULL)
+		{
+			for (c = 0; c < ncmds; c++)
+				(void) rconn_queue_giveback(node, cmds[c], lens[c], nkeys[c],
+											NULL, gbs ? gbs[c] : NULL);
+			continue;
+		}
 		if (!open_now(node))
 		{
 			/* keep them for the next connection */
@@ -165,6 +175,8 @@ redis_send_givebacks(RedisNode **nodes, int n, char **cmds,
 		RedisNode  *node = nodes[i];
 		RedisPending *p;
 
+		if (node->ctx != NULL && node->connecting)
+			continue;			/* its give-backs go out once it is up */
 		if (!done && rwait_node_busy(node, wait ? PUMP_ALL_REPLIES : PUMP_FLUSHED))
 		{
 			/* out of time: to the redo list */
