@@ -154,6 +154,22 @@ while ($stats =~ /cmdstat_(\w+):calls=(\d+)/g)
 }
 is($calls, 2, '100 keys: one command to take them, one to give them back');
 
+# Wait (up to 5 s) until the nodes hold as many of PREFIX1..3 as WANT says
+# ("3,3,3").
+sub wait_for_nodes
+{
+	my ($nodes, $prefix, $want) = @_;
+	my $got;
+	for (1 .. 100)
+	{
+		$got = join(',', map { $_->cli('EXISTS', map { "lockext:lock:$prefix$_" } 1 .. 3) } @$nodes);
+		return 1 if $got eq $want;
+		usleep(50_000);
+	}
+	diag("$prefix keys on the nodes: $got, not $want");
+	return 0;
+}
+
 # 9. On a quorum of three nodes: all or none, one command per node.  qk2
 #    is held on two nodes only (as after a grant the third node missed);
 #    with the scripts flushed, the acquire stops waiting for the third
@@ -177,10 +193,20 @@ for my $round (1 .. 8)
 }
 is($stray, 0, 'quorum: nothing left on any node, in eight rounds');
 $q[$_]->cli('DEL', 'lockext:lock:qk2') for (0, 1);
-# The counts are of the commands that name this transaction's keys (qc*),
+# The counts are of the scripts that name this transaction's keys (qc*),
 # from each node's slow log with every command in it: what the rounds above
 # left may still go out (a give-back kept for a connection being opened, the
-# keeper's resends) and must not count.
+# keeper's resends) and must not count.  A fresh session, whose scripts are
+# known to every node first: with the rounds' SCRIPT FLUSH, a node may not
+# have them yet, and its first EVALSHA is then refused and followed by EVAL.
+$s->quit;
+$s = $a->background_psql('postgres', on_error_stop => 0);
+$s->query_safe("SET lockext.redis_nodes = '$qurl'");
+$s->query_safe("BEGIN; SELECT dlock_acquire_all(ARRAY['qw1', 'qw2', 'qw3'])");
+ok(wait_for_nodes(\@q, 'qw', '3,3,3'), 'warm-up: taken on every node');
+$s->query_safe('COMMIT');
+$s->query_safe('SELECT 1');
+ok(wait_for_nodes(\@q, 'qw', '0,0,0'), 'warm-up: given back on every node');
 for my $node (@q)
 {
 	$node->cli('CONFIG', 'SET', 'slowlog-log-slower-than', '0');
@@ -190,14 +216,7 @@ for my $node (@q)
 $s->query_safe("BEGIN; SELECT array_length(dlock_acquire_all(ARRAY['qc1', 'qc2', 'qc3']), 1)");
 # (the acquire returns once a majority granted: the third node may be a
 # moment behind)
-my $on_nodes;
-for (1 .. 20)
-{
-	$on_nodes = join(',', map { $_->cli('EXISTS', 'lockext:lock:qc1', 'lockext:lock:qc2', 'lockext:lock:qc3') } @q);
-	last if $on_nodes eq '3,3,3';
-	usleep(50_000);
-}
-is($on_nodes, '3,3,3', 'quorum: all three keys on every node');
+ok(wait_for_nodes(\@q, 'qc', '3,3,3'), 'quorum: all three keys on every node');
 $s->query_safe('COMMIT');
 $s->query_safe('SELECT 1');	# its statement end reads the releases' answers
 # The logged scripts that name lockext:lock:qc1 (every script of this
@@ -218,7 +237,7 @@ sub qc_commands
 }
 # (COMMIT does not wait for the release's answer: a node may be a moment
 # behind)
-my $calls;
+$calls = '';
 for (1 .. 20)
 {
 	$calls = join(',', map { qc_commands($_) } @q);
