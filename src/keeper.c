@@ -490,7 +490,8 @@ sweep_rows(TimestampTz now)
 			}
 			holds[m].set = kept[s];
 			holds[m].ns = it->ns;
-			holds[m].owner = it->owner;
+			holds[m].text = it->owner;
+			holds[m].owner_given = true;
 			holds[m].token = it->token;
 			holds[m].lease_ms = it->lease_ms;
 			rel[m].key = it->keytext;

@@ -107,12 +107,13 @@ typedef struct RedisHold
 	/* the lock value, ours alone: rendered by redis_hold_owner() from... */
 	uint64		seq;			/* this backend's count of holds */
 	TimestampTz since;			/* when it was asked for */
-	const char *app;			/* application_name then (a kept string) */
-	const char *owner;			/* ...or given whole (the keeper's), or NULL */
+	/* application_name then (a kept string), or the value given whole */
+	const char *text;
 	int64		token;			/* fencing token the quorum gave */
-	int64		lease_ms;
 	int64		valid_until_us; /* monotonic: lease end minus clock drift */
-} RedisHold;
+	int32		lease_ms;		/* at most INT_MAX (sql_api.c checks) */
+	bool		owner_given;	/* text is the whole value (the keeper's) */
+} RedisHold;					/* 64 bytes: one per Redis hold */
 
 typedef enum RedisAcquireStatus
 {

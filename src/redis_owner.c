@@ -83,7 +83,8 @@ redis_make_owner(RedisHold *hold)
 	}
 	hold->seq = ++holds;
 	hold->since = GetCurrentTimestamp();
-	hold->app = redis_string_kept(application_name ? application_name : "");
+	hold->text = redis_string_kept(application_name ? application_name : "");
+	hold->owner_given = false;
 }
 
 /*
@@ -94,11 +95,11 @@ redis_make_owner(RedisHold *hold)
 int
 redis_hold_owner(const RedisHold *hold, char *buf, size_t size)
 {
-	if (hold->owner != NULL)
-		return snprintf(buf, size, "%s", hold->owner);
+	if (hold->owner_given)
+		return snprintf(buf, size, "%s", hold->text);
 	return snprintf(buf, size, "%s%016llx|%s|" INT64_FORMAT "|%s",
 					identity.session_id, (unsigned long long) hold->seq,
-					owner_middle, hold->since, hold->app);
+					owner_middle, hold->since, hold->text);
 }
 
 /* The length of hold's owner value.  Never ERRORs. */
