@@ -71,6 +71,11 @@ typedef struct RedisNode
 	TimestampTz last_failure_at;
 	char		last_failure[256];
 	int64		last_rtt_us;	/* of the last awaited reply; 0: none yet */
+
+	/* the server's redis_version at the last connect; too old: refused */
+	char		version[16];
+	bool		too_old;
+	int64		too_old_at_us;	/* when it was found too old */
 } RedisNode;
 
 typedef struct RedisNodeSet
@@ -220,6 +225,7 @@ extern void redis_forget_redo(RedisNode *node);
 extern void redis_abandon_inflight(void);
 extern void redis_flush_redo(RedisNode **nodes, int n);
 extern void redis_take_answers(RedisNode **nodes, int n);
+extern const RedisNode *redis_too_old_node(const RedisNodeSet *set);
 
 /*
  * Hooks for the layers above: every failure of a node (dlock_stats), and

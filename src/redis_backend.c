@@ -100,10 +100,24 @@ publish_wait(DlockEntry *entry, const char *holder)
 		shared_locks_wait_start(entry, NULL, 0);
 }
 
-/* Nodes refused the acquire outright: no fallback, the setup is wrong. */
+/*
+ * Nodes refused the acquire outright: no fallback, the setup is wrong.  A
+ * node of set refused at connect for its version is named first (it is
+ * the reason when a quorum falls short with it).
+ */
 static void
-report_refusal(const char *key, RedisAcquireResult *res)
+report_refusal(const RedisNodeSet *set, const char *key, RedisAcquireResult *res)
 {
+	const RedisNode *old = redis_too_old_node(set);
+
+	if (res->refusal == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE && old != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("Redis node %s runs a version of Redis lockext does not support",
+						old->display),
+				 errdetail("It runs Redis %s. Lock \"%s\" was not taken: %s.",
+						   old->version, key, res->detail.data),
+				 errhint("lockext needs Redis 6.2 or later.")));
 	if (res->refusal == ERRCODE_WRONG_OBJECT_TYPE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -186,7 +200,7 @@ acquire_remote(DlockEntry **entries, RedisHold **holds, int n, int64 start_us,
 				granted = true;
 				break;
 			case REDIS_ACQ_REFUSED:
-				report_refusal(busy->key, &res);
+				report_refusal(holds[0]->set, busy->key, &res);
 				break;
 			case REDIS_ACQ_EXPIRED:
 				/* retried while time is left: Redis may have been slow once */

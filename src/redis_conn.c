@@ -15,8 +15,9 @@
  * a connection that is lost before they are confirmed are kept and sent
  * again, first thing, on the node's next connection.
  *
- * At connect, the node's eviction policy is checked (INFO memory): a node
- * that may evict keys may evict a held lock, and is refused.
+ * At connect, the node's version (INFO server) and eviction policy (INFO
+ * memory) are checked (redis_checks.c), pipelined with the handshake: no
+ * round trip of their own.
  *
  * Nothing here raises an ERROR or pallocs: hiredis and the queues use
  * malloc, and failures are results.  This runs after the commit record,
@@ -50,6 +51,7 @@
 #define MAX_REDO_COMMANDS 10000
 #define MAX_REDO_BYTES (64 * 1024 * 1024)
 
+#define REFUSED_BY_LOCKEXT "node refused by lockext"
 
 /* Failures of nodes, for dlock_stats (set by the backend, not the keeper). */
 void		(*redis_failure_hook) (void) = NULL;
@@ -320,9 +322,9 @@ append_handshake(RedisNode *node, RedisCmdKind kind, int argc,
 
 /*
  * Start a non-blocking connect, and queue the handshake (AUTH, SELECT, the
- * eviction check) and the give-backs left from a lost connection in front
- * of whatever follows.  Returns false with res filled when the connect
- * failed at once.
+ * version and eviction checks) and the give-backs left from a lost
+ * connection in front of whatever follows.  Returns false with res filled
+ * when the connect failed at once.
  */
 bool
 rconn_connect(RedisNode *node, RedisResult *res)
@@ -390,7 +392,10 @@ rconn_connect(RedisNode *node, RedisResult *res)
 		argv[1] = db;
 		ok &= append_handshake(node, RCMD_HANDSHAKE, 2, argv);
 	}
+	/* one section per INFO: Redis before 7.0 takes no more */
 	argv[0] = "INFO";
+	argv[1] = "server";
+	ok &= append_handshake(node, RCMD_VERSION, 2, argv);
 	argv[1] = "memory";
 	ok &= append_handshake(node, RCMD_INFO, 2, argv);
 
@@ -521,44 +526,9 @@ rconn_write_now(RedisNode *node)
 }
 
 /*
- * A node that may evict keys may evict a held lock.  maxmemory 0 means no
- * limit, hence no eviction whatever the policy.  False, with why filled,
- * when the node must not be used.
- */
-static bool
-eviction_ok(redisReply *r, char *why, size_t whylen)
-{
-	const char *mm;
-	const char *pol;
-	char		policy[32];
-	int			i;
-
-	if (r->type != REDIS_REPLY_STRING)
-	{
-		snprintf(why, whylen, "INFO memory was refused: %s",
-				 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-		return false;
-	}
-	mm = strstr(r->str, "\nmaxmemory:");
-	pol = strstr(r->str, "\nmaxmemory_policy:");
-	if (mm == NULL || pol == NULL)
-		return true;			/* not a Redis that evicts */
-	pol += strlen("\nmaxmemory_policy:");
-	for (i = 0; i < (int) sizeof(policy) - 1 && pol[i] > ' '; i++)
-		policy[i] = pol[i];
-	policy[i] = '\0';
-	if (strtoll(mm + strlen("\nmaxmemory:"), NULL, 10) == 0 ||
-		strcmp(policy, "noeviction") == 0)
-		return true;
-	snprintf(why, whylen, "maxmemory-policy is %s with maxmemory set, so the node may evict held locks",
-			 policy);
-	return false;
-}
-
-/*
- * A setup reply (handshake, eviction check) that makes the connection
- * unusable: free it and its command, and fail the connection.  why may
- * point into the reply.  Returns false, for take_reply().
+ * A setup reply (handshake, version and eviction checks) that makes the
+ * connection unusable: free it and its command, and fail the connection.
+ * why may point into the reply.  Returns false, for take_reply().
  */
 static bool
 refuse_connection(RedisNode *node, redisReply *r, RedisPending *p,
@@ -603,6 +573,7 @@ take_reply(RedisNode *node, redisReply *r)
 										 "authentication or database selection failed",
 										 r->str, 0);
 			break;
+		case RCMD_VERSION:
 		case RCMD_INFO:
 			/* no AUTH sent to a server that wants one, or INFO denied */
 			if (r->type == REDIS_REPLY_ERROR)
@@ -610,8 +581,10 @@ take_reply(RedisNode *node, redisReply *r)
 										 strncmp(r->str, "NOAUTH", 6) == 0 ?
 										 "authentication required (no password in the URL or lockext.redis_passfile)" :
 										 "INFO refused", r->str, 0);
-			if (!eviction_ok(r, why, sizeof(why)))
-				return refuse_connection(node, r, p, "node refused by lockext", why,
+			if (p->kind == RCMD_VERSION ?
+				!rcheck_version(node, r, why, sizeof(why)) :
+				!rcheck_eviction(r, why, sizeof(why)))
+				return refuse_connection(node, r, p, REFUSED_BY_LOCKEXT, why,
 										 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
 			break;
 		case RCMD_AWAITED:
@@ -689,16 +662,25 @@ rconn_read(RedisNode *node)
 /*
  * Read what an idle connection has (answers we did not wait for), without
  * waiting: a connection the server closed is noticed here rather than
- * taken for a working one.  Then make sure the node is connected.
+ * taken for a working one.  Then make sure the node is connected (a node
+ * found too old lately is refused at once).
  */
 bool
 rconn_ready(RedisNode *node, RedisResult *res, bool *fresh)
 {
+	char		why[64];
+
 	*fresh = false;
 	if (node->ctx != NULL && !node->connecting && !node->out_pending)
 		(void) rconn_read(node);
 	if (node->ctx != NULL)
 		return true;
+	if (rcheck_known_old(node, why, sizeof(why)))
+	{
+		rconn_set_failure(node, res, RNODE_ERROR_REPLY, REFUSED_BY_LOCKEXT, why);
+		res->refusal = ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
+		return false;
+	}
 	if (!rconn_connect(node, res))
 		return false;
 	*fresh = true;

@@ -2,9 +2,9 @@
  *
  * redis_conn_int.h
  *	  What the parts of the Redis connection layer share: connections and
- *	  their command queues (redis_conn.c), their TLS transport
- *	  (redis_tls.c), and waiting on them (redis_wait.c).  Not for other
- *	  layers: they use redis.h.
+ *	  their command queues (redis_conn.c), the checks of a node at connect
+ *	  (redis_checks.c), their TLS transport (redis_tls.c), and waiting on
+ *	  them (redis_wait.c).  Not for other layers: they use redis.h.
  *
  *-------------------------------------------------------------------------
  */
@@ -16,6 +16,7 @@
 typedef enum RedisCmdKind
 {
 	RCMD_HANDSHAKE,				/* AUTH, SELECT: an error fails the connection */
+	RCMD_VERSION,				/* INFO server: the version check */
 	RCMD_INFO,					/* INFO memory: the eviction check */
 	RCMD_AWAITED,				/* node->awaiting receives the reply */
 	RCMD_SKIP,					/* nobody waits; an error reply is logged */
@@ -53,6 +54,12 @@ extern void rconn_fail(RedisNode *node, RedisOutcome outcome, const char *what,
 extern bool rconn_ready(RedisNode *node, RedisResult *res, bool *fresh);
 extern void rconn_write_now(RedisNode *node);
 extern int	rconn_wait_events(RedisNode *node);
+
+/* redis_checks.c: what a node must be to be used */
+extern bool rcheck_version(RedisNode *node, struct redisReply *r, char *why,
+						   size_t whylen);
+extern bool rcheck_eviction(struct redisReply *r, char *why, size_t whylen);
+extern bool rcheck_known_old(RedisNode *node, char *why, size_t whylen);
 
 /* redis_tls.c: the transport of rediss:// connections */
 extern bool rtls_start(RedisNode *node, char *why, size_t whylen);

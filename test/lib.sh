@@ -50,6 +50,52 @@ install_packages() {
 	return $rc
 }
 
+# Redis 6.0 (Debian bullseye's), which lockext refuses: 117_old_redis.pl
+# starts one.  Not installed, and bullseye not added to apt's sources: the
+# .debs are fetched once, checked and unpacked here, with the libraries
+# bookworm lacks (libssl1.1) or has but we do not install (Lua's, fetched
+# with apt-get download).  LOCKEXT_OLD_REDIS_SERVER names a script that
+# runs it; set whenever this ran, so the test fails (not skips) if the
+# binary is missing.
+OLD_REDIS_DIR=/var/cache/lockext-test/redis6.0
+OLD_REDIS_POOL=http://deb.debian.org/debian/pool/main
+OLD_REDIS_DEBS="
+d7d3d93e00d414982eef09b57de3ad39db5ab61c16aef58241dedb75db0105fc r/redis/redis-server_6.0.16-1+deb11u2_amd64.deb
+0329056b6cf1cc65ec1069a66bb0825ddb8307d1c6c5c93ab022fb19187138fd r/redis/redis-tools_6.0.16-1+deb11u2_amd64.deb
+aadf8b4b197335645b230c2839b4517aa444fd2e8f434e5438c48a18857988f7 o/openssl/libssl1.1_1.1.1w-0+deb11u1_amd64.deb"
+OLD_REDIS_APT="liblua5.1-0 lua-cjson lua-bitop"
+install_old_redis() {
+	export LOCKEXT_OLD_REDIS_SERVER=$OLD_REDIS_DIR/redis-server
+	[ -x "$LOCKEXT_OLD_REDIS_SERVER" ] && return 0
+	log "fetching Redis 6.0.16 (Debian bullseye) into $OLD_REDIS_DIR"
+	local tmp sum path
+	tmp=$(mktemp -d) || return 1
+	chmod 755 "$tmp"
+	(
+		cd "$tmp" || exit 1
+		echo "$OLD_REDIS_DEBS" | while read -r sum path; do
+			[ -n "$path" ] || continue
+			curl -fsS --max-time 120 -o "${path##*/}" "$OLD_REDIS_POOL/$path" &&
+				echo "$sum  ${path##*/}" | sha256sum -c --quiet || exit 1
+		done &&
+			{ apt-get download -qq $OLD_REDIS_APT 2>/dev/null ||
+				{ apt-get update -qq && apt-get download -qq $OLD_REDIS_APT 2>/dev/null; }; } &&
+			mkdir -p root && for d in *.deb; do dpkg-deb -x "$d" root || exit 1; done &&
+			mkdir -p "$OLD_REDIS_DIR" && rm -rf "$OLD_REDIS_DIR/root" &&
+			mv root "$OLD_REDIS_DIR/root" &&
+			printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' \
+				"$OLD_REDIS_DIR/root/usr/lib/x86_64-linux-gnu" \
+				"$OLD_REDIS_DIR/root/usr/bin/redis-server" >"$OLD_REDIS_DIR/run.new" &&
+			chmod 755 "$OLD_REDIS_DIR/run.new" &&
+			"$OLD_REDIS_DIR/run.new" --version | grep -q 'v=6\.0\.' &&
+			mv "$OLD_REDIS_DIR/run.new" "$LOCKEXT_OLD_REDIS_SERVER"
+	)
+	local rc=$?
+	rm -rf "$tmp"
+	[ $rc -eq 0 ] || echo "could not set up Redis 6.0 in $OLD_REDIS_DIR (117_old_redis.pl will fail)" >&2
+	return $rc
+}
+
 # Create $1 as a system user when missing; RUN_USER_CREATED=1 when we did.
 ensure_user() {
 	id "$1" >/dev/null 2>&1 && return 0
@@ -75,6 +121,7 @@ remove_runner() {
 setup_runner() {
 	if [ "$(id -u)" = 0 ]; then
 		install_packages || return 1
+		install_old_redis
 		RUN_USER=$1
 		ensure_user "$1" || return 1
 		as_user() { runuser -u "$RUN_USER" -- "$@"; }

@@ -15,8 +15,10 @@ use Time::HiRes qw(usleep);
 my @servers;
 
 # RedisServer->new($name, appendonly => 1, requirepass => 'secret', conf => [...],
-#   tls => { dir => $certs, cert => 'server', auth_clients => 'yes' })
-# With tls, the port is a TLS port only (no plain one).
+#   tls => { dir => $certs, cert => 'server', auth_clients => 'yes' },
+#   server => '/path/to/redis-server')
+# With tls, the port is a TLS port only (no plain one).  server: another
+# redis-server than the one on PATH (an older Redis).
 sub new
 {
 	my ($class, $name, %opts) = @_;
@@ -73,7 +75,7 @@ sub start
 	print $fh "$_\n" for @{ $self->{opts}{conf} // [] };
 	close $fh;
 
-	$self->{handle} = IPC::Run::start([ 'redis-server', $conf ],
+	$self->{handle} = IPC::Run::start([ $self->{opts}{server} // 'redis-server', $conf ],
 		'>', '/dev/null', '2>', "$self->{dir}/stderr.log");
 	for (1 .. 200)
 	{
