@@ -7,8 +7,8 @@
  * Started by the postmaster when lockext is preloaded, restarted a second
  * after it dies; backends never wait for it (acquire and release stay in
  * the backend), and without it leases behave as in 1.0.  It keeps a copy
- * of the renewable holds of the server's own node set from the shared
- * lock table (shared_locks.c), read again only when that changed, sleeps
+ * of the renewable holds from the shared lock table, brought up to date
+ * one changed row at a time, with a due-queue (keeper_items.c), sleeps
  * until the next lease falls due (a backend that publishes an earlier one
  * sets its latch), and renews, in one batched command per node, every
  * hold before a third of its lease has passed, if the process that took it
@@ -63,6 +63,7 @@
 
 #include "redis.h"
 #include "keeper.h"
+#include "keeper_items.h"
 #include "keeper_state.h"
 #include "liveness.h"
 #include "shared_locks.h"
@@ -84,17 +85,10 @@ PGDLLEXPORT void lockext_keeper_main(Datum arg);
  * reloaded yet still takes there).  Beyond KEEPER_MAX_SETS the oldest is
  * forgotten, and holds on it are marked lost.
  */
-#define KEEPER_MAX_SETS 8
 static RedisNodeSet *kept[KEEPER_MAX_SETS];
 static int	nkept = 0;
 static bool kept_changed = false;
-
-/* The renewable holds, as last read from the shared table. */
-static MemoryContext items_cxt;
-static KeeperItem *items = NULL;
-static int	nitems = 0;
-static uint64 items_gen = 0;
-static int *item_set;			/* each one's place in kept[], or -1 */
+static int	forgotten = 0;		/* holds on sets it does not know, this round */
 
 static TimestampTz next_ping = 0;
 
@@ -181,27 +175,46 @@ holders_seen(void)
 }
 
 /*
- * Is the backend with this pid idle in transaction for longer than
- * lockext.max_idle_hold?  (A snapshot of the activity array per round.)
+ * The backends idle in transaction for longer than lockext.max_idle_hold,
+ * sorted by pid: read once per round (idle_round), when a hold is due.
  */
+static int *idle_pids = NULL;
+static int	nidle = 0;
+static bool idle_round = false;
+
+static int
+pid_cmp(const void *a, const void *b)
+{
+	int			x = *(const int *) a;
+	int			y = *(const int *) b;
+
+	return x < y ? -1 : x > y;
+}
+
 static bool
 idle_too_long(int pid, TimestampTz now)
 {
-	int			n = pgstat_fetch_stat_numbackends();
-	int			i;
-
-	for (i = 1; i <= n; i++)
+	if (!idle_round)
 	{
-		PgBackendStatus *be = &pgstat_fetch_stat_local_beentry(i)->backendStatus;
+		int			n = pgstat_fetch_stat_numbackends();
+		int			i;
 
-		if (be->st_procpid != pid)
-			continue;
-		return (be->st_state == STATE_IDLEINTRANSACTION ||
-				be->st_state == STATE_IDLEINTRANSACTION_ABORTED) &&
-			TimestampDifferenceExceeds(be->st_state_start_timestamp, now,
-									   lockext_max_idle_hold_ms);
+		idle_pids = palloc(Max(n, 1) * sizeof(int));
+		nidle = 0;
+		for (i = 1; i <= n; i++)
+		{
+			PgBackendStatus *be = &pgstat_fetch_stat_local_beentry(i)->backendStatus;
+
+			if ((be->st_state == STATE_IDLEINTRANSACTION ||
+				 be->st_state == STATE_IDLEINTRANSACTION_ABORTED) &&
+				TimestampDifferenceExceeds(be->st_state_start_timestamp, now,
+										   lockext_max_idle_hold_ms))
+				idle_pids[nidle++] = be->st_procpid;
+		}
+		qsort(idle_pids, nidle, sizeof(int), pid_cmp);
+		idle_round = true;
 	}
-	return false;
+	return bsearch(&pid, idle_pids, nidle, sizeof(int), pid_cmp) != NULL;
 }
 
 /* May the keeper go on renewing this hold (lockext.max_hold, max_idle_hold)? */
@@ -251,42 +264,42 @@ keep_set(RedisNodeSet *set)
 }
 
 /*
- * Read the renewable holds again if they changed since the last look.
- * Holds on a node set an earlier keeper was configured with but this one
- * does not know (it restarted) are marked lost: their holders learn it at
- * once, rather than when the lease has run out.  Earlier sets without holds
- * close their connections.
+ * An entry read anew: on which of the keeper's node sets, and when to look
+ * at it.  Holds on a node set an earlier keeper was configured with but
+ * this one does not know (it restarted) are marked lost: their holders
+ * learn it at once, rather than when the lease has run out.
  */
 static void
+fresh_entry(KeeperEntry *e)
+{
+	KeeperItem *it = &e->item;
+
+	e->set = kept_index(it->nodes_fp);
+	e->owner_len = (int) redis_owner_unique_len(it->owner);
+	if (e->set >= 0)
+		keeper_items_queue(e, it->lease_end - LOCKEXT_WAKE_LEFT_US(it->lease_ms));
+	else if (keeper_state_adopted(it->nodes_fp))
+	{
+		shared_locks_renewed(&it->key, it->since, 0, 0, true);
+		it->lease_ms = 0;
+		forgotten++;
+	}
+}
+
+/*
+ * Bring the copy of the renewable holds up to date (read whole when the
+ * node sets changed); earlier sets without holds close their connections.
+ * Returns true when changes are left to read.
+ */
+static bool
 refresh_items(void)
 {
-	MemoryContext oldcxt;
-	int			held[KEEPER_MAX_SETS] = {0};
-	int			forgotten = 0;
-	int			i;
+	bool		behind;
+	int			s;
 
-	if (items != NULL && !kept_changed &&
-		items_gen == shared_locks_renewable_gen())
-		return;
-	MemoryContextReset(items_cxt);
-	oldcxt = MemoryContextSwitchTo(items_cxt);
-	nitems = shared_locks_renewable(0, &items, &items_gen);
-	item_set = palloc((nitems + 1) * sizeof(int));
-	MemoryContextSwitchTo(oldcxt);
+	forgotten = 0;
+	behind = keeper_items_refresh(kept_changed, fresh_entry);
 	kept_changed = false;
-
-	for (i = 0; i < nitems; i++)
-	{
-		item_set[i] = kept_index(items[i].nodes_fp);
-		if (item_set[i] >= 0)
-			held[item_set[i]]++;
-		else if (keeper_state_adopted(items[i].nodes_fp))
-		{
-			shared_locks_renewed(&items[i].key, items[i].since, 0, 0, true);
-			items[i].lease_ms = 0;
-			forgotten++;
-		}
-	}
 	if (forgotten > 0)
 		ereport(LOG,
 				(errmsg_plural("lockext lease keeper does not know the Redis nodes of %d hold, and marks it lost",
@@ -294,100 +307,63 @@ refresh_items(void)
 							   forgotten, forgotten),
 				 errdetail("The holds were taken on a node list lockext.redis_nodes named before the keeper restarted, or more than %d lists ago.",
 						   KEEPER_MAX_SETS)));
-	for (i = 1; i < nkept; i++)
-		if (held[i] == 0)
+	for (s = 1; s < nkept; s++)
+		if (keeper_items_held_on(s) == 0)
 		{
 			int			n;
 
-			for (n = 0; n < kept[i]->n; n++)
-				redis_disconnect(&kept[i]->nodes[n]);
+			for (n = 0; n < kept[s]->n; n++)
+				redis_disconnect(&kept[s]->nodes[n]);
 		}
+	return behind;
+}
+
+/* Has e's renewal window opened? */
+static inline bool
+window_open(const KeeperEntry *e, TimestampTz now)
+{
+	return e->item.lease_end - now <= LOCKEXT_RENEW_LEFT_US(e->item.lease_ms);
 }
 
 /*
- * Renew, on the node set kept[s], every hold taken there whose renewal
- * window has opened and whose holder can still act; returns when the next
- * one falls due (or INT64 max).
+ * Renew, on the node set kept[s], the holds due[0..n) (their renewal
+ * window has opened, their holders can act); each is queued again for its
+ * next renewal, or soon when too few nodes answered, or not at all when it
+ * was found lost.
  */
-static TimestampTz
-renew_on(int s)
+static void
+renew_on(int s, KeeperEntry **due, int n)
 {
-	RedisNodeSet *set = kept[s];
-	TimestampTz now = GetCurrentTimestamp();
-	int64		now_us = lockext_now_us();
-	TimestampTz wake = PG_INT64_MAX;
-	int			ndue = 0;
-	int		   *due;
-	RedisRenewal *renewals;
-	int64	   *outcome;
-	HTAB	   *seen = holders_seen();
+	TimestampTz now;
+	int64		now_us;
+	RedisRenewal *renewals = palloc(n * sizeof(RedisRenewal));
+	int64	   *outcome = palloc(n * sizeof(int64));
 	int			i;
 
-	due = palloc(nitems * sizeof(int));
-	for (i = 0; i < nitems; i++)
+	for (i = 0; i < n; i++)
 	{
-		KeeperItem *it = &items[i];
-		HolderLiveness live;
-
-		if (item_set[i] != s)
-			continue;			/* another node set's */
-		if (it->lease_ms <= 0)
-			continue;			/* found lost, or released */
-		live = holder_liveness(seen, it->key.pid, it->proc_start);
-		if (live == HOLDER_GONE)
-		{
-			sweep_wanted = true;	/* the sweep releases what it left */
-			continue;
-		}
-		if (live == HOLDER_STOPPED || !within_caps(it, now))
-		{
-			/* not renewed: once the lease is over, the lock is lost */
-			if (it->lease_end <= now)
-			{
-				shared_locks_renewed(&it->key, it->since, 0, 0, true);
-				it->lease_ms = 0;
-			}
-			else				/* a stopped holder may be continued */
-				wake = Min(wake, Min(it->lease_end,
-									 TimestampTzPlusMilliseconds(now, KEEPER_RETRY_MS)));
-			continue;
-		}
-		if (it->lease_end - now > LOCKEXT_RENEW_LEFT_US(it->lease_ms))
-		{
-			wake = Min(wake, it->lease_end - LOCKEXT_WAKE_LEFT_US(it->lease_ms));
-			continue;
-		}
-		due[ndue++] = i;
-	}
-	if (ndue == 0)
-		return wake;
-
-	renewals = palloc(ndue * sizeof(RedisRenewal));
-	outcome = palloc(ndue * sizeof(int64));
-	for (i = 0; i < ndue; i++)
-	{
-		KeeperItem *it = &items[due[i]];
+		KeeperItem *it = &due[i]->item;
 
 		renewals[i].lockkey = it->lockkey;
 		renewals[i].lockkey_len = it->lockkey_len;
 		renewals[i].owner = it->owner;
-		renewals[i].owner_len = redis_owner_unique_len(it->owner);
+		renewals[i].owner_len = due[i]->owner_len;
 		renewals[i].lease_ms = it->lease_ms;
 	}
-	redis_proto_extend_many(set, renewals, ndue, outcome);
+	redis_proto_extend_many(kept[s], renewals, n, outcome);
 
 	now = GetCurrentTimestamp();
 	now_us = lockext_now_us();
-	for (i = 0; i < ndue; i++)
+	for (i = 0; i < n; i++)
 	{
-		KeeperItem *it = &items[due[i]];
+		KeeperItem *it = &due[i]->item;
 
 		if (outcome[i] > 0)
 		{
 			it->lease_end = now + (outcome[i] - now_us);
 			shared_locks_renewed(&it->key, it->since, it->lease_end, outcome[i], false);
 			shared_stats_count_db(it->dboid, DLOCK_STAT_RENEWALS, 1);
-			wake = Min(wake, it->lease_end - LOCKEXT_WAKE_LEFT_US(it->lease_ms));
+			keeper_items_queue(due[i], it->lease_end - LOCKEXT_WAKE_LEFT_US(it->lease_ms));
 		}
 		else
 		{
@@ -399,27 +375,92 @@ renew_on(int s)
 				it->lease_ms = 0;
 			}
 			else				/* too few nodes answered: soon again */
-				wake = Min(wake, TimestampTzPlusMilliseconds(now, KEEPER_RETRY_MS));
+				keeper_items_queue(due[i], TimestampTzPlusMilliseconds(now, KEEPER_RETRY_MS));
 		}
 	}
-	return wake;
 }
 
 /*
  * Renew every hold whose renewal window has opened and whose holder can
- * still act, each on the node set it was taken on; returns when the next
- * one falls due (or INT64 max).
+ * still act, each on the node set it was taken on, taking from the
+ * due-queue only what is due; returns when the next one falls due.
  */
 static TimestampTz
 renew_due(void)
 {
-	TimestampTz wake = PG_INT64_MAX;
+	TimestampTz now = GetCurrentTimestamp();
+	HTAB	   *seen = holders_seen();
+	KeeperEntry **taken;
+	KeeperEntry **batch;
+	TimestampTz *again;			/* each taken one's next look, or 0: none */
+	int			ntaken = 0;
+	int			room = 64;
+	KeeperEntry *e;
+	bool		behind = refresh_items();
+	int			i;
 	int			s;
 
-	refresh_items();
-	for (s = 0; s < nkept && nitems > 0; s++)
-		wake = Min(wake, renew_on(s));
-	return wake;
+	idle_round = false;
+	taken = palloc(room * sizeof(KeeperEntry *));
+	again = palloc(room * sizeof(TimestampTz));
+	while ((e = keeper_items_first()) != NULL &&
+		   (e->due <= now || window_open(e, now)))
+	{
+		KeeperItem *it = &e->item;
+		HolderLiveness live;
+
+		keeper_items_unqueue(e);
+		if (ntaken == room)
+		{
+			room *= 2;
+			taken = repalloc(taken, room * sizeof(KeeperEntry *));
+			again = repalloc(again, room * sizeof(TimestampTz));
+		}
+		taken[ntaken] = e;
+		again[ntaken] = 0;
+		if (it->lease_ms <= 0)
+			;					/* found lost, or released */
+		else if ((live = holder_liveness(seen, it->key.pid, it->proc_start)) == HOLDER_GONE)
+			sweep_wanted = true;	/* the sweep releases what it left */
+		else if (live == HOLDER_STOPPED || !within_caps(it, now))
+		{
+			/* not renewed: once the lease is over, the lock is lost */
+			if (it->lease_end <= now)
+			{
+				shared_locks_renewed(&it->key, it->since, 0, 0, true);
+				it->lease_ms = 0;
+			}
+			else				/* a stopped holder may be continued */
+				again[ntaken] = Min(it->lease_end,
+									TimestampTzPlusMilliseconds(now, KEEPER_RETRY_MS));
+		}
+		else if (!window_open(e, now))
+			again[ntaken] = it->lease_end - LOCKEXT_WAKE_LEFT_US(it->lease_ms);
+		else
+			again[ntaken] = -1; /* to renew */
+		ntaken++;
+	}
+	/* queued again only now: what was taken is not taken twice */
+	for (i = 0; i < ntaken; i++)
+		if (again[i] > 0)
+			keeper_items_queue(taken[i], again[i]);
+
+	batch = palloc(Max(ntaken, 1) * sizeof(KeeperEntry *));
+	for (s = 0; s < nkept; s++)
+	{
+		int			n = 0;
+
+		for (i = 0; i < ntaken; i++)
+			if (again[i] < 0 && taken[i]->set == s)
+				batch[n++] = taken[i];
+		if (n > 0)
+			renew_on(s, batch, n);
+	}
+
+	e = keeper_items_first();
+	if (behind)
+		return TimestampTzPlusMilliseconds(now, KEEPER_MIN_SLEEP_MS);
+	return e != NULL ? e->due : PG_INT64_MAX;
 }
 
 /*
@@ -578,8 +619,7 @@ lockext_keeper_main(Datum arg pg_attribute_unused())
 	/* the backends' hooks count into their databases, not here */
 	redis_failure_hook = NULL;
 
-	items_cxt = AllocSetContextCreate(TopMemoryContext, "lockext keeper holds",
-									  ALLOCSET_DEFAULT_SIZES);
+	keeper_items_init();
 	/* what one round allocates goes with the round, as in pg_cron */
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "lockext keeper round",
 									 ALLOCSET_DEFAULT_SIZES);

@@ -61,11 +61,74 @@ shared_locks_renewable(uint64 nodes_fp, KeeperItem **items, uint64 *gen)
 	return n;
 }
 
-/* Changes whenever a renewable row comes, changes or goes. */
+/*
+ * How many changes of renewable rows there have been (it grows whenever
+ * a renewable row comes, changes or goes): where the keeper's reading of
+ * the ring starts after it read the whole table.
+ */
 uint64
 shared_locks_renewable_gen(void)
 {
 	return shared_locks_ctl ? pg_atomic_read_u64(&shared_locks_ctl->renewable_gen) : 0;
+}
+
+/*
+ * The keeper: the keys of the renewable rows changed since change *pos,
+ * at most max of them, into keys; *pos moves past them.  Stops early at a
+ * change still being written (the caller looks again soon).  Returns how
+ * many, or -1 when the ring no longer holds them all (the keeper fell
+ * behind by more than LOCKEXT_CHANGE_RING: it reads the whole table).
+ */
+int
+shared_locks_changes(uint64 *pos, SharedLockKey *keys, int max)
+{
+	uint64		head = shared_locks_renewable_gen();
+	int			n = 0;
+
+	if (head - *pos > LOCKEXT_CHANGE_RING)
+		return -1;
+	while (*pos < head && n < max)
+	{
+		int			slot = (int) (*pos % LOCKEXT_CHANGE_RING);
+		pg_atomic_uint64 *seq = &shared_locks_ctl->changes[slot].seq;
+		uint64		first = pg_atomic_read_u64(seq);
+
+		if (first == 0 || first < *pos + 1)
+			break;				/* being written */
+		if (first > *pos + 1)
+			return -1;			/* written over: fallen behind */
+		pg_read_barrier();
+		keys[n] = shared_locks_ctl->changes[slot].key;
+		pg_read_barrier();
+		if (pg_atomic_read_u64(seq) != first)
+			return -1;			/* written over while read */
+		n++;
+		(*pos)++;
+	}
+	return n;
+}
+
+/*
+ * The keeper: row key as an item, when it is a renewable hold still held
+ * (false: gone, released, lost, or not one the keeper renews).
+ */
+bool
+shared_locks_renewable_row(const SharedLockKey *key, KeeperItem *it)
+{
+	SharedLockRow *row;
+	bool		renewable;
+
+	if (!shared_locks_attach())
+		return false;
+	row = dshash_find(shared_locks_table, key, false);
+	if (row == NULL)
+		return false;
+	renewable = pg_atomic_read_u32(&row->life) == LOCKEXT_ROW_LIVE &&
+		row->state == 'h' && row->nodes_fp != 0;
+	if (renewable)
+		fill_item(it, row);
+	dshash_release_lock(shared_locks_table, row);
+	return renewable;
 }
 
 /*
@@ -173,23 +236,36 @@ fill_item(KeeperItem *it, SharedLockRow *row)
 {
 	const char *key = dsa_get_address(shared_locks_dsa, row->keytext);
 	const char *ns = key + row->keylen + 1;
+	const char *owner = ns + strlen(ns) + 1;
+	size_t		keylen = row->keylen;
+	size_t		nslen = strlen(ns);
+	size_t		ownerlen = strlen(owner);
+	char	   *p;
 
-	{
-		it->key = row->key;
-		it->dboid = row->dboid;
-		it->proc_start = row->proc_start;
-		it->nodes_fp = row->nodes_fp;
-		it->lease_ms = row->lease_ms;
-		it->lease_end = row->lease_expires_at;
-		it->since = row->since;
-		it->token = row->has_token ? row->token : 0;
-		it->lockkey = psprintf("%s:lock:%s", ns, key);
-		it->lockkey_len = strlen(it->lockkey);
-		it->keytext = pstrdup(key);
-		it->ns = pstrdup(ns);
-		it->owner = pstrdup(ns + strlen(ns) + 1);
-		it->releasing = pg_atomic_read_u32(&row->life) != LOCKEXT_ROW_LIVE;
-	}
+	it->key = row->key;
+	it->dboid = row->dboid;
+	it->proc_start = row->proc_start;
+	it->nodes_fp = row->nodes_fp;
+	it->lease_ms = row->lease_ms;
+	it->lease_end = row->lease_expires_at;
+	it->since = row->since;
+	it->token = row->has_token ? row->token : 0;
+	it->releasing = pg_atomic_read_u32(&row->life) != LOCKEXT_ROW_LIVE;
+
+	/* one chunk, lockkey first (pfree(lockkey) frees them all) */
+	p = palloc(nslen + 6 + keylen + 1 + keylen + 1 + nslen + 1 + ownerlen + 1);
+	it->lockkey = p;
+	memcpy(p, ns, nslen);
+	memcpy(p + nslen, ":lock:", 6);
+	memcpy(p + nslen + 6, key, keylen);
+	p[nslen + 6 + keylen] = '\0';
+	it->lockkey_len = (int) (nslen + 6 + keylen);
+	p += it->lockkey_len + 1;
+	it->keytext = memcpy(p, key, keylen + 1);
+	p += keylen + 1;
+	it->ns = memcpy(p, ns, nslen + 1);
+	p += nslen + 1;
+	it->owner = memcpy(p, owner, ownerlen + 1);
 }
 
 /*

@@ -121,7 +121,11 @@ shared_locks_shmem_startup(void)
 	shared_locks_ctl = ShmemInitStruct("lockext shared locks", ctl_size(), &found);
 	if (!found)
 	{
+		int			i;
+
 		pg_atomic_init_u64(&shared_locks_ctl->renewable_gen, 0);
+		for (i = 0; i < LOCKEXT_CHANGE_RING; i++)
+			pg_atomic_init_u64(&shared_locks_ctl->changes[i].seq, 0);
 		pg_atomic_init_u64(&shared_locks_ctl->renewable_rows, 0);
 		pg_atomic_init_u64(&shared_locks_ctl->ended, 0);
 		pg_atomic_init_u64(&shared_locks_ctl->left, 0);
@@ -216,6 +220,24 @@ count_new_row(bool renewable, const char *keytext)
 	return true;
 }
 
+/*
+ * A renewable row came, changes or goes: its key goes into the ring the
+ * keeper reads (the keeper then reads that row again).  A slot's seq is 0
+ * while its key is being written.  Never ERRORs.
+ */
+static void
+note_change(const SharedLockKey *key)
+{
+	uint64		claim = pg_atomic_fetch_add_u64(&shared_locks_ctl->renewable_gen, 1);
+	int			slot = (int) (claim % LOCKEXT_CHANGE_RING);
+
+	pg_atomic_write_u64(&shared_locks_ctl->changes[slot].seq, 0);
+	pg_write_barrier();
+	shared_locks_ctl->changes[slot].key = *key;
+	pg_write_barrier();
+	pg_atomic_write_u64(&shared_locks_ctl->changes[slot].seq, claim + 1);
+}
+
 /* A row is going: count it out. */
 void
 shared_locks_count_gone(const SharedLockRow *row)
@@ -224,7 +246,7 @@ shared_locks_count_gone(const SharedLockRow *row)
 	if (row->nodes_fp != 0)
 	{
 		pg_atomic_fetch_sub_u64(&shared_locks_ctl->renewable_rows, 1);
-		pg_atomic_fetch_add_u64(&shared_locks_ctl->renewable_gen, 1);
+		note_change(&row->key);
 	}
 }
 
@@ -271,7 +293,7 @@ put_row(SharedLockRow *old, const SharedLockKey *key, const char *keytext,
 				row->state = state;
 			dshash_release_lock(shared_locks_table, row);
 			if (values->nodes_fp != 0)
-				pg_atomic_fetch_add_u64(&shared_locks_ctl->renewable_gen, 1);
+				note_change(&oldkey);
 			return row;
 		}
 	}
@@ -320,7 +342,7 @@ put_row(SharedLockRow *old, const SharedLockKey *key, const char *keytext,
 	row->keylen = keylen;
 	dshash_release_lock(shared_locks_table, row);
 	if (values->nodes_fp != 0)
-		pg_atomic_fetch_add_u64(&shared_locks_ctl->renewable_gen, 1);
+		note_change(key);
 	return row;
 }
 

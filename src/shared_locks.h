@@ -73,6 +73,12 @@ typedef struct SharedLockRow
 #define LOCKEXT_WAKE_LEFT_US(lease_ms)	((lease_ms) * 1000 * 33 / 48)
 
 /* A renewable hold, as the keeper sees it. */
+/*
+ * Slots in the ring of changed renewable rows the keeper reads (32 bytes
+ * each); a keeper that falls further behind reads the whole table again.
+ */
+#define LOCKEXT_CHANGE_RING 32768
+
 typedef struct KeeperItem
 {
 	SharedLockKey key;
@@ -132,6 +138,8 @@ extern bool shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
 extern int	shared_locks_renewable(uint64 nodes_fp, KeeperItem **items,
 								   uint64 *gen);
 extern uint64 shared_locks_renewable_gen(void);
+extern int	shared_locks_changes(uint64 *pos, SharedLockKey *keys, int max);
+extern bool shared_locks_renewable_row(const SharedLockKey *key, KeeperItem *it);
 extern void shared_locks_drop_orphan(const SharedLockKey *key,
 									 uint64 proc_start);
 extern int	shared_locks_sweep(bool (*gone) (int pid, uint64 start, void *arg),

@@ -24,10 +24,20 @@ typedef struct SharedLocksCtl
 	pg_atomic_uint64 rows;		/* rows in the table */
 	pg_atomic_uint64 renewable_rows;	/* of them, rows of Redis holds */
 	pg_atomic_uint64 missing;	/* holds and waits not in it (cap reached) */
-	pg_atomic_uint64 renewable_gen; /* bumped when a renewable row changes */
+	pg_atomic_uint64 renewable_gen; /* changes[] slots claimed so far */
 	pg_atomic_uint64 ended;		/* rows releasing or ended, not yet deleted */
 	pg_atomic_uint64 left;		/* bumped by an exit that leaves rows behind */
 	pg_atomic_uint64 asked;		/* bumped when a release could not be sent */
+	/*
+	 * The keys of renewable rows that came, changed or went, for the keeper
+	 * to read again (a ring: renewable_gen counts the slots ever claimed; a
+	 * slot's seq is its claim's number plus one once its key is written).
+	 */
+	struct
+	{
+		pg_atomic_uint64 seq;
+		SharedLockKey key;
+	}			changes[LOCKEXT_CHANGE_RING];
 } SharedLocksCtl;
 
 extern SharedLocksCtl *shared_locks_ctl;

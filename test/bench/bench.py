@@ -462,9 +462,11 @@ def memory_scenario(srv, a, one, nodes_one, rows, summary):
 def keeper_scenario(srv, port, rows, summary):
     for n, lease in ((10000, 3), (100000, 30), (100000, 3)):
         # a 30 s lease is renewed every 10 s: 20 s see two rounds
-        pct, renewals = keeper_cpu(srv, port, n, max(2 * SECONDS, 2 * lease / 3 + 1), lease)
+        pct, renewals, taking = keeper_cpu(srv, port, n, max(2 * SECONDS, 2 * lease / 3 + 1), lease)
         scenario = f"keeper, {n} held leases of {lease} s"
         median_row(rows, scenario, "keeper CPU", "% of one core", [pct])
+        # while one statement takes them: each new hold is one change to read
+        median_row(rows, scenario, "keeper CPU while they are taken", "% of one core", [taking])
         median_row(rows, scenario, "renewals", "renewals", [renewals])
         summary.append((f"keeper CPU for {n:,} held leases of {lease} s (% of one core)", pct,
                         "< 1" if n == 100000 and lease == 30 else "-",
@@ -609,7 +611,10 @@ def keeper_cpu(srv, port, n, seconds, lease=3):
     CPU (% of one core) while it renews them, and the renewals it made."""
     p, ask = psql_session(srv, port, "")
     keeper = int(ask("SELECT dlock_keeper_pid();"))
+    cpu0, t0 = process_cpu_exact(keeper), time.monotonic()
     ask(f"SELECT count(dlock_acquire_session('keep:' || g, 5, {lease})) FROM generate_series(1, {n}) g;")
+    cpu1, t1 = process_cpu_exact(keeper), time.monotonic()
+    taking = 100.0 * (cpu1 - cpu0) / (t1 - t0)
     time.sleep(1)
     cpu0, t0 = process_cpu_exact(keeper), time.monotonic()
     time.sleep(seconds)
@@ -618,7 +623,7 @@ def keeper_cpu(srv, port, n, seconds, lease=3):
     ask("SELECT dlock_release_all();")
     p.stdin.close()
     p.wait()
-    return 100.0 * (cpu1 - cpu0) / (t1 - t0), renewals
+    return 100.0 * (cpu1 - cpu0) / (t1 - t0), renewals, taking
 
 
 def hold_many(srv, port, redis_port, opts, n):
