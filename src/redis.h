@@ -22,6 +22,13 @@
  */
 #define LOCKEXT_MAX_NODES REDIS_URL_MAX_NODES
 
+/*
+ * Locks per script of many (acquire, verify/renew, release): a script
+ * runs alone on a node, stalling every other client there, so many locks
+ * go in commands of at most this many, pipelined.
+ */
+#define LOCKEXT_SCRIPT_MAX_KEYS 1000
+
 struct RedisPending;
 struct RedisResult;
 
@@ -214,6 +221,11 @@ typedef bool (*RedisSettledFn) (const RedisResult *results, int n,
 extern void redis_run_many(RedisNode **nodes, int n, const char *const *cmds,
 						   const size_t *lens, int ncmds, bool quiet,
 						   RedisSettledFn settled, RedisResult *results);
+extern void redis_run_many_undo(RedisNode **nodes, int n,
+								const char *const *cmds, const size_t *lens,
+								int ncmds, const char *const *undo,
+								const size_t *undo_len, int nundo, bool quiet,
+								RedisSettledFn settled, RedisResult *results);
 extern void redis_send_givebacks(RedisNode **nodes, int n, char **cmds,
 								 const size_t *lens, const int *nkeys,
 								 RedisGiveback **gbs, int ncmds, bool wait,
@@ -296,12 +308,18 @@ extern void redis_proto_extend_many(RedisNodeSet *set,
 									const RedisRenewal *renewals, int n,
 									int64 *outcome);
 
-/* redis_proto.c */
+/* redis_acquire.c */
 extern void redis_proto_acquire(RedisHold *hold, const char *key,
 								int64 lease_ms, RedisAcquireResult *out);
 extern void redis_proto_acquire_many(RedisHold **holds, const char **keys,
 									 int n, int64 lease_ms,
 									 RedisAcquireResult *out);
+
+/* redis_proto.c */
+extern char *redis_key(const char *ns, const char *kind, const char *key);
+extern void redis_append_outcome(StringInfo detail, RedisNode *node,
+								 const char *what);
+extern const char *redis_failure_text(const RedisResult *r);
 extern bool redis_proto_extend(RedisHold *hold, const char *key,
 							   int64 lease_ms, bool *outage, StringInfo detail);
 extern bool redis_proto_wait(RedisNodeSet *set, const char *ns,

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * redis_proto.c
- *	  The Redis lock protocol: owner values, and acquire, release, extend,
- *	  wait and holder over a set of N nodes.
+ *	  The Redis lock protocol over a set of N nodes: extend, wait, holder
+ *	  and deadlock detection (acquire is redis_acquire.c's, release
+ *	  redis_release.c's), and what they share.
  *
  * A lock is held when a majority (N/2+1) of the nodes granted it within
  * its validity: lease - elapsed - drift (1% of the lease + 2 ms); a single
@@ -25,41 +26,11 @@
 
 #include "redis.h"
 
-/* The random part of owner values that only this backend writes. */
-#define OWNER_PREFIX_LEN LOCKEXT_SESSION_ID_LEN
-
 static inline bool
 reply_is_int(const RedisResult *r, long long value)
 {
 	return r->outcome == RNODE_OK && r->reply->type == REDIS_REPLY_INTEGER &&
 		r->reply->integer == value;
-}
-
-/*
- * Stop waiting once a majority granted the acquire, or once so many said
- * no that no majority can grant it: a paused node must not hold up every
- * attempt of a wait (what it may still grant is given back).
- */
-static bool
-enough_granted(const RedisResult *results, int n)
-{
-	int			granted = 0;
-	int			denied = 0;
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		if (results[i].outcome != RNODE_OK)
-			continue;
-		if (results[i].reply->type == REDIS_REPLY_ARRAY &&
-			results[i].reply->elements >= 2 &&
-			results[i].reply->element[0]->type == REDIS_REPLY_INTEGER &&
-			results[i].reply->element[0]->integer == 1)
-			granted++;
-		else
-			denied++;
-	}
-	return granted >= quorum_of(n) || denied > n - quorum_of(n);
 }
 
 /* Stop waiting once a majority confirmed (a compare-and-act returned 1). */
@@ -88,16 +59,16 @@ enough_answered(const RedisResult *results, int n)
 	return ok >= quorum_of(n);
 }
 
-static char *
+/* <ns>:<kind>:<key> */
+char *
 redis_key(const char *ns, const char *kind, const char *key)
 {
 	return psprintf("%s:%s:%s", ns, kind, key);
 }
 
-
-
-static void
-append_node_outcome(StringInfo detail, RedisNode *node, const char *what)
+/* Add "node: what" to a detail of each node's outcome. */
+void
+redis_append_outcome(StringInfo detail, RedisNode *node, const char *what)
 {
 	if (detail == NULL)
 		return;
@@ -105,8 +76,9 @@ append_node_outcome(StringInfo detail, RedisNode *node, const char *what)
 					 node->display, what);
 }
 
-static const char *
-failure_text(RedisResult *r)
+/* What a node's failure was, for a detail. */
+const char *
+redis_failure_text(const RedisResult *r)
 {
 	switch (r->outcome)
 	{
@@ -119,259 +91,6 @@ failure_text(RedisResult *r)
 		default:
 			return "unexpected reply";
 	}
-}
-
-/*
- * The SQLSTATE for an error reply that is the server's considered answer
- * rather than a sign of an outage, or 0.  Scripts pass on the error code
- * of the command that failed inside them, so it is looked for anywhere;
- * an ACL denial inside a script reads differently (Redis 7.0).
- */
-static int
-refusal_errcode(const char *msg)
-{
-	if (strstr(msg, "WRONGTYPE") != NULL)
-		return ERRCODE_WRONG_OBJECT_TYPE;
-	if (strstr(msg, "NOPERM") != NULL ||
-		strstr(msg, "can't run this command") != NULL)
-		return ERRCODE_INSUFFICIENT_PRIVILEGE;
-	if (strstr(msg, "OOM ") != NULL)
-		return ERRCODE_OUT_OF_MEMORY;
-	if (strstr(msg, "LOCKEXT_FENCE") != NULL)
-		return ERRCODE_DATA_CORRUPTED;
-	return 0;
-}
-
-/* What a node refused, as a SQLSTATE, or 0. */
-static int
-refusal_of(const RedisResult *r)
-{
-	if (r->refusal != 0)
-		return r->refusal;
-	if (r->outcome == RNODE_ERROR_REPLY && r->reply != NULL)
-		return refusal_errcode(r->reply->str);
-	return 0;
-}
-
-/*
- * Send the acquire script for keys[0..n) (ACQUIRE for one, ACQUIRE_MANY
- * for more).  If we never learn a node's answer (time-out, cancel,
- * termination), the compare-and-delete of our values follows the acquire
- * on the same connection, and again on the next one: no ghost.
- */
-static void
-run_acquire(RedisNodeSet *set, RedisHold **holds, const char **keys, int n,
-			int64 lease_ms, RedisResult *results)
-{
-	RedisRelease *rel = palloc0(n * sizeof(RedisRelease));
-	const char *ns = holds[0]->ns;
-	const char **rkeys = palloc((2 * n + 1) * sizeof(char *));
-	const char **args = palloc((n + 2) * sizeof(char *));
-	const char *lease = psprintf(INT64_FORMAT, lease_ms);
-	const char *prefix = pnstrdup(redis_owner_of(holds[0]), OWNER_PREFIX_LEN);
-	size_t		undo_len;
-	char	   *undo;
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		rel[i].key = keys[i];
-		rel[i].hold = holds[i];
-	}
-	if (n == 1)
-	{
-		rkeys[0] = redis_key(ns, "lock", keys[0]);
-		rkeys[1] = psprintf("%s:fence", ns);
-		rkeys[2] = redis_key(ns, "waiting", keys[0]);
-		args[0] = redis_owner_of(holds[0]);
-		args[1] = lease;
-		args[2] = prefix;
-	}
-	else
-	{
-		rkeys[0] = psprintf("%s:fence", ns);
-		args[0] = lease;
-		args[1] = prefix;
-		for (i = 0; i < n; i++)
-		{
-			rkeys[1 + i] = redis_key(ns, "lock", keys[i]);
-			rkeys[1 + n + i] = redis_key(ns, "waiting", keys[i]);
-			args[2 + i] = redis_owner_of(holds[i]);
-		}
-	}
-	undo = redis_format_release(rel, n, &undo_len);
-
-	PG_TRY();
-	{
-		RedisNode  *nodes[LOCKEXT_MAX_NODES];
-
-		redis_run_script(nodes, set_nodes(set, nodes),
-						 n == 1 ? SCRIPT_ACQUIRE : SCRIPT_ACQUIRE_MANY,
-						 2 * n + 1, rkeys, n + 2, args, undo, undo_len, 0,
-						 false, enough_granted, results);
-	}
-	PG_FINALLY();
-	{
-		if (undo)
-			redisFreeCommand(undo);
-	}
-	PG_END_TRY();
-}
-
-/*
- * Take keys[0..n) in Redis for holds[0..n) (fresh RedisHolds on one node
- * set), all or none, in one round trip per node.  out->tokens[i] is each
- * key's token (out->token the largest); when a key is held by another,
- * out->busy_index names it, with its holder and remaining lease.
- */
-void
-redis_proto_acquire_many(RedisHold **holds, const char **keys, int n,
-						 int64 lease_ms, RedisAcquireResult *out)
-{
-	RedisNodeSet *set = holds[0]->set;
-	RedisResult results[LOCKEXT_MAX_NODES];
-	int			quorum = quorum_of(set->n);
-	int			granted = 0;
-	int			held = 0;
-	int			unknown = 0;
-	int64		start = lockext_now_us();
-	int64		validity_us;
-	int			refusal;
-	int			i;
-	int			k;
-
-	memset(out, 0, sizeof(*out));
-	out->holder_pttl_ms = -1;
-	out->tokens = palloc0(n * sizeof(int64));
-	initStringInfo(&out->detail);
-	for (k = 0; k < n; k++)
-	{
-		redis_make_owner(holds[k]);
-		/* the hold keeps the namespace it was taken in */
-		Assert(holds[k]->ns != NULL);	/* the caller's namespace */
-	}
-
-	run_acquire(set, holds, keys, n, lease_ms, results);
-
-	for (i = 0; i < set->n; i++)
-	{
-		RedisResult *r = &results[i];
-		redisReply *rep = r->reply;
-
-		if (r->outcome == RNODE_OK && rep->type == REDIS_REPLY_ARRAY &&
-			rep->elements >= 2 && rep->element[0]->type == REDIS_REPLY_INTEGER)
-		{
-			/* {1, token...} or {0, [position,] owner, pttl} */
-			int			at = (n == 1) ? 1 : 2;
-
-			if (rep->element[0]->integer == 1 && (int) rep->elements == n + 1)
-			{
-				granted++;
-				for (k = 0; k < n; k++)
-					out->tokens[k] = Max(out->tokens[k],
-										 rep->element[k + 1]->integer);
-				append_node_outcome(&out->detail, &set->nodes[i], "granted");
-			}
-			else if (rep->element[0]->integer == 0 &&
-					 (int) rep->elements >= at + 2 &&
-					 rep->element[at]->type == REDIS_REPLY_STRING)
-			{
-				int			busy = 0;
-
-				if (n > 1 && rep->element[1]->type == REDIS_REPLY_INTEGER)
-					busy = (int) Min(Max(rep->element[1]->integer - 1, 0), n - 1);
-				held++;
-				out->holder_pttl_ms = Max(out->holder_pttl_ms,
-										  rep->element[at + 1]->integer);
-				if (out->holder == NULL)
-				{
-					out->holder = pstrdup(rep->element[at]->str);
-					out->busy_index = busy;
-				}
-				append_node_outcome(&out->detail, &set->nodes[i],
-									n > 1 ?
-									psprintf("\"%s\" held by %s", keys[busy],
-											 redis_describe_owner(rep->element[at]->str)) :
-									psprintf("held by %s",
-											 redis_describe_owner(rep->element[at]->str)));
-			}
-			else
-				append_node_outcome(&out->detail, &set->nodes[i], "unexpected reply");
-		}
-		else if ((refusal = refusal_of(r)) != 0)
-		{
-			/* the first kind of refusal seen names the error */
-			if (out->refusal == 0)
-				out->refusal = refusal;
-			append_node_outcome(&out->detail, &set->nodes[i],
-								psprintf("refused (%s)",
-										 rep != NULL ? rep->str : r->detail));
-		}
-		else
-		{
-			/* a timed-out acquire has its undo behind it already */
-			if (r->not_awaited)
-				unknown++;
-			append_node_outcome(&out->detail, &set->nodes[i], failure_text(r));
-		}
-	}
-	redis_results_free(results, set->n);
-	for (k = 0; k < n; k++)
-		out->token = Max(out->token, out->tokens[k]);
-
-	out->elapsed_us = lockext_now_us() - start;
-	validity_us = lease_ms * 1000 - out->elapsed_us - redis_drift_us(lease_ms);
-	if (granted >= quorum && validity_us > 0)
-	{
-		out->status = REDIS_ACQ_GRANTED;
-		for (k = 0; k < n; k++)
-		{
-			holds[k]->token = out->tokens[k];
-			holds[k]->lease_ms = lease_ms;
-			holds[k]->valid_until_us = start + lease_ms * 1000 -
-				redis_drift_us(lease_ms);
-		}
-		return;
-	}
-
-	/*
-	 * Not held: give back what was granted, so nobody waits for it, and
-	 * what a node whose answer we stopped waiting for may still grant
-	 * (behind the acquire on the same connection, so it runs after it).
-	 */
-	out->granted = granted;
-	if (granted > 0 || unknown > 0)
-	{
-		RedisRelease *rel = palloc0(n * sizeof(RedisRelease));
-		char		ignored[8];
-
-		for (k = 0; k < n; k++)
-		{
-			rel[k].key = keys[k];
-			rel[k].hold = holds[k];
-		}
-		(void) redis_proto_release_many(rel, n, true, ignored, sizeof(ignored));
-	}
-
-	/*
-	 * Busy when the answers leave room for another holder's majority (or
-	 * we were just too slow); otherwise too many nodes failed to answer.
-	 */
-	if (granted >= quorum)
-		out->status = REDIS_ACQ_EXPIRED;	/* granted too slowly */
-	else if (granted + held >= quorum)
-		out->status = REDIS_ACQ_BUSY;
-	else if (out->refusal != 0)
-		out->status = REDIS_ACQ_REFUSED;
-	else
-		out->status = REDIS_ACQ_OUTAGE;
-}
-
-void
-redis_proto_acquire(RedisHold *hold, const char *key, int64 lease_ms,
-					RedisAcquireResult *out)
-{
-	redis_proto_acquire_many(&hold, &key, 1, lease_ms, out);
 }
 
 /*
@@ -409,16 +128,16 @@ redis_proto_extend(RedisHold *hold, const char *key, int64 lease_ms,
 			if (r->reply->integer == 1)
 			{
 				renewed++;
-				append_node_outcome(detail, &set->nodes[i], "renewed");
+				redis_append_outcome(detail, &set->nodes[i], "renewed");
 			}
 			else
 			{
 				lost++;
-				append_node_outcome(detail, &set->nodes[i], "no longer held");
+				redis_append_outcome(detail, &set->nodes[i], "no longer held");
 			}
 		}
 		else
-			append_node_outcome(detail, &set->nodes[i], failure_text(r));
+			redis_append_outcome(detail, &set->nodes[i], redis_failure_text(r));
 	}
 	redis_results_free(results, set->n);
 
@@ -542,7 +261,7 @@ redis_proto_holder(RedisNodeSet *set, const char *ns, const char *key, char **ow
 		}
 		if (r->outcome != RNODE_OK || r->reply->type != REDIS_REPLY_ARRAY)
 		{
-			append_node_outcome(&detail, &set->nodes[i], failure_text(r));
+			redis_append_outcome(&detail, &set->nodes[i], redis_failure_text(r));
 			continue;
 		}
 		answered++;

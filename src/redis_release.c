@@ -20,7 +20,7 @@
 #include "redis.h"
 
 /* Locks per RELEASE command of a sweep. */
-#define RELEASE_BATCH 1000
+#define RELEASE_BATCH LOCKEXT_SCRIPT_MAX_KEYS
 
 /*
  * The formatted RELEASE command for rel[0..m-1], all of one node set and

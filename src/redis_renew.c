@@ -23,7 +23,7 @@
 #include "redis.h"
 
 /* Locks per EXTEND_MANY command. */
-#define RENEW_BATCH 1000
+#define RENEW_BATCH LOCKEXT_SCRIPT_MAX_KEYS
 
 /* Append one bulk string of the Redis protocol: $<len>\r\n<bytes>\r\n */
 static void

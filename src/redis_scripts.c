@@ -53,7 +53,12 @@
  * of every lock, all or none, atomically.  The first lock held by another
  * undoes the locks taken before it, flags that someone waits for it, and
  * returns {0, its position, its owner, its remaining lease}; otherwise
- * {1, a token per lock} (consecutive values of the hybrid clock).
+ * {1, a token per lock} (consecutive values of the hybrid clock).  Many
+ * locks are taken in chunks, pipelined (redis_proto.c): a chunk after the
+ * first also gets the last lock of the chunk before and its owner (a last
+ * key and a last argument), and takes nothing, returning {0, 0}, unless
+ * that lock is ours: a chunk refused on a node stops the chunks behind it
+ * there, so contenders still meet at their first common key.
  *
  * DETECT (no declared keys; args: namespace, session id, edge ttl ms,
  * '1' on a single node, the number of edges, then session id and edge per
@@ -142,8 +147,11 @@ static const char *const script_src[NSCRIPTS] = {
 	"end\n"
 	"return r\n",
 
-	"local n = (#KEYS - 1) / 2\n"
+	"local n = math.floor((#KEYS - 1) / 2)\n"
 	"local lease, prefix = ARGV[1], ARGV[2]\n"
+	"if #KEYS > 2 * n + 1 and redis.pcall('GET', KEYS[#KEYS]) ~= ARGV[#ARGV] then\n"
+	"  return {0, 0}\n"
+	"end\n"
 	"local f = redis.call('GET', KEYS[1])\n"
 	"if f and not tonumber(f) then\n"
 	"  return redis.error_reply('LOCKEXT_FENCE ' .. KEYS[1])\n"

@@ -45,8 +45,11 @@ static struct
 {
 	RedisNode  *nodes[LOCKEXT_MAX_NODES];
 	int			n;
-	const char *undo;			/* formatted undo command, or NULL */
-	size_t		undo_len;
+	const char *const *undo;	/* formatted undo commands (NULL: none) */
+	const size_t *undo_len;
+	int			nundo;
+	const char *one_undo;		/* redis_run()'s one */
+	size_t		one_len;
 }			inflight;
 
 /* The backend's wait set, for the sockets it was built for. */
@@ -247,10 +250,14 @@ pump(RedisNode **nodes, int n, PumpGoal goal, int64 deadline,
 static void
 give_back_undo(RedisNode *node)
 {
-	if (inflight.undo == NULL || node->ctx == NULL)
-		return;
-	if (rconn_queue(node, RCMD_GIVEBACK, inflight.undo, inflight.undo_len, 1,
-					  NULL))
+	bool		queued = false;
+	int			u;
+
+	for (u = 0; u < inflight.nundo && node->ctx != NULL; u++)
+		if (inflight.undo[u] != NULL)
+			queued |= rconn_queue(node, RCMD_GIVEBACK, inflight.undo[u],
+								  inflight.undo_len[u], 1, NULL);
+	if (queued)
 		rconn_write_now(node);
 }
 
@@ -431,8 +438,11 @@ redis_run_formatted(RedisNode **nodes, int n, const char *fmt, size_t len,
 {
 	Assert(n <= LOCKEXT_MAX_NODES);
 	/* the caller keeps undo alive until we return, or exit */
-	inflight.undo = undo;
-	inflight.undo_len = undo_len;
+	inflight.one_undo = undo;
+	inflight.one_len = undo_len;
+	inflight.undo = &inflight.one_undo;
+	inflight.undo_len = &inflight.one_len;
+	inflight.nundo = undo != NULL ? 1 : 0;
 
 	PG_TRY();
 	{
@@ -461,7 +471,7 @@ redis_run_formatted(RedisNode **nodes, int n, const char *fmt, size_t len,
 	}
 	PG_FINALLY();
 	{
-		inflight.undo = NULL;
+		inflight.nundo = 0;
 	}
 	PG_END_TRY();
 }
@@ -603,7 +613,10 @@ pipeline_send(RedisNode *node, const char *const *cmds, const size_t *lens,
 		(void) rconn_flush(node);
 }
 
-/* An ERROR while waiting: nobody will read the results. */
+/*
+ * An ERROR while waiting: nobody will read the results; the undo follows
+ * what may still run.
+ */
 static void
 pipeline_abandon(RedisNode **nodes, int n, RedisResult *results)
 {
@@ -611,7 +624,11 @@ pipeline_abandon(RedisNode **nodes, int n, RedisResult *results)
 
 	for (i = 0; i < n; i++)
 		if (nodes[i]->awaiting != NULL)
+		{
+			if (!nodes[i]->connecting)
+				give_back_undo(nodes[i]);
 			skip_awaited(nodes[i]);
+		}
 	redis_results_free(results, n * pipeline.ncmds);
 	inflight.n = 0;
 }
@@ -674,7 +691,11 @@ pipeline_finish(RedisNode *node, RedisResult *res, int ncmds, bool answered)
 		skip_awaited(node);
 	}
 	else if (node->awaiting != NULL)
+	{
+		if (!node->connecting)
+			give_back_undo(node);
 		rconn_fail(node, RNODE_TIMED_OUT, timed_out_what(node), NULL, 0);
+	}
 	fill_unanswered(res, ncmds);
 }
 
@@ -734,6 +755,21 @@ redis_run_many(RedisNode **nodes, int n, const char *const *cmds,
 			   const size_t *lens, int ncmds, bool quiet,
 			   RedisSettledFn settled, RedisResult *results)
 {
+	redis_run_many_undo(nodes, n, cmds, lens, ncmds, NULL, NULL, 0, quiet,
+						settled, results);
+}
+
+/*
+ * redis_run_many() with undo commands, kept alive by the caller: sent
+ * behind the commands where a node's answers are not learned (timed out,
+ * interrupted, a FATAL), on the same connection and the next one.
+ */
+void
+redis_run_many_undo(RedisNode **nodes, int n, const char *const *cmds,
+					const size_t *lens, int ncmds, const char *const *undo,
+					const size_t *undo_len, int nundo, bool quiet,
+					RedisSettledFn settled, RedisResult *results)
+{
 	Assert(n <= LOCKEXT_MAX_NODES && ncmds > 0);
 	pipeline.ncmds = ncmds;
 	pipeline.quorum = quorum_of(n);
@@ -741,7 +777,9 @@ redis_run_many(RedisNode **nodes, int n, const char *const *cmds,
 	pipeline.replied = 0;
 	pipeline.settled = 0;
 	/* a FATAL while waiting: redis_abandon_inflight() drops them */
-	inflight.undo = NULL;
+	inflight.undo = undo;
+	inflight.undo_len = undo_len;
+	inflight.nundo = nundo;
 	inflight.n = n;
 	memcpy(inflight.nodes, nodes, n * sizeof(RedisNode *));
 	PG_TRY();
@@ -751,9 +789,11 @@ redis_run_many(RedisNode **nodes, int n, const char *const *cmds,
 	PG_CATCH();
 	{
 		pipeline_abandon(nodes, n, results);
+		inflight.nundo = 0;
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	inflight.n = 0;
+	inflight.nundo = 0;
 }
 
