@@ -313,7 +313,9 @@ note_scripts(RedisNode **nodes, int n, int script, bool by_sha,
 	int			i;
 
 	for (i = 0; i < n; i++)
-		if (is_noscript(&results[i]))
+		if (is_noscript(&results[i]) ||
+			(by_sha && results[i].not_awaited))
+			/* an EVALSHA not waited for may have been refused: EVAL next */
 			nodes[i]->scripts_loaded &= ~(1U << script);
 		else if (!by_sha && nodes[i]->ctx != NULL &&
 				 (results[i].outcome == RNODE_OK || results[i].not_awaited))
