@@ -24,13 +24,21 @@
  * An edge counts only while its wait is live.  The waiter deletes its
  * edge however its wait ends, an ERROR (cancel, statement_timeout, 40P01,
  * an outage) included, and republishes it at once when the holder it
- * waits for changes; a wait on Redis is not followed once another value
- * holds the key; a local wait carries the publisher's session id and
+ * waits for changes; a node that does not answer the delete (down, or
+ * restarting with its data) gets it again first thing on its next
+ * connection, as a release does, so the edge cannot outlive the wait into
+ * what the session does next.  A wait on Redis is not followed once
+ * another value holds the key, and counts only while its holder holds the
+ * key, i.e. while a majority of the nodes shows the holder's value: a
+ * value only some nodes still show (a release, or the give-back of a
+ * split vote, on its way) holds nothing, though a waiter names as its
+ * holder the value of the first node that refused it.  A local wait carries the publisher's session id and
  * stamp and is followed only while the publisher's own edge carries the
  * same stamp, so each look replaces all the local waits of the one
  * before, and its end ends them.  The time to live only bounds what a
- * delete that did not reach a node, or a session that died mid-wait,
- * leaves behind (a dead session soon holds nothing anyone waits for).
+ * session that died mid-wait leaves behind (a session that exits releases
+ * its holds, so nothing waits for it; one killed with SIGKILL keeps its
+ * holds until their leases end, and its edge its time to live).
  *
  * One victim per cycle, chosen alike by everyone who sees the cycle: the
  * youngest wait (latest start, then the larger session id) among the
@@ -40,8 +48,11 @@
  * Redis in it looks within deadlock_timeout and the edges of local waits
  * are republished as often, so the victim fails within twice
  * deadlock_timeout plus a round trip.  On a quorum a cycle counts when a
- * majority of the nodes sees the same one; the first majority to answer
- * decides, so a paused node does not delay the check.
+ * majority of the nodes sees the same one, each wait on Redis in it with
+ * its holder's value on a majority; the first majority to answer decides
+ * (unless it sees a cycle with a holder some of those nodes lack, as a
+ * grant may skip a node: then the others are awaited), so a paused node
+ * does not delay the check.
  *
  *-------------------------------------------------------------------------
  */

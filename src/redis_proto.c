@@ -296,14 +296,20 @@ redis_proto_holder(RedisNodeSet *set, const char *ns, const char *key, char **ow
 	return best_votes >= quorum_of(set->n);
 }
 
-/* A node's DETECT answer: the edges of a cycle (non-empty), or not. */
+/*
+ * A node's DETECT answer: a cycle (which edges the node shows held, then
+ * the edges), or not.
+ */
 static bool
 is_cycle(const RedisResult *r)
 {
 	return r->outcome == RNODE_OK && r->reply->type == REDIS_REPLY_ARRAY &&
-		r->reply->elements > 0;
+		r->reply->elements > 1 &&
+		r->reply->element[0]->type == REDIS_REPLY_STRING &&
+		r->reply->element[0]->len == r->reply->elements - 1;
 }
 
+/* The same edges, whichever of them each node shows held. */
 static bool
 same_cycle(const redisReply *a, const redisReply *b)
 {
@@ -311,7 +317,7 @@ same_cycle(const redisReply *a, const redisReply *b)
 
 	if (a->elements != b->elements)
 		return false;
-	for (k = 0; k < a->elements; k++)
+	for (k = 1; k < a->elements; k++)
 	{
 		const redisReply *x = a->element[k];
 		const redisReply *y = b->element[k];
@@ -323,13 +329,76 @@ same_cycle(const redisReply *a, const redisReply *b)
 	return true;
 }
 
+/* DETECT follows at most this many edges. */
+#define DETECT_MAX_HOPS 100
+
+/*
+ * Does a majority of the n nodes see the cycle results[i] gives, and for
+ * each of its waits on Redis a majority (of those) its holder's value?
+ * A holder that holds the key on no majority holds nothing (a release or
+ * the give-back of a split vote that has not reached every node yet).
+ */
+static bool
+cycle_counts(const RedisResult *results, int n, int i)
+{
+	const redisReply *rep = results[i].reply;
+	int			nedges = (int) rep->elements - 1;
+	int			held[DETECT_MAX_HOPS] = {0};
+	int			votes = 0;
+	int			j;
+	int			k;
+
+	if (nedges > DETECT_MAX_HOPS)
+		return false;
+	for (j = 0; j < n; j++)
+	{
+		if (!is_cycle(&results[j]) || !same_cycle(rep, results[j].reply))
+			continue;
+		votes++;
+		for (k = 0; k < nedges; k++)
+			if (results[j].reply->element[0]->str[k] == '1')
+				held[k]++;
+	}
+	if (votes < quorum_of(n))
+		return false;
+	for (k = 0; k < nedges; k++)
+		if (held[k] < quorum_of(n))
+			return false;
+	return true;
+}
+
+/*
+ * Stop waiting for DETECT's answers once a majority answered, unless one
+ * of them shows a cycle that does not count yet: a node still to answer
+ * may show a holder a grant gave the others but not the first to answer.
+ */
+static bool
+detect_answered(const RedisResult *results, int n)
+{
+	bool		undecided = false;
+	int			i;
+
+	if (!enough_answered(results, n))
+		return false;
+	for (i = 0; i < n; i++)
+		if (is_cycle(&results[i]))
+		{
+			if (cycle_counts(results, n, i))
+				return true;
+			undecided = true;
+		}
+	return !undecided;
+}
+
 /*
  * Deadlock detection across instances (deadlock.c): publish the wait-for
  * edges (edge_ids[i] waits as edges[i] says), with a time to live, on
  * every node, and follow them from session me.  Returns the edges of a
  * cycle through me that a majority of the nodes sees, the same on each
- * ("waiter|edge" each), or NULL.  Decides on the first majority of nodes
- * to answer: a paused node does not hold the check up (it still gets the
+ * ("waiter|edge" each), each of its holders on Redis holding its key on a
+ * majority, or NULL.  Decides on the first majority of nodes to answer
+ * (unless they show a cycle whose holders some of them lack: then on more
+ * answers): a paused node does not hold the check up (it still gets the
  * edges when it wakes).  May ERROR (cancel).
  */
 char	  **
@@ -339,48 +408,46 @@ redis_proto_detect(RedisNodeSet *set, const char *ns, const char *me,
 {
 	RedisNode  *nodes[LOCKEXT_MAX_NODES];
 	RedisResult results[LOCKEXT_MAX_NODES];
-	const char **args = palloc((5 + 2 * nedges) * sizeof(char *));
+	const char **args = palloc((4 + 2 * nedges) * sizeof(char *));
 	char	  **path = NULL;
 	int			i;
 
 	args[0] = ns;
 	args[1] = me;
 	args[2] = psprintf(INT64_FORMAT, ttl_ms);
-	/* on one node a free key is free; on a quorum it may be a skipped node */
-	args[3] = set->n == 1 ? "1" : "0";
-	args[4] = psprintf("%d", nedges);
+	args[3] = psprintf("%d", nedges);
 	for (i = 0; i < nedges; i++)
 	{
-		args[5 + 2 * i] = edge_ids[i];
-		args[6 + 2 * i] = edges[i];
+		args[4 + 2 * i] = edge_ids[i];
+		args[5 + 2 * i] = edges[i];
 	}
 	redis_run_script(nodes, set_nodes(set, nodes), SCRIPT_DETECT, 0, NULL,
-					 5 + 2 * nedges, args, NULL, 0, 0, false, enough_answered,
+					 4 + 2 * nedges, args, NULL, 0, 0, false, detect_answered,
 					 results);
 	*npath = 0;
 	for (i = 0; i < set->n && path == NULL; i++)
 	{
 		redisReply *rep = results[i].reply;
-		int			votes = 0;
 		int			j;
 
-		if (!is_cycle(&results[i]))
+		if (!is_cycle(&results[i]) || !cycle_counts(results, set->n, i))
 			continue;
-		for (j = 0; j < set->n; j++)
-			if (is_cycle(&results[j]) && same_cycle(rep, results[j].reply))
-				votes++;
-		if (votes < quorum_of(set->n))
-			continue;
-		*npath = (int) rep->elements;
+		*npath = (int) rep->elements - 1;
 		path = palloc(*npath * sizeof(char *));
 		for (j = 0; j < *npath; j++)
-			path[j] = pstrdup(rep->element[j]->str);
+			path[j] = pstrdup(rep->element[j + 1]->str);
 	}
 	redis_results_free(results, set->n);
 	return path;
 }
 
-/* The wait of session me is over: its edge goes.  Never ERRORs. */
+/*
+ * The wait of session me is over: its edge goes.  A node that did not
+ * answer (down, restarting with its data, timed out) gets the delete again
+ * first thing on its next connection, like a release, so an edge the node
+ * keeps or reloads cannot outlive the wait into the session's next
+ * transaction.  Never ERRORs.
+ */
 void
 redis_proto_forget_edge(RedisNodeSet *set, const char *ns, const char *me)
 {
@@ -388,6 +455,11 @@ redis_proto_forget_edge(RedisNodeSet *set, const char *ns, const char *me)
 	RedisResult results[LOCKEXT_MAX_NODES];
 	const char *argv[2];
 	RedisCommand cmd;
+	char	   *fmt = NULL;
+	size_t		len = 0;
+	int			nkeys = 0;
+	int			confirmed = 0;
+	int			i;
 
 	argv[0] = "DEL";
 	argv[1] = redis_key(ns, "waitfor", me);
@@ -396,5 +468,20 @@ redis_proto_forget_edge(RedisNodeSet *set, const char *ns, const char *me)
 	cmd.argvlen = NULL;
 	redis_run(nodes, set_nodes(set, nodes), &cmd, NULL, 0, 0, true,
 			  enough_answered, results);
+	for (i = 0; i < set->n; i++)
+	{
+		int			flen;
+
+		if (results[i].outcome == RNODE_OK || results[i].not_awaited)
+			continue;
+		if (fmt == NULL &&
+			(flen = redisFormatCommandArgv(&fmt, cmd.argc, cmd.argv, NULL)) > 0)
+			len = (size_t) flen;
+		if (fmt != NULL)
+			redis_send_givebacks(&nodes[i], 1, &fmt, &len, &nkeys, NULL, 1,
+								 false, &confirmed);
+	}
+	if (fmt != NULL)
+		redisFreeCommand(fmt);
 	redis_results_free(results, set->n);
 }

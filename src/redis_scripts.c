@@ -61,19 +61,21 @@
  * there, so contenders still meet at their first common key.
  *
  * DETECT (no declared keys; args: namespace, session id, edge ttl ms,
- * '1' on a single node, the number of edges, then session id and edge per
- * edge): publishes the wait-for edges (<ns>:waitfor:<session> =
+ * the number of edges, then session id and edge per edge): publishes the
+ * wait-for edges (<ns>:waitfor:<session> =
  * "<holder>|<in Redis>|<can act>|<since>|<instance>|<pid>|<stamp>|<key>",
  * see deadlock.c), then follows them from the caller's own session.  An
  * edge is followed only while its wait is live: a wait on Redis while no
  * other value holds that key (the waiter got it, or someone else did:
- * that wait is over; a key a quorum node lacks says nothing, as a grant
- * may have skipped it, while a single node's free key is free), a wait in
- * a local queue while the edge of the session that published it
- * ("<session>:<stamp>") still carries that stamp, i.e. is still the
- * latest look of a wait still going on.  Returns the edges of a cycle
- * (without stamps, so every node gives the same) to the caller, or
- * nothing.
+ * that wait is over), a wait in a local queue while the edge of the
+ * session that published it ("<session>:<stamp>") still carries that
+ * stamp, i.e. is still the latest look of a wait still going on.  Returns
+ * nothing, or a cycle: first a '1' or '0' per edge, whether this node
+ * shows the holder's value for a wait on Redis ('1' for a local wait),
+ * then the edges (without stamps, so every node gives the same).  A key
+ * the node lacks is followed but not shown held: on a quorum a grant may
+ * have skipped the node, and the caller counts an edge only when a
+ * majority shows its holder.
  *
  * EXTEND_MANY (keys: locks; args: owner's unique part, lease ms per lock):
  * the lease keeper's batched compare-and-PEXPIRE; 1 or 0 per lock.  The
@@ -182,21 +184,22 @@ static const char *const script_src[NSCRIPTS] = {
 	"redis.call('SET', KEYS[1], string.format('%.0f', c + n))\n"
 	"return r\n",
 
-	"local ns, me, ttl, one = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'\n"
-	"for i = 0, tonumber(ARGV[5]) - 1 do\n"
-	"  redis.call('SET', ns .. ':waitfor:' .. ARGV[6 + 2 * i], ARGV[7 + 2 * i], 'PX', ttl)\n"
+	"local ns, me, ttl = ARGV[1], ARGV[2], ARGV[3]\n"
+	"for i = 0, tonumber(ARGV[4]) - 1 do\n"
+	"  redis.call('SET', ns .. ':waitfor:' .. ARGV[5 + 2 * i], ARGV[6 + 2 * i], 'PX', ttl)\n"
 	"end\n"
 	"local pat = '^([^|]*)|(%d)|(%d)|(%-?%d+)|([^|]*)|(%d+)|([^|]*)|(.*)$'\n"
-	"local path, seen, cur = {}, {}, me\n"
+	"local path, held, seen, cur = {''}, {}, {}, me\n"
 	"for hop = 1, 100 do\n"
 	"  local e = redis.call('GET', ns .. ':waitfor:' .. cur)\n"
 	"  if not e then return {} end\n"
 	"  local holder, r, a, since, inst, pid, stamp, key = string.match(e, pat)\n"
 	"  if not holder then return {} end\n"
+	"  local h = '1'\n"
 	"  if r == '1' then\n"
 	"    local v = redis.call('GET', ns .. ':lock:' .. key)\n"
 	"    if v and string.sub(v, 1, #holder) ~= holder then return {} end\n"
-	"    if not v and one then return {} end\n"
+	"    if not v then h = '0' end\n"
 	"  else\n"
 	"    local by, s = string.match(stamp, '^([^:]*):(.*)$')\n"
 	"    local p = by and redis.call('GET', ns .. ':waitfor:' .. by)\n"
@@ -204,8 +207,12 @@ static const char *const script_src[NSCRIPTS] = {
 	"    local _, pr, _, _, _, _, ps = string.match(p, pat)\n"
 	"    if pr ~= '1' or ps ~= s then return {} end\n"
 	"  end\n"
+	"  held[#held + 1] = h\n"
 	"  path[#path + 1] = table.concat({cur, holder, r, a, since, inst, pid, key}, '|')\n"
-	"  if holder == me then return path end\n"
+	"  if holder == me then\n"
+	"    path[1] = table.concat(held)\n"
+	"    return path\n"
+	"  end\n"
 	"  if seen[holder] then return {} end\n"
 	"  seen[holder] = true\n"
 	"  cur = holder\n"
