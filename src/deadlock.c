@@ -62,7 +62,7 @@
 #include "storage/proc.h"
 #include "utils/timestamp.h"
 
-#include "redis.h"
+#include "redis_backend.h"
 #include "local_lock.h"
 #include "shared_locks.h"
 

@@ -8,7 +8,7 @@
 #ifndef LOCKEXT_KEEPER_H
 #define LOCKEXT_KEEPER_H
 
-#include "lockext.h"
+#include "lockext_base.h"
 
 /* keeper.c: the lease keeper (a background worker) */
 extern void keeper_register(void);

@@ -18,7 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/dsa.h"
 
-#include "lockext.h"
+#include "lockext_base.h"
 #include "shared_locks.h"
 #include "shared_locks_int.h"
 

@@ -24,7 +24,7 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
-#include "lockext.h"
+#include "lockext_base.h"
 #include "keeper_state.h"
 #include "shared_area.h"
 

@@ -8,7 +8,7 @@
 #ifndef LOCKEXT_KEEPER_STATE_H
 #define LOCKEXT_KEEPER_STATE_H
 
-#include "lockext.h"
+#include "lockext_base.h"
 
 /*
  * keeper_state.c: what the keeper shares with backends and views: whether

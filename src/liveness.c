@@ -26,7 +26,7 @@
 
 #include "storage/procarray.h"
 
-#include "lockext.h"
+#include "lockext_base.h"
 #include "liveness.h"
 
 /*

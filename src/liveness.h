@@ -8,7 +8,7 @@
 #ifndef LOCKEXT_LIVENESS_H
 #define LOCKEXT_LIVENESS_H
 
-#include "lockext.h"
+#include "lockext_base.h"
 
 /* liveness.c: is a holder's process there, and can it act? */
 typedef enum HolderLiveness

@@ -1,12 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * lockext.h
- *	  The backend interface of lockext and what every layer shares: a
- *	  hold's registry entry, the operations every lock backend provides,
- *	  the clock helpers, and the GUCs.  Each module's own interface is in
- *	  a header of its own (registry.h, release via registry_int.h,
- *	  local_lock.h, shared_locks.h, keeper.h, ...; the Redis layers:
- *	  redis.h).
+ *	  The backend interface of lockext: a hold's registry entry and the
+ *	  operations every lock backend provides.  What every layer shares
+ *	  (limits, the clock, the GUCs) is in lockext_base.h; each module's own
+ *	  interface is in a header of its own (registry.h, release via
+ *	  registry_int.h, local_lock.h, shared_locks.h, keeper.h, ...; the
+ *	  Redis layers: redis.h, which does not include this one; the redis
+ *	  backend that joins the two: redis_backend.h).
  *
  * The SQL layer (sql_api.c) validates input and talks to the registry
  * (registry.c); the registry owns reentrancy and scopes, release.c the
@@ -30,14 +31,7 @@
 #include "storage/lock.h"
 #include "utils/timestamp.h"
 
-/* Longest key accepted, in bytes of the database encoding. */
-#define LOCKEXT_MAX_KEY_BYTES	1024
-
-/*
- * Length of a session id (shared_locks_session_id), in hex digits: the
- * prefix of every owner value a backend writes to Redis.
- */
-#define LOCKEXT_SESSION_ID_LEN 24
+#include "lockext_base.h"
 
 /*
  * Advisory lock tags whose last field is 1 or 2 belong to pg_advisory_*();
@@ -92,17 +86,6 @@ typedef struct DlockEntry
 	struct SharedLockRow *rows[2];	/* its rows by LOCKEXT_ROW_XACT/SESSION */
 	void	   *backend_data;	/* the backend's own state of this hold */
 } DlockEntry;
-
-/* Who holds a key, for dlock_holder(). */
-typedef struct DlockHolderInfo
-{
-	char	   *instance;
-	int			pid;
-	char	   *database;		/* NULL when unknown */
-	char	   *application_name;	/* NULL when unknown */
-	TimestampTz since;			/* 0 when unknown */
-	int64		lease_left_ms;	/* -1 when the backend has no lease */
-} DlockHolderInfo;
 
 /*
  * A lock backend.  The registry calls acquire only when the entry holds no
@@ -203,64 +186,6 @@ typedef struct DlockEnding
 	struct SharedLockRow *row;	/* its row, releasing: the backend confirms */
 } DlockEnding;
 
-/* Monotonic clock in microseconds: deadlines and leases. */
-static inline int64
-lockext_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* What is left of timeout_ms (0: try once, -1: forever) since start_us. */
-static inline int64
-lockext_time_left(int64 timeout_ms, int64 start_us)
-{
-	if (timeout_ms <= 0)
-		return timeout_ms;
-	return Max(1, timeout_ms - (lockext_now_us() - start_us) / 1000);
-}
-
-/* GUCs (guc.c) */
-typedef enum LockextBackendChoice
-{
-	LOCKEXT_BACKEND_AUTO,
-	LOCKEXT_BACKEND_ADVISORY,
-	LOCKEXT_BACKEND_REDIS
-} LockextBackendChoice;
-
-typedef enum LockextFallback
-{
-	LOCKEXT_FALLBACK_OFF,
-	LOCKEXT_FALLBACK_ADVISORY
-} LockextFallback;
-
-typedef enum LockextVerify
-{
-	LOCKEXT_VERIFY_AUTO,
-	LOCKEXT_VERIFY_ALWAYS,
-	LOCKEXT_VERIFY_OFF
-} LockextVerify;
-
-extern int	lockext_backend_choice;
-extern int	lockext_wait_timeout_ms;
-extern int	lockext_lease_ms;
-extern char *lockext_namespace;
-extern int	lockext_fallback;
-extern int	lockext_connect_timeout_ms;
-extern int	lockext_command_timeout_ms;
-extern int	lockext_verify_on_commit;
-extern bool lockext_preloaded;	/* loaded by shared_preload_libraries */
-extern int	lockext_max_hold_ms;
-extern int	lockext_max_idle_hold_ms;
-extern bool lockext_session_locks;
-extern const int lockext_min_lease_ms;
-extern bool lockext_in_alter_system;	/* set by sql_api.c's utility hook */
-extern char *lockext_redis_passfile;
-extern bool lockext_debug_skip_exit_cleanup;
-
-extern void lockext_define_gucs(void);
 extern const DlockBackend *lockext_current_backend(void);
 
 

@@ -27,7 +27,7 @@
 #include "utils/wait_event.h"
 #include "utils/timestamp.h"
 
-#include "redis.h"
+#include "redis_backend.h"
 #include "local_lock.h"
 #include "shared_locks.h"
 #include "shared_stats.h"

@@ -15,7 +15,7 @@
  */
 #include "postgres.h"
 
-#include "redis.h"
+#include "redis_backend.h"
 #include "keeper_state.h"
 #include "local_lock.h"
 #include "shared_locks.h"

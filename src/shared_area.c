@@ -23,7 +23,7 @@
 #include "utils/dsa.h"
 #include "utils/memutils.h"
 
-#include "lockext.h"
+#include "lockext_base.h"
 #include "shared_area.h"
 
 typedef struct SharedAreaCtl

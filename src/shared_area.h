@@ -8,7 +8,7 @@
 #ifndef LOCKEXT_SHARED_AREA_H
 #define LOCKEXT_SHARED_AREA_H
 
-#include "lockext.h"
+#include "lockext_base.h"
 
 /*
  * shared_area.c: the DSA area of lockext's shared tables, and their LWLock

@@ -50,7 +50,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "lockext.h"
+#include "lockext_base.h"
 #include "keeper_state.h"
 #include "liveness.h"
 #include "shared_area.h"

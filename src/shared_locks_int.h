@@ -14,7 +14,7 @@
 #include "lib/dshash.h"
 #include "utils/dsa.h"
 
-#include "lockext.h"
+#include "lockext_base.h"
 #include "shared_locks.h"
 
 typedef struct SharedLocksCtl

@@ -8,7 +8,7 @@
 #ifndef LOCKEXT_SHARED_STATS_H
 #define LOCKEXT_SHARED_STATS_H
 
-#include "lockext.h"
+#include "lockext_base.h"
 
 /*
  * shared_stats.c: per-database counters (dlock_stats).  Counting never

@@ -15,7 +15,7 @@
 #include "utils/dsa.h"
 #include "utils/hsearch.h"
 
-#include "lockext.h"
+#include "lockext_base.h"
 #include "shared_locks.h"
 #include "shared_locks_int.h"
 

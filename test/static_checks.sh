@@ -91,6 +91,23 @@ if have gcc "the release path calls only what cannot fail"; then
 		"$(printf '%s\n' "$out" | grep '^#' | sed 's/^#   //')" $status
 fi
 
+# Layering (design: "Layering"): the Redis layers, which the keeper uses
+# without the SQL layer, include nothing of the layers above them: no
+# lockext.h (the registry's backend interface), registry, release or SQL
+# headers, even indirectly (gcc -MM lists every header a file reads).
+if have gcc "the Redis layers include nothing of the layers above"; then
+	out=""
+	status=0
+	for f in "$srcdir"/redis_*.c; do
+		case "$(basename "$f")" in redis_backend*.c) continue ;; esac
+		deps=$(gcc -MM "${pgflags[@]}" "$f" 2>&1) || { out+="$deps"$'\n'; status=1; continue; }
+		bad=$(printf '%s\n' "$deps" | tr ' \\' '\n\n' |
+			grep -E '/(lockext|registry|registry_int|local_lock|views|redis_backend)\.h$' | sed "s|^|$(basename "$f"): |")
+		[ -n "$bad" ] && { out+="$bad"$'\n'; status=1; }
+	done
+	report "the Redis layers (src/redis_*.c but the redis backend) include nothing of the layers above" "$out" $status
+fi
+
 # The unit test and the fuzz target are plain C99 with no PG headers: all
 # warnings, no exception.
 for cc in gcc clang; do
