@@ -192,7 +192,7 @@ idle_too_long(int pid, TimestampTz now)
 
 	for (i = 1; i <= n; i++)
 	{
-		PgBackendStatus *be = &pgstat_fetch_stat_local_beentry(i)->backendStatus;
+		PgBackendStatus *be = &lockext_local_beentry(i)->backendStatus;
 
 		if (be->st_procpid != pid)
 			continue;

@@ -21,6 +21,8 @@
 
 #include "postgres.h"
 
+#include "pg_compat.h"
+
 #include <time.h>
 
 #include "lib/ilist.h"
