@@ -50,6 +50,8 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [ ${#VERSIONS[@]} -eq 0 ] && VERSIONS=(17 18)
+# shellcheck disable=SC2116,SC2086
+TESTS=$(echo $TESTS)
 [ "$(id -u)" = 0 ] || { echo "test/pgversions.sh runs as root (debootstrap, chroot, mount)" >&2; exit 2; }
 
 suite_of() {
@@ -69,7 +71,11 @@ packages_of() {
 	      ca-certificates git"
 }
 
-mkdir -p "$CACHE/log"
+mkdir -p "$CACHE/log" || exit 2
+CACHE=$(cd "$CACHE" && pwd -P)   # as /proc/PID/root names it
+# one run at a time in a cache
+exec 9>"$CACHE/.lock"
+flock -n 9 || { echo "another test/pgversions.sh uses $CACHE" >&2; exit 2; }
 MOUNTED=()   # mount points, in the order mounted
 ROOT=
 
@@ -96,7 +102,15 @@ release_root() {
 	ROOT=
 }
 trap release_root EXIT
-trap 'exit 130' INT TERM
+trap 'echo "test/pgversions.sh: interrupted" >&2; exit 130' INT TERM
+
+# Long commands run in the background and are waited for, so that a signal
+# to the script runs its traps at once (bash defers them until a
+# foreground command ends); release_root then ends what runs in the root.
+run() {
+	"$@" &
+	wait $!
+}
 
 mount_into() {   # mount_into TARGET mount-arguments...
 	local target=$1
@@ -127,7 +141,7 @@ stage() {
 	shift
 	t0=$(date +%s)
 	echo "== $name" >>"$LOG"
-	"$@" >>"$LOG" 2>&1
+	run "$@" >>"$LOG" 2>&1
 	rc=$?
 	TIMES="$TIMES $name $(since "$t0")s"
 	echo "== $name: rc $rc, $(since "$t0") s" >>"$LOG"
@@ -176,7 +190,7 @@ copy_source() {
 			tar -xf - -C "$ROOTDIR/build/lockext"
 	else
 		git -C "$SRC" archive HEAD | tar -xf - -C "$ROOTDIR/build/lockext"
-	fi
+	fi || { echo "cannot copy the source (git HEAD of $SRC)" >>"$LOG"; return 1; }
 }
 
 # The tests, as the unprivileged user inside the root (written there as
@@ -236,7 +250,11 @@ run_version() {
 		echo "PG $v ($suite): the root filesystem could not be made, see $LOG ($(since "$t0") s)"
 		return 1
 	fi
-	copy_source
+	if ! copy_source; then
+		release_root
+		echo "PG $v ($suite): the source could not be copied, see $LOG"
+		return 1
+	fi
 	if stage build in_root sh -c "cd /build/lockext &&
 			make -s PG_CONFIG=/usr/lib/postgresql/$v/bin/pg_config COPT=-Werror &&
 			make -s PG_CONFIG=/usr/lib/postgresql/$v/bin/pg_config install"; then
@@ -244,13 +262,12 @@ run_version() {
 		write_test_script
 		in_root chown -R "$RUNUSER" /build
 		out=$CACHE/log/$v.tests.log
-		# shellcheck disable=SC2086
-		in_root runuser -u "$RUNUSER" -- env PGV="$v" TESTS="$(echo $TESTS)" HOME=/build \
+		run in_root runuser -u "$RUNUSER" -- env PGV="$v" TESTS="$TESTS" HOME=/build \
 			bash /build/run_tests.sh >"$out" 2>&1
 		cat "$out" >>"$LOG"
 		check=$(sed -n 's/^RESULT installcheck //p' "$out")
 		TIMES="$TIMES $(sed -n 's/^TIME \([a-z]*\) \([0-9]*\)/\1 \2s/p' "$out" | tr '\n' ' ')"
-		total=$(echo $TESTS | wc -w)
+		total=$(echo "$TESTS" | wc -w)
 		passed=$(grep -cE '^test/t/[^ ]+\.pl \.+ ok$' "$out")
 		tap="$passed/$total $([ "$passed" = "$total" ] && echo ok || echo FAILED)"
 		[ -z "$check" ] && check=FAILED
@@ -263,7 +280,11 @@ run_version() {
 	[ -n "$KEEP" ] || rm -rf --one-file-system "$ROOTDIR/build"
 	release_root
 	echo "PG $v ($suite): build $build, installcheck $check, TAP $tap ($(since "$t0") s:$(echo "$TIMES" | tr -s ' ' ' ' | sed 's/ *$//'))"
-	[ "$build" = ok ] && [ "$check" = ok ] && [ "$passed" = "$total" ]
+	[ "$build" = ok ] && [ "$check" = ok ] && [ "$passed" = "$total" ] && return 0
+	# what failed, indented under the line; the rest is in the log
+	grep -E '^(not ok|#\s+Failed test)|error:|\.pl \.+ $|^Dubious' "$LOG" | head -n 20 | sed 's/^/    /'
+	echo "    log: $LOG"
+	return 1
 }
 
 status=0
