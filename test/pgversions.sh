@@ -14,6 +14,7 @@
 #   bash test/pgversions.sh                  # 17 and 18
 #   bash test/pgversions.sh 18               # only 18
 #   bash test/pgversions.sh --tests "test/t/001_session_end.pl" 17
+#   bash test/pgversions.sh --tests 'test/t/*.pl' 18   # the whole TAP suite
 #   bash test/pgversions.sh --worktree 17    # the working tree, not HEAD
 #   bash test/pgversions.sh --keep 17        # keep the build tree and logs
 #
@@ -50,8 +51,9 @@ while [ $# -gt 0 ]; do
 	esac
 done
 [ ${#VERSIONS[@]} -eq 0 ] && VERSIONS=(17 18)
+# one line, globs expanded: --tests 'test/t/*.pl' is the whole suite
 # shellcheck disable=SC2116,SC2086
-TESTS=$(echo $TESTS)
+TESTS=$(cd "$SRC" && echo $TESTS)
 [ "$(id -u)" = 0 ] || { echo "test/pgversions.sh runs as root (debootstrap, chroot, mount)" >&2; exit 2; }
 
 suite_of() {
@@ -63,12 +65,14 @@ suite_of() {
 }
 
 # What a root needs for version $1: what test/lib.sh installs on the host
-# for 15, less the host-only tools (clang's sanitizer runtime, cppcheck,
-# pgbouncer: the static checks, fuzzing and 070 stay on 15).
+# for 15 to run the TAP suite (pgbouncer: 070; faketime: 098, 111), less
+# what only the static checks and fuzzing use (they stay on 15).
+# postgresql-contrib is a metapackage of the suite's default version: the
+# modules are in postgresql-NN.
 packages_of() {
 	echo "make gcc libc6-dev libssl-dev openssl postgresql-$1 postgresql-server-dev-$1
 	      libipc-run-perl perl libhiredis-dev redis-server redis-tools faketime
-	      ca-certificates git"
+	      pgbouncer ca-certificates"
 }
 
 mkdir -p "$CACHE/log" || exit 2
@@ -148,9 +152,20 @@ stage() {
 	return $rc
 }
 
-# Make or reuse the root $ROOTDIR for version $v (suite $suite); its
-# packages are in once .lockext-packages-$v exists.
+# What of packages_of is not installed in the root.
+missing_packages() {
+	local p
+	for p in $(packages_of "$v"); do
+		# shellcheck disable=SC2016
+		in_root dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
+			grep -q '^install ok installed$' || echo "$p"
+	done
+}
+
+# Make or reuse the root $ROOTDIR for version $v (suite $suite), and
+# install what it lacks.
 make_root() {
+	local missing
 	# something left mounted by a killed run: never remove through it
 	if grep -q " $ROOTDIR/" /proc/mounts; then
 		echo "$ROOTDIR has mounts left: unmount them first" >>"$LOG"
@@ -162,22 +177,18 @@ make_root() {
 		touch "$ROOTDIR/.lockext-debootstrap"
 	fi
 	mount_root "$ROOTDIR" || return 1
-	[ -e "$ROOTDIR/.lockext-packages-$v" ] && return 0
+	missing=$(missing_packages | tr '\n' ' ')
+	[ -z "$missing" ] && return 0
 	printf '#!/bin/sh\nexit 101\n' >"$ROOTDIR/usr/sbin/policy-rc.d"
 	chmod +x "$ROOTDIR/usr/sbin/policy-rc.d"
 	mkdir -p "$ROOTDIR/etc/postgresql-common"
 	echo "create_main_cluster = false" >"$ROOTDIR/etc/postgresql-common/createcluster.conf"
 	cp /etc/resolv.conf "$ROOTDIR/etc/resolv.conf" 2>/dev/null
 	# sid's Release file can look expired
-	# shellcheck disable=SC2046
-	stage apt sh -c "chroot '$ROOTDIR' /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-			DEBIAN_FRONTEND=noninteractive sh -c \
-			'apt-get -qq -o Acquire::Check-Valid-Until=false update &&
-			 apt-get install -y -qq --no-install-recommends $(packages_of "$v" | tr -s " \t\n" " ")'" ||
+	stage apt in_root sh -c "apt-get -qq -o Acquire::Check-Valid-Until=false update &&
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing" ||
 		return 1
-	in_root sh -c "id $RUNUSER >/dev/null 2>&1 || useradd --create-home --shell /bin/bash $RUNUSER" ||
-		return 1
-	touch "$ROOTDIR/.lockext-packages-$v"
+	in_root sh -c "id $RUNUSER >/dev/null 2>&1 || useradd --create-home --shell /bin/bash $RUNUSER"
 }
 
 # The source into $ROOTDIR/build/lockext: git HEAD, or with --worktree the
