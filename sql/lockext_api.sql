@@ -120,8 +120,11 @@ SET lockext.wait_timeout = '1500ms';
 SHOW lockext.wait_timeout;
 SET lockext.lease = '2min';
 SHOW lockext.lease;
+-- out of range: the SQLSTATE (the message shows units from 16 on)
+\set VERBOSITY sqlstate
 SET lockext.wait_timeout = -1;
 SET lockext.lease = 0;
+\set VERBOSITY default
 SET lockext.backend = 'nosuch';
 SET lockext.nosuch = 1;
 RESET lockext.wait_timeout;

@@ -57,7 +57,10 @@ SHOW lockext.namespace;
 RESET lockext.namespace;
 SET lockext.fallback = 'sometimes';
 SET lockext.verify_on_commit = 'never';
+-- out of range: the SQLSTATE (the message shows units from 16 on)
+\set VERBOSITY sqlstate
 SET lockext.command_timeout = 0;
+\set VERBOSITY default
 
 -- the redis backend needs nodes
 SET lockext.backend = 'redis';

@@ -70,7 +70,10 @@ SELECT q, outcome(q) FROM (VALUES
   ($$SELECT dlock_acquire('k', 0, 0.01)$$),
   ($$SELECT dlock_extend('keeper', 0.01)$$)
 ) AS t(q);
+-- out of range: the SQLSTATE (the message shows units from 16 on)
+\set VERBOSITY sqlstate
 SET lockext.lease = '9ms';
+\set VERBOSITY default
 SET lockext.lease = '10ms';
 SHOW lockext.lease;
 RESET lockext.lease;

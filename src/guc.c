@@ -116,8 +116,8 @@ check_redis_nodes(char **newval, void **extra, GucSource source)
 		GUC_check_errhint("Use a comma-separated list of redis://[user[:password]@]host[:port][/db], rediss://... (TLS, with ?sslmode=...&sslrootcert=...) or unix:///path[?db=N].");
 		return false;
 	}
-	/* GUC extra data must be malloc'd */
-	parsed = malloc(offsetof(ParsedNodes, urls) + Max(n, 1) * sizeof(RedisUrl));
+	/* GUC extra data: malloc'd, or guc_malloc'd from 16 on */
+	parsed = lockext_guc_malloc(offsetof(ParsedNodes, urls) + Max(n, 1) * sizeof(RedisUrl));
 	if (parsed == NULL)
 	{
 		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
@@ -154,7 +154,7 @@ check_redis_nodes(char **newval, void **extra, GucSource source)
 		for (i = 0; i < n; i++)
 			if (urls[i].has_password)
 			{
-				free(parsed);
+				lockext_guc_free(parsed);
 				*extra = NULL;
 				GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
 				GUC_check_errmsg("a password in lockext.redis_nodes cannot be stored in a role, database or function setting");

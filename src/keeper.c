@@ -203,7 +203,7 @@ idle_too_long(int pid, TimestampTz now)
 		nidle = 0;
 		for (i = 1; i <= n; i++)
 		{
-			PgBackendStatus *be = &pgstat_fetch_stat_local_beentry(i)->backendStatus;
+			PgBackendStatus *be = &lockext_local_beentry(i)->backendStatus;
 
 			if ((be->st_state == STATE_IDLEINTRANSACTION ||
 				 be->st_state == STATE_IDLEINTRANSACTION_ABORTED) &&

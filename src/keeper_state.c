@@ -95,7 +95,7 @@ keeper_state_running(bool running)
 	if (ks == NULL)
 		return;
 	if (running)
-		pg_atomic_write_u32(&ks->procno, MyProc->pgprocno);
+		pg_atomic_write_u32(&ks->procno, LOCKEXT_MY_PROCNO);
 	pg_atomic_write_u32(&ks->pid, running ? MyProcPid : 0);
 }
 

@@ -350,7 +350,7 @@ local_lock_release(DlockEntry *entry, DlockScope scope, bool lockmgr_releases)
 bool
 local_lock_still_held(DlockEntry *entry, DlockScope scope)
 {
-	return LockHeldByMe(entry_tag(entry), scope_mode(scope));
+	return lockext_lock_held_by_me(entry_tag(entry), scope_mode(scope));
 }
 
 /*
@@ -507,7 +507,7 @@ advisory_holder(const char *key pg_attribute_unused(),
 	nbackends = pgstat_fetch_stat_numbackends();
 	for (i = 1; i <= nbackends; i++)
 	{
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		LocalPgBackendStatus *local = lockext_local_beentry(i);
 		PgBackendStatus *be = &local->backendStatus;
 
 		if (be->st_procpid != pid)

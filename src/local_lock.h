@@ -14,8 +14,8 @@
 extern const DlockBackend advisory_backend;
 extern void local_lock_init(void);
 extern void local_lock_set_tag(LOCKTAG *tag, uint64 hash);
-extern void lockext_report_busy(const char *key, uint64 hash, int64 timeout_ms,
-								const char *busy_detail) pg_attribute_noreturn();
+pg_noreturn extern void lockext_report_busy(const char *key, uint64 hash, int64 timeout_ms,
+											const char *busy_detail);
 extern bool local_lock_acquire(DlockEntry *entry, DlockScope scope,
 							   int64 timeout_ms);
 extern void local_lock_release(DlockEntry *entry, DlockScope scope,

@@ -15,6 +15,8 @@
 
 #include <time.h>
 
+#include "pg_compat.h"
+
 #include "utils/timestamp.h"
 
 /* Longest key accepted, in bytes of the database encoding. */

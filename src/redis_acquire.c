@@ -68,7 +68,8 @@ enough_granted(const RedisResult *results, int n)
  * The SQLSTATE for an error reply that is the server's considered answer
  * rather than a sign of an outage, or 0.  Scripts pass on the error code
  * of the command that failed inside them, so it is looked for anywhere;
- * an ACL denial inside a script reads differently (Redis 7.0).
+ * an ACL denial inside a script reads differently (Redis 7.0, and again
+ * from 7.2: "ERR ACL failure in script: ...").
  */
 static int
 refusal_errcode(const char *msg)
@@ -76,7 +77,8 @@ refusal_errcode(const char *msg)
 	if (strstr(msg, "WRONGTYPE") != NULL)
 		return ERRCODE_WRONG_OBJECT_TYPE;
 	if (strstr(msg, "NOPERM") != NULL ||
-		strstr(msg, "can't run this command") != NULL)
+		strstr(msg, "can't run this command") != NULL ||
+		strstr(msg, "ACL failure in script") != NULL)
 		return ERRCODE_INSUFFICIENT_PRIVILEGE;
 	if (strstr(msg, "OOM ") != NULL)
 		return ERRCODE_OUT_OF_MEMORY;

@@ -43,6 +43,12 @@
 
 #include "redis_conn_int.h"
 
+/* hiredis 1.0 alone named its sds functions hi_sds* (1.1 went back) */
+#if HIREDIS_MAJOR == 1 && HIREDIS_MINOR == 0
+#define sdslen hi_sdslen
+#define sdsrange hi_sdsrange
+#endif
+
 /* The reason of the first error in OpenSSL's queue, or NULL. */
 static const char *
 queued_error(unsigned long *code)

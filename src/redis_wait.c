@@ -89,7 +89,7 @@ wait_set(RedisNode **nodes, int n, bool quiet)
 	forget_set();
 	PG_TRY();
 	{
-		wes = CreateWaitEventSet(TopMemoryContext, LOCKEXT_MAX_NODES + 2);
+		wes = lockext_create_wait_event_set(LOCKEXT_MAX_NODES + 2);
 		AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(wes, WL_POSTMASTER_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		for (i = 0; i < n; i++)

@@ -88,13 +88,9 @@ static TimestampTz wait_since;
 static bool my_wait_published = false;
 static bool my_wait_missing = false;
 
-static dshash_parameters table_params = {
-	sizeof(SharedLockKey),
-	sizeof(SharedLockRow),
-	dshash_memcmp,
-	dshash_memhash,
-	0							/* tranche, set at attach */
-};
+/* tranche_id is set at attach */
+static dshash_parameters table_params =
+	LOCKEXT_DSHASH_PARAMETERS(sizeof(SharedLockKey), sizeof(SharedLockRow));
 
 static Size
 ctl_size(void)

@@ -66,13 +66,9 @@ typedef struct KnownEntry
 static KnownEntry *known = NULL;
 static int	nknown = 0;
 
-static dshash_parameters table_params = {
-	sizeof(Oid),
-	sizeof(StatsEntry),
-	dshash_memcmp,
-	dshash_memhash,
-	0							/* tranche, set at attach */
-};
+/* tranche_id is set at attach */
+static dshash_parameters table_params =
+	LOCKEXT_DSHASH_PARAMETERS(sizeof(Oid), sizeof(StatsEntry));
 
 static void
 shared_stats_shmem_request(void)

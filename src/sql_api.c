@@ -57,8 +57,7 @@ static ExecutorFinish_hook_type prev_executor_finish = NULL;
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
 static void
-lockext_executor_run(QueryDesc *queryDesc, ScanDirection direction,
-					 uint64 count, bool execute_once)
+lockext_executor_run(LOCKEXT_EXECUTOR_RUN_PARAMS)
 {
 	MemoryContext saved_cxt = toplevel_query_cxt;
 
@@ -68,9 +67,9 @@ lockext_executor_run(QueryDesc *queryDesc, ScanDirection direction,
 	PG_TRY();
 	{
 		if (prev_executor_run)
-			prev_executor_run(queryDesc, direction, count, execute_once);
+			prev_executor_run(LOCKEXT_EXECUTOR_RUN_ARGS);
 		else
-			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+			standard_ExecutorRun(LOCKEXT_EXECUTOR_RUN_ARGS);
 	}
 	PG_FINALLY();
 	{

@@ -68,7 +68,7 @@ backend_appname(int pid)
 
 	for (i = 1; i <= n; i++)
 	{
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		LocalPgBackendStatus *local = lockext_local_beentry(i);
 
 		if (local->backendStatus.st_procpid == pid)
 			return pstrdup(local->backendStatus.st_appname);
@@ -92,7 +92,7 @@ backend_role(int pid)
 
 	for (i = 1; i <= n; i++)
 	{
-		PgBackendStatus *be = &pgstat_fetch_stat_local_beentry(i)->backendStatus;
+		PgBackendStatus *be = &lockext_local_beentry(i)->backendStatus;
 
 		if (be->st_procpid == pid)
 			return be->st_userid;

@@ -271,7 +271,9 @@ like($err, qr/permission denied to set parameter "lockext.backend"/, 'plain user
 ($ret, $out, $err) = $a->psql('postgres', "SET ROLE plain; SET lockext.redis_nodes = 'redis://127.0.0.1:1'");
 like($err, qr/permission denied to set parameter "lockext.redis_nodes"/, 'nor the nodes');
 ($ret, $out, $err) = $a->psql('postgres', "SET ROLE plain; SHOW lockext.redis_nodes");
-like($err, qr/must be superuser or have privileges of pg_read_all_settings/, 'nor read them');
+# (the wording of 15; 16 and later: permission denied to examine ...)
+like($err, qr/must be superuser or have privileges of pg_read_all_settings|permission denied to examine "lockext.redis_nodes"/,
+	'nor read them');
 is($a->safe_psql('postgres', "SET ROLE plain; SELECT count(*) FROM pg_settings WHERE name = 'lockext.redis_nodes'"),
 	'0', 'pg_settings hides them');
 like($a->safe_psql('postgres', "SET ROLE reader; SHOW lockext.redis_nodes"),

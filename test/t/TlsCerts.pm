@@ -1,7 +1,9 @@
 # TlsCerts: certificates for lockext's TLS tests, made with the openssl
 # command in a directory of the test: a CA, server certificates (for
 # 127.0.0.1, for another host name, expired), a client certificate, and a
-# second CA that signed none of them.  EC keys: quick to make.
+# second CA that signed none of them.  EC keys: quick to make.  The expired
+# one is signed two days in the past (faketime), valid for one day: OpenSSL
+# 3.4 and later refuse "-days -1", and 3.0 (Debian 12) lacks -not_after.
 package TlsCerts;
 
 use strict;
@@ -14,7 +16,14 @@ our @EXPORT = qw(make_test_certs);
 
 sub openssl
 {
-	my @cmd = ('openssl', @_);
+	run_openssl([], @_);
+}
+
+# openssl with a command before it (faketime ...).
+sub run_openssl
+{
+	my $pre = shift;
+	my @cmd = (@$pre, 'openssl', @_);
 	my ($out, $err) = ('', '');
 	IPC::Run::run(\@cmd, '>', \$out, '2>', \$err)
 	  or die "openssl @_ failed: $err";
@@ -25,7 +34,7 @@ sub make_cert
 {
 	my ($dir, $name, %o) = @_;
 	my $key = "$dir/$name.key";
-	my $days = $o{days} // 30;
+	my $days = $o{expired} ? 1 : 30;
 	openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
 		'-out', $key);
 	chmod 0600, $key;
@@ -41,8 +50,8 @@ sub make_cert
 	print $fh "extendedKeyUsage = $o{usage}\n";
 	close $fh;
 	openssl('req', '-new', '-key', $key, '-subj', "/CN=$o{cn}", '-out', "$dir/$name.csr");
-	# -days -1: already expired
-	openssl('x509', '-req', '-in', "$dir/$name.csr", '-CA', "$dir/$o{ca}.crt",
+	run_openssl($o{expired} ? [ 'faketime', '-f', '-2d' ] : [],
+		'x509', '-req', '-in', "$dir/$name.csr", '-CA', "$dir/$o{ca}.crt",
 		'-CAkey', "$dir/$o{ca}.key", '-CAcreateserial', '-days', $days,
 		'-extfile', $ext, '-out', "$dir/$name.crt");
 }
@@ -58,7 +67,7 @@ sub make_test_certs
 	make_cert($dir, 'other', ca => 'ca', cn => 'other.example',
 		san => 'DNS:other.example', usage => 'serverAuth');
 	make_cert($dir, 'expired', ca => 'ca', cn => 'redis test server',
-		san => 'DNS:localhost,IP:127.0.0.1', usage => 'serverAuth', days => -1);
+		san => 'DNS:localhost,IP:127.0.0.1', usage => 'serverAuth', expired => 1);
 	make_cert($dir, 'client', ca => 'ca', cn => 'lockext', usage => 'clientAuth');
 	return $dir;
 }
