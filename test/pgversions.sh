@@ -55,6 +55,10 @@ done
 # shellcheck disable=SC2116,SC2086
 TESTS=$(cd "$SRC" && echo $TESTS)
 [ "$(id -u)" = 0 ] || { echo "test/pgversions.sh runs as root (debootstrap, chroot, mount)" >&2; exit 2; }
+# the host's own tool for making the roots (Debian 12's archive has it)
+command -v debootstrap >/dev/null 2>&1 ||
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null 2>&1 ||
+	{ echo "test/pgversions.sh: debootstrap is missing and could not be installed" >&2; exit 1; }
 
 suite_of() {
 	case $1 in

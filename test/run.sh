@@ -5,7 +5,8 @@
 # build uses, installs it, and runs every suite (unit tests, static checks,
 # fuzzing, release checks, then make installcheck against a server started
 # as the README says and make prove_installcheck) as an unprivileged user;
-# ends with one line "N passed, N failed".  It tests what git HEAD holds:
+# then, as root, builds and tests on PostgreSQL 17 and 18 in debootstrap
+# roots (test/pgversions.sh); ends with one line "N passed, N failed".  It tests what git HEAD holds:
 # commit first (uncommitted changes are pointed out, not tested).  Every
 # user, server and directory it made is gone when it exits.
 #
@@ -17,6 +18,8 @@
 #   LOCKEXT_PG_CONFIG=/x/bin/pg_config bash ...   # another PostgreSQL 15 install
 #   LOCKEXT_NO_STRACE=1 bash ...       # as where ptrace is not allowed: the package
 #                                      # check takes the compilers' -H output
+#   LOCKEXT_NO_PGVERSIONS=1 bash ...   # PostgreSQL 15 only (no debootstrap roots of
+#                                      # trixie and sid for 17 and 18)
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -83,4 +86,43 @@ esac
 chown -R "$RUN_USER" "$WORK"
 as_user env ${LOCKEXT_PG_CONFIG:+LOCKEXT_PG_CONFIG="$LOCKEXT_PG_CONFIG"} \
 	${LOCKEXT_FUZZ_SECONDS:+LOCKEXT_FUZZ_SECONDS="$LOCKEXT_FUZZ_SECONDS"} \
-	PG_PREFIX="$PG_PREFIX" ZIP="$ZIP" bash "$SRC/test/suites.sh" "$SRC" "$WORK"
+	PG_PREFIX="$PG_PREFIX" ZIP="$ZIP" bash "$SRC/test/suites.sh" "$SRC" "$WORK" |
+	tee "$WORK/suites.out"
+total=$(tail -n 1 "$WORK/suites.out")
+passed=$(echo "$total" | sed -n 's/^\([0-9]*\) passed, [0-9]* failed$/\1/p')
+failed=$(echo "$total" | sed -n 's/^[0-9]* passed, \([0-9]*\) failed$/\1/p')
+[ -n "$passed" ] && [ -n "$failed" ] || { passed=0; failed=1; }
+
+# PostgreSQL 17 and 18 (test/pgversions.sh, as root: debootstrap roots of
+# Debian trixie and sid): the build at -Werror, make installcheck and the
+# Redis, keeper, TLS and upgrade TAP scripts; everything else runs on 15
+# above.  Each version's build, installcheck and TAP script counts once.
+if [ -n "${LOCKEXT_NO_PGVERSIONS:-}" ]; then
+	log "note: PostgreSQL 17 and 18 skipped (LOCKEXT_NO_PGVERSIONS)"
+elif [ "$(id -u)" != 0 ]; then
+	log "note: PostgreSQL 17 and 18 need root (debootstrap): skipped"
+else
+	echo "== PostgreSQL 17 and 18 (test/pgversions.sh)"
+	bash "$ROOT/test/pgversions.sh" 17 18 | tee "$WORK/pgversions.out"
+	for v in 17 18; do
+		line=$(grep -E "^PG $v " "$WORK/pgversions.out")
+		for stage in build installcheck; do
+			if echo "$line" | grep -q "$stage ok"; then
+				passed=$((passed + 1))
+			else
+				failed=$((failed + 1))
+			fi
+		done
+		tap=$(echo "$line" | sed -n 's/.*TAP \([0-9]*\)\/\([0-9]*\) .*/\1 \2/p')
+		if [ -n "$tap" ]; then
+			set -- $tap
+			passed=$((passed + $1))
+			failed=$((failed + $2 - $1))
+		else
+			failed=$((failed + 1))
+		fi
+	done
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
