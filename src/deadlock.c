@@ -49,10 +49,9 @@
  * are republished as often, so the victim fails within twice
  * deadlock_timeout plus a round trip.  On a quorum a cycle counts when a
  * majority of the nodes sees the same one, each wait on Redis in it with
- * its holder's value on a majority; the first majority to answer decides
- * (unless it sees a cycle with a holder some of those nodes lack, as a
- * grant may skip a node: then the others are awaited), so a paused node
- * does not delay the check.
+ * its holder's value on a majority; the first majority to answer decides,
+ * so a paused node does not delay the check (a cycle those nodes do not
+ * all see yet is looked for again at the next look).
  *
  *-------------------------------------------------------------------------
  */

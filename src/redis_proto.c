@@ -368,38 +368,16 @@ cycle_counts(const RedisResult *results, int n, int i)
 }
 
 /*
- * Stop waiting for DETECT's answers once a majority answered, unless one
- * of them shows a cycle that does not count yet: a node still to answer
- * may show a holder a grant gave the others but not the first to answer.
- */
-static bool
-detect_answered(const RedisResult *results, int n)
-{
-	bool		undecided = false;
-	int			i;
-
-	if (!enough_answered(results, n))
-		return false;
-	for (i = 0; i < n; i++)
-		if (is_cycle(&results[i]))
-		{
-			if (cycle_counts(results, n, i))
-				return true;
-			undecided = true;
-		}
-	return !undecided;
-}
-
-/*
  * Deadlock detection across instances (deadlock.c): publish the wait-for
  * edges (edge_ids[i] waits as edges[i] says), with a time to live, on
  * every node, and follow them from session me.  Returns the edges of a
  * cycle through me that a majority of the nodes sees, the same on each
  * ("waiter|edge" each), each of its holders on Redis holding its key on a
- * majority, or NULL.  Decides on the first majority of nodes to answer
- * (unless they show a cycle whose holders some of them lack: then on more
- * answers): a paused node does not hold the check up (it still gets the
- * edges when it wakes).  May ERROR (cancel).
+ * majority, or NULL.  Decides on the first majority of nodes to answer:
+ * a paused node does not hold the check up (it still gets the edges when
+ * it wakes).  A cycle those nodes do not all see yet (an edge still on its
+ * way to one) or whose holder some of them lack is not one now; the next
+ * look, a deadlock_timeout later, sees again.  May ERROR (cancel).
  */
 char	  **
 redis_proto_detect(RedisNodeSet *set, const char *ns, const char *me,
@@ -422,7 +400,7 @@ redis_proto_detect(RedisNodeSet *set, const char *ns, const char *me,
 		args[5 + 2 * i] = edges[i];
 	}
 	redis_run_script(nodes, set_nodes(set, nodes), SCRIPT_DETECT, 0, NULL,
-					 4 + 2 * nedges, args, NULL, 0, 0, false, detect_answered,
+					 4 + 2 * nedges, args, NULL, 0, 0, false, enough_answered,
 					 results);
 	*npath = 0;
 	for (i = 0; i < set->n && path == NULL; i++)
