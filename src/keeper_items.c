@@ -126,7 +126,6 @@ read_whole(KeeperEntryFresh fresh)
 {
 	MemoryContext oldcxt;
 	KeeperItem *items;
-	uint64		gen;
 	int			n;
 	int			i;
 
@@ -134,7 +133,7 @@ read_whole(KeeperEntryFresh fresh)
 	oldcxt = MemoryContextSwitchTo(entries_cxt);
 	/* changes from here on are read after: reading one twice is harmless */
 	read_pos = shared_locks_renewable_gen();
-	n = shared_locks_renewable(0, &items, &gen);
+	n = shared_locks_renewable(&items);
 	MemoryContextSwitchTo(oldcxt);
 	for (i = 0; i < n; i++)
 	{

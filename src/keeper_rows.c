@@ -24,14 +24,21 @@
 
 static void fill_item(KeeperItem *it, SharedLockRow *row);
 
+/* Is row a hold the keeper renews (live, held, on Redis)? */
+static inline bool
+row_renewable(SharedLockRow *row)
+{
+	return pg_atomic_read_u32(&row->life) == LOCKEXT_ROW_LIVE &&
+		row->state == 'h' && row->nodes_fp != 0;
+}
+
 /*
- * The keeper: every held row of node set nodes_fp (0: of any) that has a
- * lease to renew, as palloc'd copies in items; *gen gets the generation they
- * reflect (shared_locks_renewable_gen).  The keeper decides which are due
- * and whose holder still beats.
+ * The keeper: every row it renews, as palloc'd copies in items (it reads
+ * shared_locks_renewable_gen() first, and the changes after).  The keeper
+ * decides which are due and whose holder still beats.
  */
 int
-shared_locks_renewable(uint64 nodes_fp, KeeperItem **items, uint64 *gen)
+shared_locks_renewable(KeeperItem **items)
 {
 	dshash_seq_status status;
 	SharedLockRow *row;
@@ -39,16 +46,12 @@ shared_locks_renewable(uint64 nodes_fp, KeeperItem **items, uint64 *gen)
 	int			room = 64;
 
 	*items = palloc(room * sizeof(KeeperItem));
-	*gen = shared_locks_renewable_gen();
 	if (!shared_locks_attach())
 		return 0;
 	dshash_seq_init(&status, shared_locks_table, false);
 	while ((row = dshash_seq_next(&status)) != NULL)
 	{
-		if (pg_atomic_read_u32(&row->life) != LOCKEXT_ROW_LIVE)
-			continue;
-		if (row->state != 'h' || row->nodes_fp == 0 ||
-			(nodes_fp != 0 && row->nodes_fp != nodes_fp))
+		if (!row_renewable(row))
 			continue;
 		if (n == room)
 		{
@@ -123,8 +126,7 @@ shared_locks_renewable_row(const SharedLockKey *key, KeeperItem *it)
 	row = dshash_find(shared_locks_table, key, false);
 	if (row == NULL)
 		return false;
-	renewable = pg_atomic_read_u32(&row->life) == LOCKEXT_ROW_LIVE &&
-		row->state == 'h' && row->nodes_fp != 0;
+	renewable = row_renewable(row);
 	if (renewable)
 		fill_item(it, row);
 	dshash_release_lock(shared_locks_table, row);
@@ -250,7 +252,6 @@ fill_item(KeeperItem *it, SharedLockRow *row)
 	it->lease_end = row->lease_expires_at;
 	it->since = row->since;
 	it->token = row->has_token ? row->token : 0;
-	it->releasing = pg_atomic_read_u32(&row->life) != LOCKEXT_ROW_LIVE;
 
 	/* one chunk, lockkey first (pfree(lockkey) frees them all) */
 	p = palloc(nslen + 6 + keylen + 1 + keylen + 1 + nslen + 1 + ownerlen + 1);

@@ -31,6 +31,19 @@
  */
 #define LOCKEXT_SCRIPT_MAX_KEYS 1000
 
+/* How many such commands n locks take, and how many locks command c has. */
+static inline int
+redis_nchunks(int n)
+{
+	return (n + LOCKEXT_SCRIPT_MAX_KEYS - 1) / LOCKEXT_SCRIPT_MAX_KEYS;
+}
+
+static inline int
+redis_chunk_len(int n, int c)
+{
+	return Min(LOCKEXT_SCRIPT_MAX_KEYS, n - c * LOCKEXT_SCRIPT_MAX_KEYS);
+}
+
 struct RedisPending;
 struct RedisResult;
 

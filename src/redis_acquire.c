@@ -99,22 +99,6 @@ refusal_of(const RedisResult *r)
 }
 
 /*
- * Many locks go in chunks of LOCKEXT_SCRIPT_MAX_KEYS, in canonical order
- * (each an ACQUIRE_MANY script): how many, and how long chunk c is.
- */
-static inline int
-nchunks_of(int n)
-{
-	return (n + LOCKEXT_SCRIPT_MAX_KEYS - 1) / LOCKEXT_SCRIPT_MAX_KEYS;
-}
-
-static inline int
-chunk_len(int n, int c)
-{
-	return Min(LOCKEXT_SCRIPT_MAX_KEYS, n - c * LOCKEXT_SCRIPT_MAX_KEYS);
-}
-
-/*
  * The keys and arguments of ACQUIRE_MANY for keys[from..from+m): a chunk
  * after the first is guarded by the lock before it (see the script).
  * rkeys needs room for 2m+2, args for m+3.  Returns the number of keys.
@@ -219,7 +203,7 @@ run_acquire_chunks(RedisNodeSet *set, RedisHold **holds, const char **keys,
 				   int n, const char *lease, const char *prefix,
 				   RedisResult *results)
 {
-	int			nchunks = nchunks_of(n);
+	int			nchunks = redis_nchunks(n);
 	int			most = 2 * LOCKEXT_SCRIPT_MAX_KEYS + 2;
 	RedisRelease *rel = releases_of(holds, keys, n);
 	char	  **cmds = palloc0(nchunks * sizeof(char *));
@@ -242,7 +226,7 @@ run_acquire_chunks(RedisNodeSet *set, RedisHold **holds, const char **keys,
 			int			from = c * LOCKEXT_SCRIPT_MAX_KEYS;
 			int			nargs;
 			int			nkeys = acquire_many_args(holds, keys, from,
-												  chunk_len(n, c), lease,
+												  redis_chunk_len(n, c), lease,
 												  prefix, rkeys, args, &nargs);
 			char		nkeys_str[16];
 			RedisCommand cmd;
@@ -264,7 +248,7 @@ run_acquire_chunks(RedisNodeSet *set, RedisHold **holds, const char **keys,
 						 errmsg("out of memory")));
 			cmds[c] = fmt;
 			lens[c] = len;
-			undo[c] = redis_format_release(rel + from, chunk_len(n, c),
+			undo[c] = redis_format_release(rel + from, redis_chunk_len(n, c),
 										   &undo_len[c]);
 		}
 		redis_run_many_undo(nodes, set_nodes(set, nodes),
@@ -287,7 +271,7 @@ run_acquire_chunks(RedisNodeSet *set, RedisHold **holds, const char **keys,
 
 /*
  * Send the acquire of keys[0..n) to every node of the set: node i's
- * answer to chunk c goes to results[i * nchunks_of(n) + c].
+ * answer to chunk c goes to results[i * redis_nchunks(n) + c].
  */
 static void
 run_acquire(RedisNodeSet *set, RedisHold **holds, const char **keys, int n,
@@ -296,7 +280,7 @@ run_acquire(RedisNodeSet *set, RedisHold **holds, const char **keys, int n,
 	const char *lease = psprintf(INT64_FORMAT, lease_ms);
 	const char *prefix = pnstrdup(redis_owner_of(holds[0]), OWNER_PREFIX_LEN);
 
-	if (nchunks_of(n) == 1)
+	if (redis_nchunks(n) == 1)
 		run_acquire_one(set, holds, keys, n, lease, prefix, results);
 	else
 		run_acquire_chunks(set, holds, keys, n, lease, prefix, results);
@@ -333,7 +317,7 @@ static NodeAnswer
 read_node(const RedisResult *res, int n, const char **keys, RedisNode *node,
 		  RedisAcquireResult *out, bool *some)
 {
-	int			nchunks = nchunks_of(n);
+	int			nchunks = redis_nchunks(n);
 	int			first = nchunks;
 	const RedisResult *r;
 	redisReply *rep;
@@ -341,7 +325,7 @@ read_node(const RedisResult *res, int n, const char **keys, RedisNode *node,
 	int			c;
 
 	for (c = nchunks - 1; c >= 0; c--)
-		if (chunk_granted(&res[c], chunk_len(n, c)))
+		if (chunk_granted(&res[c], redis_chunk_len(n, c)))
 			*some = true;
 		else
 		{
@@ -378,7 +362,7 @@ read_node(const RedisResult *res, int n, const char **keys, RedisNode *node,
 
 			if (n > 1 && rep->element[1]->type == REDIS_REPLY_INTEGER)
 				busy += (int) Min(Max(rep->element[1]->integer - 1, 0),
-								  chunk_len(n, first) - 1);
+								  redis_chunk_len(n, first) - 1);
 			out->holder_pttl_ms = Max(out->holder_pttl_ms,
 									  rep->element[at + 1]->integer);
 			if (out->holder == NULL || busy < out->busy_index)
@@ -422,7 +406,7 @@ redis_proto_acquire_many(RedisHold **holds, const char **keys, int n,
 						 int64 lease_ms, RedisAcquireResult *out)
 {
 	RedisNodeSet *set = holds[0]->set;
-	int			nchunks = nchunks_of(n);
+	int			nchunks = redis_nchunks(n);
 	RedisResult *results = palloc0(set->n * nchunks * sizeof(RedisResult));
 	int			quorum = quorum_of(set->n);
 	int			granted = 0;

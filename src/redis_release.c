@@ -19,9 +19,6 @@
 
 #include "redis.h"
 
-/* Locks per RELEASE command of a sweep. */
-#define RELEASE_BATCH LOCKEXT_SCRIPT_MAX_KEYS
-
 /*
  * The formatted RELEASE command for rel[0..m-1], all of one node set and
  * namespace, or NULL when out of memory.  malloc only: this runs where a
@@ -135,14 +132,14 @@ new_giveback(RedisNodeSet *set, const RedisRelease *rel, int m)
 }
 
 /*
- * Release m holds of one node set and namespace: RELEASE_BATCH locks per
+ * Release m holds of one node set and namespace: LOCKEXT_SCRIPT_MAX_KEYS locks per
  * command, all commands pipelined to every node.  Returns how many
  * releases a majority did not confirm.
  */
 static int
 release_group(RedisNodeSet *set, RedisRelease *group, int m, bool wait)
 {
-	int			ncmds = (m + RELEASE_BATCH - 1) / RELEASE_BATCH;
+	int			ncmds = redis_nchunks(m);
 	char	  **cmds = calloc(ncmds, sizeof(char *));
 	size_t	   *lens = calloc(ncmds, sizeof(size_t));
 	int		   *nkeys = calloc(ncmds, sizeof(int));
@@ -163,16 +160,16 @@ release_group(RedisNodeSet *set, RedisRelease *group, int m, bool wait)
 
 		for (c = 0; c < ncmds; c++)
 		{
-			int			k = Min(RELEASE_BATCH, m - c * RELEASE_BATCH);
+			int			k = redis_chunk_len(m, c);
 
-			cmds[nsent] = redis_format_release(group + c * RELEASE_BATCH, k,
+			cmds[nsent] = redis_format_release(group + c * LOCKEXT_SCRIPT_MAX_KEYS, k,
 										 &lens[nsent]);
 			if (cmds[nsent] == NULL)
 				lost += k;		/* could not even be formatted */
 			else
 			{
-				at[nsent] = c * RELEASE_BATCH;
-				gbs[nsent] = new_giveback(set, group + c * RELEASE_BATCH, k);
+				at[nsent] = c * LOCKEXT_SCRIPT_MAX_KEYS;
+				gbs[nsent] = new_giveback(set, group + c * LOCKEXT_SCRIPT_MAX_KEYS, k);
 				nkeys[nsent++] = k;
 			}
 		}
@@ -200,7 +197,7 @@ release_group(RedisNodeSet *set, RedisRelease *group, int m, bool wait)
 
 /*
  * Compare-and-delete many holds, and wake their waiters: for each node set
- * one pipelined sweep carrying up to RELEASE_BATCH locks per command,
+ * one pipelined sweep carrying up to LOCKEXT_SCRIPT_MAX_KEYS locks per command,
  * under one deadline.  With wait, a release counts as confirmed when a
  * majority of its nodes answered; without, when it was written to a
  * majority's working connections (the answers are read later).  Returns

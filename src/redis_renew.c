@@ -22,9 +22,6 @@
 
 #include "redis.h"
 
-/* Locks per EXTEND_MANY command. */
-#define RENEW_BATCH LOCKEXT_SCRIPT_MAX_KEYS
-
 /* Append one bulk string of the Redis protocol: $<len>\r\n<bytes>\r\n */
 static void
 append_bulk(StringInfo buf, const char *p, size_t len)
@@ -122,7 +119,7 @@ static int	renew_total;
 static bool
 batch_settled(const RedisResult *results, int n, int ncmds, int c)
 {
-	int			m = Min(RENEW_BATCH, renew_total - c * RENEW_BATCH);
+	int			m = redis_chunk_len(renew_total, c);
 	int			k;
 
 	for (k = 0; k < m; k++)
@@ -133,7 +130,7 @@ batch_settled(const RedisResult *results, int n, int ncmds, int c)
 
 /*
  * The lease keeper's renewal of many locks at once: compare-and-PEXPIRE
- * of each lock for its lease, RENEW_BATCH locks per command, all commands
+ * of each lock for its lease, LOCKEXT_SCRIPT_MAX_KEYS locks per command, all commands
  * pipelined to every node of set at once, done when a majority answered
  * them all and agreed on each lock (a stopped node delays nothing).  outcome[i]: the lease end,
  * as a monotonic time in microseconds, when a majority renewed it in time;
@@ -146,7 +143,7 @@ redis_proto_extend_many(RedisNodeSet *set, const RedisRenewal *renewals,
 						int n, int64 *outcome)
 {
 	static StringInfoData buf = {NULL, 0, 0, 0};
-	int			ncmds = (n + RENEW_BATCH - 1) / RENEW_BATCH;
+	int			ncmds = redis_nchunks(n);
 	const char **cmds;
 	size_t	   *lens;
 	RedisResult *results;
@@ -173,8 +170,8 @@ redis_proto_extend_many(RedisNodeSet *set, const RedisRenewal *renewals,
 	for (c = 0; c < ncmds; c++)
 	{
 		lens[c] = buf.len;
-		append_batch(&buf, renewals + c * RENEW_BATCH,
-					 Min(RENEW_BATCH, n - c * RENEW_BATCH));
+		append_batch(&buf, renewals + c * LOCKEXT_SCRIPT_MAX_KEYS,
+					 redis_chunk_len(n, c));
 		lens[c] = buf.len - lens[c];
 	}
 	for (c = 0; c < ncmds; c++)
@@ -189,12 +186,12 @@ redis_proto_extend_many(RedisNodeSet *set, const RedisRenewal *renewals,
 
 	for (c = 0; c < ncmds; c++)
 	{
-		int			m = Min(RENEW_BATCH, n - c * RENEW_BATCH);
+		int			m = redis_chunk_len(n, c);
 		int			k;
 
 		for (k = 0; k < m; k++)
 		{
-			int			i = c * RENEW_BATCH + k;
+			int			i = c * LOCKEXT_SCRIPT_MAX_KEYS + k;
 			int64		lease_ms = renewals[i].lease_ms;
 			int64		end = start + lease_ms * 1000 - redis_drift_us(lease_ms);
 			int			v = verdict(results, set->n, ncmds, c, m, k);

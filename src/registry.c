@@ -77,6 +77,7 @@ registry_alloc(Size size)
 	/* as dynahash's own: NULL, and hash_search reports it */
 	return MemoryContextAllocExtended(entries_cxt, size, MCXT_ALLOC_NO_OOM);
 }
+
 static long registry_peak = 0;
 static bool pre_commit_checked = false;
 static ExecutorEnd_hook_type prev_executor_end = NULL;

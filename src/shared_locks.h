@@ -94,7 +94,6 @@ typedef struct KeeperItem
 	char	   *keytext;		/* the key itself */
 	char	   *ns;
 	char	   *owner;
-	bool		releasing;		/* released by its holder, not confirmed */
 } KeeperItem;
 
 
@@ -135,8 +134,7 @@ extern int64 shared_locks_wait_end(void);
 extern bool shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
 								   TimestampTz *lease_end,
 								   int64 *lease_until_us, bool *lost);
-extern int	shared_locks_renewable(uint64 nodes_fp, KeeperItem **items,
-								   uint64 *gen);
+extern int	shared_locks_renewable(KeeperItem **items);
 extern uint64 shared_locks_renewable_gen(void);
 extern int	shared_locks_changes(uint64 *pos, SharedLockKey *keys, int max);
 extern bool shared_locks_renewable_row(const SharedLockKey *key, KeeperItem *it);
