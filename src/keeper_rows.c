@@ -8,7 +8,11 @@
  *
  * The keeper reads copies (KeeperItem) and never keeps a pointer into the
  * table; it deletes only rows of processes that are gone, whose pointers
- * nobody holds any more (see shared_locks.c on a row's life).
+ * nobody holds any more (see shared_locks.c on a row's life).  Each
+ * renewable row it reads gets a slot of the lease board (lease_board.c),
+ * where the keeper writes that row's renewals without looking it up
+ * again; the row keeps the slot's number, and shared_locks_row_lease()
+ * reads both.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/dsa.h"
 
+#include "lease_board.h"
 #include "lockext_base.h"
 #include "shared_locks.h"
 #include "shared_locks_int.h"
@@ -30,6 +35,80 @@ row_renewable(SharedLockRow *row)
 {
 	return pg_atomic_read_u32(&row->life) == LOCKEXT_ROW_LIVE &&
 		row->state == 'h' && row->nodes_fp != 0;
+}
+
+static inline LeaseBoardId
+row_id(const SharedLockRow *row)
+{
+	LeaseBoardId id;
+
+	id.pid = row->key.pid;
+	id.proc_start = row->proc_start;
+	id.seq = row->key.seq;
+	return id;
+}
+
+static inline uint32
+row_board(const SharedLockRow *row)
+{
+	return pg_atomic_read_u32(unconstify(pg_atomic_uint32 *, &row->board));
+}
+
+/*
+ * A row's lease: its own, or what the keeper wrote in its board slot since
+ * (the later of the two: each is a lease end the holder really got); and
+ * how often the keeper renewed it.  May attach a DSA segment: not for the
+ * release path.
+ */
+void
+shared_locks_row_lease(const SharedLockRow *row, TimestampTz *lease_end,
+					   int64 *lease_until_us, int64 *renewals)
+{
+	LeaseBoardId id = row_id(row);
+	LeaseBoardValue v;
+
+	*lease_end = row->lease_expires_at;
+	if (lease_until_us)
+		*lease_until_us = row->lease_until_us;
+	if (renewals)
+		*renewals = row->renewals;
+	if (!lease_board_read(shared_locks_dsa,
+						  (dsa_pointer) pg_atomic_read_u64(&shared_locks_ctl->board),
+						  row_board(row), &id, &v))
+		return;
+	*lease_end = Max(*lease_end, v.lease_end);
+	if (lease_until_us)
+		*lease_until_us = Max(*lease_until_us, v.lease_until_us);
+	if (renewals)
+		*renewals += v.renewals;
+}
+
+/*
+ * The keeper: the board slot of the row it just read into it (locked):
+ * the row's own if it is still the row's (it->board set), else a new one,
+ * whose number the row then keeps (an atomic write: a shared lock on the
+ * row is enough).
+ */
+static void
+give_slot(SharedLockRow *row, KeeperItem *it)
+{
+	LeaseBoardId id = row_id(row);
+	LeaseBoardValue v = {it->lease_end, row->lease_until_us, 0};
+
+	if (it->board != 0)
+		return;
+	it->board = lease_board_assign(&id, &v);
+	pg_atomic_write_u32(&row->board, it->board);
+}
+
+/* The keeper: the row's slot, into it->board, if it is still the row's. */
+static void
+adopt_slot(SharedLockRow *row, KeeperItem *it)
+{
+	LeaseBoardId id = row_id(row);
+
+	if (lease_board_adopt(row_board(row), &id))
+		it->board = row_board(row);
 }
 
 /*
@@ -45,9 +124,14 @@ shared_locks_renewable(KeeperItem **items)
 	int			n = 0;
 	int			room = 64;
 
+	int			i;
+
 	*items = palloc(room * sizeof(KeeperItem));
 	if (!shared_locks_attach())
 		return 0;
+	lease_board_keeper_attach(shared_locks_dsa, &shared_locks_ctl->board);
+	/* every row keeps its slot if the slot is still its own... */
+	lease_board_reset_used();
 	dshash_seq_init(&status, shared_locks_table, false);
 	while ((row = dshash_seq_next(&status)) != NULL)
 	{
@@ -58,9 +142,24 @@ shared_locks_renewable(KeeperItem **items)
 			room *= 2;
 			*items = repalloc(*items, room * sizeof(KeeperItem));
 		}
-		fill_item(&(*items)[n++], row);
+		fill_item(&(*items)[n], row);
+		adopt_slot(row, &(*items)[n++]);
 	}
 	dshash_seq_term(&status);
+	/* ... and only then do the others get one of the rest */
+	for (i = 0; i < n; i++)
+	{
+		KeeperItem *it = &(*items)[i];
+
+		if (it->board != 0)
+			continue;
+		row = dshash_find(shared_locks_table, &it->key, false);
+		if (row == NULL)
+			continue;
+		if (row_renewable(row))
+			give_slot(row, it);
+		dshash_release_lock(shared_locks_table, row);
+	}
 	return n;
 }
 
@@ -108,6 +207,8 @@ shared_locks_changes(uint64 *pos, SharedLockKey *keys, int max)
 		n++;
 		(*pos)++;
 	}
+	/* for note_change(): how far behind the keeper is */
+	pg_atomic_write_u64(&shared_locks_ctl->keeper_pos, *pos);
 	return n;
 }
 
@@ -128,7 +229,12 @@ shared_locks_renewable_row(const SharedLockKey *key, KeeperItem *it)
 		return false;
 	renewable = row_renewable(row);
 	if (renewable)
+	{
+		lease_board_keeper_attach(shared_locks_dsa, &shared_locks_ctl->board);
 		fill_item(it, row);
+		adopt_slot(row, it);
+		give_slot(row, it);
+	}
 	dshash_release_lock(shared_locks_table, row);
 	return renewable;
 }
@@ -249,9 +355,10 @@ fill_item(KeeperItem *it, SharedLockRow *row)
 	it->proc_start = row->proc_start;
 	it->nodes_fp = row->nodes_fp;
 	it->lease_ms = row->lease_ms;
-	it->lease_end = row->lease_expires_at;
 	it->since = row->since;
 	it->token = row->has_token ? row->token : 0;
+	it->board = 0;
+	shared_locks_row_lease(row, &it->lease_end, NULL, NULL);
 
 	/* one chunk, lockkey first (pfree(lockkey) frees them all) */
 	p = palloc(nslen + 6 + keylen + 1 + keylen + 1 + nslen + 1 + ownerlen + 1);

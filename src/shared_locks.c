@@ -126,6 +126,8 @@ shared_locks_shmem_startup(void)
 		pg_atomic_init_u64(&shared_locks_ctl->ended, 0);
 		pg_atomic_init_u64(&shared_locks_ctl->left, 0);
 		pg_atomic_init_u64(&shared_locks_ctl->asked, 0);
+		pg_atomic_init_u64(&shared_locks_ctl->board, InvalidDsaPointer);
+		pg_atomic_init_u64(&shared_locks_ctl->keeper_pos, 0);
 		LWLockInitialize(&shared_locks_ctl->lock, shared_area_tranche());
 		shared_locks_ctl->table = InvalidDsaPointer;
 		pg_atomic_init_u64(&shared_locks_ctl->rows, 0);
@@ -232,6 +234,16 @@ note_change(const SharedLockKey *key)
 	shared_locks_ctl->changes[slot].key = *key;
 	pg_write_barrier();
 	pg_atomic_write_u64(&shared_locks_ctl->changes[slot].seq, claim + 1);
+
+	/*
+	 * Wake the keeper when the ring is half full of changes it has not
+	 * read: one statement taking 100,000 locks would otherwise overrun it
+	 * between two of the keeper's looks, and the keeper would read the
+	 * whole table again.
+	 */
+	if (claim % 1024 == 1023 &&
+		claim - pg_atomic_read_u64(&shared_locks_ctl->keeper_pos) > LOCKEXT_CHANGE_RING / 2)
+		keeper_state_poke(0);
 }
 
 /* A row is going: count it out. */
@@ -334,6 +346,7 @@ put_row(SharedLockRow *old, const SharedLockKey *key, const char *keytext,
 	memcpy(row, values, sizeof(SharedLockRow));
 	row->key = *key;
 	pg_atomic_init_u32(&row->life, LOCKEXT_ROW_LIVE);
+	pg_atomic_init_u32(&row->board, 0);
 	row->keytext = text;
 	row->keylen = keylen;
 	dshash_release_lock(shared_locks_table, row);
@@ -693,9 +706,7 @@ shared_locks_hold_state(DlockEntry *entry, DlockScope scope,
 	row = dshash_find(shared_locks_table, &row->key, false);
 	if (row == NULL)
 		return false;
-	*lease_end = row->lease_expires_at;
-	if (lease_until_us)
-		*lease_until_us = row->lease_until_us;
+	shared_locks_row_lease(row, lease_end, lease_until_us, NULL);
 	*lost = (row->state == 'l');
 	dshash_release_lock(shared_locks_table, row);
 	return true;

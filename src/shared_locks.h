@@ -43,6 +43,7 @@ typedef struct SharedLockRow
 {
 	SharedLockKey key;
 	pg_atomic_uint32 life;		/* LOCKEXT_ROW_* */
+	pg_atomic_uint32 board;		/* its lease board slot (the keeper's); 0: none */
 	int64		released_us;	/* monotonic, when it stopped being live */
 	Oid			dboid;
 	Oid			userid;
@@ -89,6 +90,7 @@ typedef struct KeeperItem
 	TimestampTz lease_end;
 	TimestampTz since;			/* acquired_at */
 	int64		token;			/* 0: none */
+	uint32		board;			/* its lease board slot; 0: none */
 	char	   *lockkey;		/* <ns>:lock:<key> */
 	int			lockkey_len;
 	char	   *keytext;		/* the key itself */
@@ -150,6 +152,9 @@ extern void shared_locks_confirm(const SharedLockKey *key);
 extern void shared_locks_renewed(const SharedLockKey *key, TimestampTz since,
 								 TimestampTz lease_end, int64 lease_until_us,
 								 bool lost);
+extern void shared_locks_row_lease(const SharedLockRow *row,
+								   TimestampTz *lease_end,
+								   int64 *lease_until_us, int64 *renewals);
 extern uint64 shared_locks_scan(void (*fn) (const SharedLockRow *row,
 											const char *key, int kind,
 											void *arg), void *arg);

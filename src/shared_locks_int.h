@@ -28,6 +28,8 @@ typedef struct SharedLocksCtl
 	pg_atomic_uint64 ended;		/* rows releasing or ended, not yet deleted */
 	pg_atomic_uint64 left;		/* bumped by an exit that leaves rows behind */
 	pg_atomic_uint64 asked;		/* bumped when a release could not be sent */
+	pg_atomic_uint64 board;		/* dsa_pointer: the lease board's directory */
+	pg_atomic_uint64 keeper_pos;	/* changes the keeper has read */
 	/*
 	 * The keys of renewable rows that came, changed or went, for the keeper
 	 * to read again (a ring: renewable_gen counts the slots ever claimed; a

@@ -163,6 +163,8 @@ lock_row(const SharedLockRow *row, const char *key, int kind, void *arg)
 	char	   *db;
 	char	   *user;
 	char	   *app;
+	TimestampTz lease_end;
+	int64		renewals;
 
 	if (!scan->see_all && !has_privs_of_role(GetUserId(), row->userid))
 		return;
@@ -189,9 +191,10 @@ lock_row(const SharedLockRow *row, const char *key, int kind, void *arg)
 	nulls[9] = (row->state == 'w');
 	values[10] = TimestampTzGetDatum(row->since);
 	nulls[10] = (row->state != 'w');
-	values[11] = TimestampTzGetDatum(row->lease_expires_at);
-	nulls[11] = (row->lease_expires_at == 0);
-	values[12] = Int64GetDatum(row->renewals);	/* by the lease keeper */
+	shared_locks_row_lease(row, &lease_end, NULL, &renewals);
+	values[11] = TimestampTzGetDatum(lease_end);
+	nulls[11] = (lease_end == 0);
+	values[12] = Int64GetDatum(renewals);	/* by the lease keeper */
 	/* a waiter's blocker: the remote holder Redis named, else local */
 	values[13] = CStringGetTextDatum(row->blocker_instance[0] ?
 									 row->blocker_instance : scan->instance);
