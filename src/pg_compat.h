@@ -100,4 +100,14 @@
 #define lockext_guc_free(ptr) free(ptr)
 #endif
 
+/*
+ * A named custom wait event (17; wait_events.c resolves each name once per
+ * process): before 17 every extension wait is plain "Extension".
+ */
+#if PG_VERSION_NUM >= 170000
+#define lockext_wait_event_new(name) WaitEventExtensionNew(name)
+#else
+#define lockext_wait_event_new(name) ((void) (name), PG_WAIT_EXTENSION)
+#endif
+
 #endif							/* PG_COMPAT_H */
