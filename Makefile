@@ -12,7 +12,8 @@ MODULE_big = lockext
 OBJS = src/sql_api.o src/views.o src/guc.o src/registry.o src/registry_many.o src/release.o src/shared_area.o src/shared_locks.o src/shared_waits.o src/shared_stats.o src/local_lock.o \
 	src/redis_url.o src/owner_value.o src/redis_passfile.o src/redis_nodes.o src/redis_conn.o src/redis_checks.o src/redis_tls.o src/redis_wait.o src/redis_sweep.o src/redis_scripts.o src/redis_release.o \
 	src/redis_owner.o src/redis_proto.o src/redis_acquire.o src/redis_renew.o \
-	src/redis_backend.o src/redis_backend_release.o src/deadlock.o src/keeper_state.o src/keeper_rows.o src/keeper_items.o src/keeper.o src/liveness.o src/lease_board.o
+	src/redis_backend.o src/redis_backend_release.o src/deadlock.o src/keeper_state.o src/keeper_rows.o src/keeper_items.o src/keeper.o src/liveness.o src/lease_board.o \
+	src/wait_events.o
 EXTENSION = lockext
 DATA = sql/lockext--1.0.sql sql/lockext--1.0--1.1.sql sql/lockext--1.1.sql
 PGFILEDESC = "lockext - distributed locks for SQL"

@@ -1,14 +1,17 @@
 -- lockext_config: the Redis-related settings are validated when set, and
 -- a redis backend without nodes is a clear error.  (No Redis needed.)
 CREATE EXTENSION lockext;
+-- make installcheck runs against any server: the advisory backend is what
+-- is tested, whatever the server's lockext.redis_nodes
+SET lockext.redis_nodes = '';
 
 SHOW lockext.redis_nodes;
-SHOW lockext.namespace;
-SHOW lockext.fallback;
-SHOW lockext.connect_timeout;
-SHOW lockext.command_timeout;
-SHOW lockext.verify_on_commit;
-SHOW lockext.session_locks;
+-- the defaults (pg_settings' boot_val: the server may set its own)
+SELECT name, boot_val, unit FROM pg_settings
+ WHERE name IN ('lockext.namespace', 'lockext.fallback', 'lockext.connect_timeout',
+                'lockext.command_timeout', 'lockext.verify_on_commit',
+                'lockext.session_locks')
+ ORDER BY name;
 
 -- malformed node lists are rejected with what is wrong
 SET lockext.redis_nodes = 'redis://';
@@ -37,6 +40,8 @@ SELECT count(*) AS no_row FROM pg_settings WHERE name = 'lockext.redis_nodes';
 SET lockext.redis_nodes = ' redis://127.0.0.1:6390 , unix:///tmp/x.sock?db=2 ';
 SHOW lockext.redis_nodes;
 RESET lockext.redis_nodes;
+-- (RESET brings back the server's nodes)
+SET lockext.redis_nodes = '';
 -- role, database and function settings are readable by every role: no
 -- password there (the passfile is the place)
 CREATE ROLE lockext_pw_role;

@@ -688,7 +688,7 @@ lockext_keeper_main(Datum arg pg_attribute_unused())
 		sleep_ms = wake > now ? (long) ((wake - now + 999) / 1000) : 0;
 		sleep_ms = Max(sleep_ms, KEEPER_MIN_SLEEP_MS);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms, PG_WAIT_EXTENSION);
+						 sleep_ms, lockext_wait_event(LOCKEXT_WAIT_KEEPER_MAIN));
 		ResetLatch(MyLatch);
 	}
 }

@@ -98,4 +98,20 @@ extern bool lockext_debug_skip_exit_cleanup;
 
 extern void lockext_define_gucs(void);
 
+/*
+ * wait_events.c: what pg_stat_activity shows while lockext waits (named
+ * events on 17 and later).
+ */
+typedef enum LockextWaitEvent
+{
+	LOCKEXT_WAIT_KEEPER_MAIN,	/* the lease keeper between rounds */
+	LOCKEXT_WAIT_REDIS_LOCK,	/* an acquire waiting for a Redis lock */
+	LOCKEXT_WAIT_REDIS_IO,		/* waiting for a Redis node's reply */
+	LOCKEXT_NWAIT_EVENTS
+} LockextWaitEvent;
+
+extern void lockext_wait_events_prepare(void);
+extern uint32 lockext_wait_event(LockextWaitEvent ev);
+extern uint32 lockext_wait_event_cached(LockextWaitEvent ev);
+
 #endif							/* LOCKEXT_BASE_H */

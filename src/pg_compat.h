@@ -100,4 +100,39 @@
 #define lockext_guc_free(ptr) free(ptr)
 #endif
 
+/*
+ * A named custom wait event (17; wait_events.c resolves each name once per
+ * process): before 17 every extension wait is plain "Extension".
+ */
+#if PG_VERSION_NUM >= 170000
+#define lockext_wait_event_new(name) WaitEventExtensionNew(name)
+#else
+#define lockext_wait_event_new(name) ((void) (name), PG_WAIT_EXTENSION)
+#endif
+
+/*
+ * A struct in the DSM registry (17), created by the first process that
+ * asks and init()ed once: lockext's control structs when the library was
+ * not preloaded.  Before 17 there is none: NULL.  May ERROR.
+ */
+#if PG_VERSION_NUM >= 170000
+#include "storage/dsm_registry.h"
+static inline void *
+lockext_named_struct(const char *name, Size size, void (*init) (void *ptr))
+{
+	bool		found;
+
+	return GetNamedDSMSegment(name, size, init, &found);
+}
+#else
+static inline void *
+lockext_named_struct(const char *name, Size size, void (*init) (void *ptr))
+{
+	(void) name;
+	(void) size;
+	(void) init;
+	return NULL;
+}
+#endif
+
 #endif							/* PG_COMPAT_H */

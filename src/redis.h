@@ -225,6 +225,8 @@ typedef struct RedisCommand
 extern void redis_run(RedisNode **nodes, int n, const RedisCommand *cmd,
 					  const char *undo, size_t undo_len, int64 extra_ms,
 					  bool quiet, RedisEnoughFn enough, RedisResult *results);
+/* The next redis_run() waits for a lock to be free (pg_stat_activity). */
+extern void redis_run_waits_for_lock(void);
 extern void redis_run_formatted(RedisNode **nodes, int n, const char *fmt,
 								size_t len, const char *undo, size_t undo_len,
 								int64 extra_ms, bool quiet,

@@ -263,7 +263,7 @@ acquire_remote(DlockEntry **entries, RedisHold **holds, int n, int64 start_us,
 			 */
 			wait_ms = Min(left_ms, 1 + (int64) pg_prng_uint64_range(&pg_global_prng_state, 0, 50));
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 wait_ms, PG_WAIT_EXTENSION);
+							 wait_ms, lockext_wait_event(LOCKEXT_WAIT_REDIS_LOCK));
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
 			continue;
@@ -295,7 +295,7 @@ acquire_remote(DlockEntry **entries, RedisHold **holds, int n, int64 start_us,
 			 */
 			MemoryContextSwitchTo(caller);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Min(wait_ms, backoff_ms), PG_WAIT_EXTENSION);
+							 Min(wait_ms, backoff_ms), lockext_wait_event(LOCKEXT_WAIT_REDIS_LOCK));
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
 			backoff_ms = Min(backoff_ms * 2, 1000);
@@ -357,6 +357,8 @@ redis_prepare(int64 lease_ms)
 				 errhint("Add lockext to shared_preload_libraries and restart the server, or set lockext.backend to \"advisory\".")));
 	/* who we are, in owner values: the Redis layers ask nothing above */
 	redis_proto_identify(shared_locks_session_id(), lockext_instance_name());
+	/* the Redis I/O of the abort path shows them too: resolve them now */
+	lockext_wait_events_prepare();
 	redis_failure_hook = count_node_failure;
 	redis_confirm_hook = redis_confirm_rows;
 	redis_unsent_hook = redis_ask_keeper;

@@ -197,6 +197,7 @@ redis_proto_wait(RedisNodeSet *set, const char *ns, const char *key,
 	cmd.argc = 3;
 	cmd.argv = argv;
 	cmd.argvlen = argvlen;
+	redis_run_waits_for_lock();
 	redis_run(nodes, set_nodes(set, nodes), &cmd, NULL, 0, wait_ms, false,
 			  enough_woken, results);
 	for (i = 0; i < set->n; i++)

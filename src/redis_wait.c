@@ -58,6 +58,13 @@ static redisContext *wes_ctx[LOCKEXT_MAX_NODES];
 static int	wes_n = -1;
 static uint64 wes_generation;	/* rconn_generation it was built at */
 
+/*
+ * What pg_stat_activity shows while pump() waits: a reply, or (for the
+ * one redis_run() after redis_run_waits_for_lock()) a lock to be free.
+ */
+static LockextWaitEvent pump_event = LOCKEXT_WAIT_REDIS_IO;
+static LockextWaitEvent next_run_event = LOCKEXT_WAIT_REDIS_IO;
+
 static void
 forget_set(void)
 {
@@ -206,7 +213,7 @@ pump(RedisNode **nodes, int n, PumpGoal goal, int64 deadline,
 			ModifyWaitEvent(set, pos++, rconn_wait_events(node), NULL);
 		}
 		nev = WaitEventSetWait(set, timeout, events, lengthof(events),
-							   PG_WAIT_EXTENSION);
+							   lockext_wait_event_cached(pump_event));
 
 		for (e = 0; e < nev; e++)
 		{
@@ -430,6 +437,12 @@ redis_run(RedisNode **nodes, int n, const RedisCommand *cmd,
 	PG_END_TRY();
 }
 
+void
+redis_run_waits_for_lock(void)
+{
+	next_run_event = LOCKEXT_WAIT_REDIS_LOCK;
+}
+
 /* redis_run() of a command already in the protocol's form. */
 void
 redis_run_formatted(RedisNode **nodes, int n, const char *fmt, size_t len,
@@ -437,6 +450,8 @@ redis_run_formatted(RedisNode **nodes, int n, const char *fmt, size_t len,
 					bool quiet, RedisEnoughFn enough, RedisResult *results)
 {
 	Assert(n <= LOCKEXT_MAX_NODES);
+	pump_event = next_run_event;
+	next_run_event = LOCKEXT_WAIT_REDIS_IO;
 	/* the caller keeps undo alive until we return, or exit */
 	inflight.one_undo = undo;
 	inflight.one_len = undo_len;
@@ -710,6 +725,7 @@ run_pipeline(RedisNode **nodes, int n, const char *const *cmds,
 	bool		answered;
 	int			i;
 
+	pump_event = LOCKEXT_WAIT_REDIS_IO;
 	for (i = 0; i < n; i++)
 	{
 		pipeline_send(nodes[i], cmds, lens, ncmds, &results[i * ncmds],

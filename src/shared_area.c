@@ -5,12 +5,20 @@
  *	  shared_locks.c; the counters, shared_stats.c; the releases handed to
  *	  the keeper, keeper_state.c), and the LWLock tranche they share.
  *
- * Needs shared_preload_libraries: a small control struct is reserved at
- * server start (shmem_request_hook / shmem_startup_hook, as
- * pg_stat_statements does), and the area itself is created by the first
- * process that needs it, so it grows with use.  The modules that use it
- * reserve their own control structs with their own hooks; this one knows
- * none of them.
+ * Preloaded, a small control struct is reserved at server start
+ * (shmem_request_hook / shmem_startup_hook, as pg_stat_statements does),
+ * and the area itself is created by the first process that needs it, so
+ * it grows with use.  The modules that use it reserve their own control
+ * structs with their own hooks; this one knows none of them.
+ *
+ * Not preloaded, on PostgreSQL 17 and later, the control structs come from
+ * the DSM registry instead (shared_area_named_struct), created by the
+ * first backend that needs them: the lock table and the counters need no
+ * process started with the server, so dlock_locks and dlock_stats work
+ * for the advisory backend.  (Preloaded, the structs stay in the main
+ * shared memory on every version: one layout for all, and the keeper
+ * finds them at its start without a DSM segment.)  Before 17, without
+ * preloading there is no area.
  *
  *-------------------------------------------------------------------------
  */
@@ -47,6 +55,16 @@ shared_area_shmem_request(void)
 }
 
 static void
+ctl_init(void *ptr)
+{
+	SharedAreaCtl *c = ptr;
+
+	c->tranche = LWLockNewTrancheId();
+	LWLockInitialize(&c->lock, c->tranche);
+	c->handle = DSM_HANDLE_INVALID;
+}
+
+static void
 shared_area_shmem_startup(void)
 {
 	bool		found;
@@ -56,12 +74,37 @@ shared_area_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	ctl = ShmemInitStruct("lockext area", MAXALIGN(sizeof(SharedAreaCtl)), &found);
 	if (!found)
-	{
-		ctl->tranche = LWLockNewTrancheId();
-		LWLockInitialize(&ctl->lock, ctl->tranche);
-		ctl->handle = DSM_HANDLE_INVALID;
-	}
+		ctl_init(ctl);
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * This module's control struct: reserved at server start when preloaded,
+ * else from the DSM registry (17 and later).  False when there is none.
+ * May ERROR.
+ */
+static bool
+have_ctl(void)
+{
+	if (ctl == NULL && !lockext_preloaded)
+		ctl = lockext_named_struct("lockext area", sizeof(SharedAreaCtl),
+								   ctl_init);
+	return ctl != NULL;
+}
+
+/*
+ * A module's control struct when lockext was not preloaded: from the DSM
+ * registry on 17 and later, init() run by the first process that asks
+ * (with the area's tranche known); NULL before 17, or when preloaded (the
+ * module reserved its struct at server start).  May ERROR: call it only
+ * where that is allowed, never from the release path.
+ */
+void *
+shared_area_named_struct(const char *name, Size size, void (*init) (void *ptr))
+{
+	if (lockext_preloaded || !have_ctl())
+		return NULL;
+	return lockext_named_struct(name, size, init);
 }
 
 /*
@@ -85,8 +128,9 @@ shared_area_tranche(void)
 }
 
 /*
- * The area, attached (or created) if need be; NULL without preloading.
- * May ERROR (out of memory): call it only where that is allowed.
+ * The area, attached (or created) if need be; NULL when there is none
+ * (not preloaded, before 17).  May ERROR (out of memory, the DSM
+ * registry): call it only where that is allowed.
  */
 dsa_area *
 shared_area_get(void)
@@ -95,7 +139,7 @@ shared_area_get(void)
 
 	if (area != NULL)
 		return area;
-	if (ctl == NULL)
+	if (!have_ctl())
 		return NULL;
 	LWLockRegisterTranche(ctl->tranche, "lockext");
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
@@ -122,13 +166,31 @@ shared_area_attached(void)
 	return area;
 }
 
-/* ERROR for a view or function that needs lockext preloaded. */
+static pg_noreturn void
+refuse(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("%s needs lockext in shared_preload_libraries", what),
+			 errhint("Add lockext to shared_preload_libraries and restart the server.")));
+}
+
+/*
+ * ERROR for a view or function that needs the shared area: preloading, or
+ * (17 and later) the DSM registry.
+ */
 void
 shared_area_require(const char *what)
 {
 	if (shared_area_get() == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s needs lockext in shared_preload_libraries", what),
-				 errhint("Add lockext to shared_preload_libraries and restart the server.")));
+		refuse(what);
+}
+
+/* ERROR for a view or function of the lease keeper's: preloading only. */
+void
+shared_area_require_preloaded(const char *what)
+{
+	if (!lockext_preloaded)
+		refuse(what);
+	shared_area_require(what);
 }

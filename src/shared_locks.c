@@ -5,9 +5,10 @@
  *	  by key text: what the dlock_locks view shows and the lease keeper
  *	  renews from.
  *
- * Needs shared_preload_libraries: the control struct is reserved at server
- * start (shmem_request_hook / shmem_startup_hook, as pg_stat_statements
- * does).  The rows live in a dshash table in a DSA area created by the
+ * Needs shared_preload_libraries, or PostgreSQL 17 or later: the control
+ * struct is reserved at server start (shmem_request_hook /
+ * shmem_startup_hook, as pg_stat_statements does), or taken from the DSM
+ * registry by the first backend that publishes (shared_area.c).  The rows live in a dshash table in a DSA area created by the
  * first backend that publishes, so the table grows with use rather than
  * being sized up front; keys are up to 1 kB and a backend's holds are
  * unbounded.  Two caps, for two purposes: the rows of Redis holds are what
@@ -107,6 +108,27 @@ shared_locks_shmem_request(void)
 }
 
 static void
+ctl_init(void *ptr)
+{
+	SharedLocksCtl *c = ptr;
+	int			i;
+
+	pg_atomic_init_u64(&c->renewable_gen, 0);
+	for (i = 0; i < LOCKEXT_CHANGE_RING; i++)
+		pg_atomic_init_u64(&c->changes[i].seq, 0);
+	pg_atomic_init_u64(&c->renewable_rows, 0);
+	pg_atomic_init_u64(&c->ended, 0);
+	pg_atomic_init_u64(&c->left, 0);
+	pg_atomic_init_u64(&c->asked, 0);
+	pg_atomic_init_u64(&c->board, InvalidDsaPointer);
+	pg_atomic_init_u64(&c->keeper_pos, 0);
+	LWLockInitialize(&c->lock, shared_area_tranche());
+	c->table = InvalidDsaPointer;
+	pg_atomic_init_u64(&c->rows, 0);
+	pg_atomic_init_u64(&c->missing, 0);
+}
+
+static void
 shared_locks_shmem_startup(void)
 {
 	bool		found;
@@ -116,24 +138,22 @@ shared_locks_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	shared_locks_ctl = ShmemInitStruct("lockext shared locks", ctl_size(), &found);
 	if (!found)
-	{
-		int			i;
-
-		pg_atomic_init_u64(&shared_locks_ctl->renewable_gen, 0);
-		for (i = 0; i < LOCKEXT_CHANGE_RING; i++)
-			pg_atomic_init_u64(&shared_locks_ctl->changes[i].seq, 0);
-		pg_atomic_init_u64(&shared_locks_ctl->renewable_rows, 0);
-		pg_atomic_init_u64(&shared_locks_ctl->ended, 0);
-		pg_atomic_init_u64(&shared_locks_ctl->left, 0);
-		pg_atomic_init_u64(&shared_locks_ctl->asked, 0);
-		pg_atomic_init_u64(&shared_locks_ctl->board, InvalidDsaPointer);
-		pg_atomic_init_u64(&shared_locks_ctl->keeper_pos, 0);
-		LWLockInitialize(&shared_locks_ctl->lock, shared_area_tranche());
-		shared_locks_ctl->table = InvalidDsaPointer;
-		pg_atomic_init_u64(&shared_locks_ctl->rows, 0);
-		pg_atomic_init_u64(&shared_locks_ctl->missing, 0);
-	}
+		ctl_init(shared_locks_ctl);
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * The control struct, from the DSM registry if not preloaded (17 and
+ * later); false when there is none.  May ERROR: the release path tests
+ * shared_locks_ctl instead (it has a row only if this found one).
+ */
+static bool
+have_ctl(void)
+{
+	if (shared_locks_ctl == NULL)
+		shared_locks_ctl = shared_area_named_struct("lockext shared locks",
+													ctl_size(), ctl_init);
+	return shared_locks_ctl != NULL;
 }
 
 /* From _PG_init while preloading: reserve the control struct. */
@@ -147,8 +167,9 @@ shared_locks_install_hooks(void)
 }
 
 /*
- * Attach to (or create) the table; false without preloading.  May ERROR
- * (out of memory): call it only where that is allowed.
+ * Attach to (or create) the table; false when there is none (not
+ * preloaded, before 17).  May ERROR (out of memory): call it only where
+ * that is allowed.
  */
 bool
 shared_locks_attach(void)
@@ -157,7 +178,7 @@ shared_locks_attach(void)
 
 	if (shared_locks_table != NULL)
 		return true;
-	if (shared_locks_ctl == NULL || (shared_locks_dsa = shared_area_get()) == NULL)
+	if (!have_ctl() || (shared_locks_dsa = shared_area_get()) == NULL)
 		return false;
 	table_params.tranche_id = shared_area_tranche();
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
@@ -433,7 +454,7 @@ shared_locks_publish(DlockEntry *entry, DlockScope scope)
 	SharedLockRow row;
 	DlockLeaseInfo info;
 
-	if (shared_locks_ctl == NULL)
+	if (!have_ctl())
 		return;
 	row_init(&row, entry, scope_kind(scope), 'h');
 	row.has_token = entry->has_token;
@@ -522,6 +543,35 @@ shared_locks_release_confirmed(SharedLockRow *row)
 											  LOCKEXT_ROW_ENDED);
 }
 
+/* A row's process is gone (sweep_without_keeper). */
+static bool
+row_gone(int pid, uint64 start, void *arg)
+{
+	(void) arg;
+	return liveness_of(pid, start) == HOLDER_GONE;
+}
+
+/*
+ * Not preloaded (17 and later), there is no keeper to delete the rows
+ * exited backends left (ended by their exit, which may not use dshash):
+ * after such an exit, the next backend to end a statement does, once.
+ * Rows of an exit still under way stay for the sweep after the next one.
+ * Without preloading there are no Redis holds, so nothing is released
+ * here.  May ERROR.
+ */
+static void
+sweep_without_keeper(void)
+{
+	KeeperItem *items;
+
+	if (lockext_preloaded || shared_locks_ctl == NULL ||
+		pg_atomic_read_u64(&shared_locks_ctl->left) == 0 ||
+		pg_atomic_exchange_u64(&shared_locks_ctl->left, 0) == 0)
+		return;
+	(void) shared_locks_sweep(row_gone, NULL, PG_INT64_MAX, &items);
+	pfree(items);
+}
+
 /*
  * Delete this backend's ended rows (at a statement's end, where dshash may
  * run).  Releasing ones stay for later.  May ERROR (attach).
@@ -532,6 +582,7 @@ shared_locks_collect_ended(void)
 	int			kept = 0;
 	int			i;
 
+	sweep_without_keeper();
 	if (nended == 0 || shared_locks_table == NULL)
 		return;
 	for (i = 0; i < nended; i++)
@@ -612,7 +663,7 @@ shared_locks_wait_start(DlockEntry *entry, const char *blocker_instance,
 {
 	SharedLockRow row;
 
-	if (shared_locks_ctl == NULL)
+	if (!have_ctl())
 		return;
 	if (!(my_wait_published || my_wait_missing) || my_wait_hash != entry->hash)
 	{

@@ -16,8 +16,10 @@
  * pg_database, does not show them.  The lease keeper counts renewals into
  * the holders' databases the same way.
  *
- * Without shared_preload_libraries there is nothing to count into: the
- * counting functions do nothing and the view refuses.
+ * Without shared_preload_libraries the control struct comes from the DSM
+ * registry on PostgreSQL 17 and later (shared_area.c); before 17 there is
+ * nothing to count into: the counting functions do nothing and the view
+ * refuses.
  *
  *-------------------------------------------------------------------------
  */
@@ -79,6 +81,15 @@ shared_stats_shmem_request(void)
 }
 
 static void
+ctl_init(void *ptr)
+{
+	StatsCtl   *c = ptr;
+
+	LWLockInitialize(&c->lock, shared_area_tranche());
+	c->table = InvalidDsaPointer;
+}
+
+static void
 shared_stats_shmem_startup(void)
 {
 	bool		found;
@@ -88,11 +99,18 @@ shared_stats_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	ctl = ShmemInitStruct("lockext stats", MAXALIGN(sizeof(StatsCtl)), &found);
 	if (!found)
-	{
-		LWLockInitialize(&ctl->lock, shared_area_tranche());
-		ctl->table = InvalidDsaPointer;
-	}
+		ctl_init(ctl);
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/* The control struct, from the DSM registry if not preloaded.  May ERROR. */
+static bool
+have_ctl(void)
+{
+	if (ctl == NULL)
+		ctl = shared_area_named_struct("lockext stats", sizeof(StatsCtl),
+									   ctl_init);
+	return ctl != NULL;
 }
 
 /* From _PG_init while preloading: reserve the control struct. */
@@ -105,7 +123,7 @@ shared_stats_install_hooks(void)
 	shmem_startup_hook = shared_stats_shmem_startup;
 }
 
-/* Attach to (or create) the table; false without preloading.  May ERROR. */
+/* Attach to (or create) the table; false when there is none.  May ERROR. */
 static bool
 attach(void)
 {
@@ -114,7 +132,7 @@ attach(void)
 
 	if (table != NULL)
 		return true;
-	if (ctl == NULL || (area = shared_area_get()) == NULL)
+	if (!have_ctl() || (area = shared_area_get()) == NULL)
 		return false;
 	table_params.tranche_id = shared_area_tranche();
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
@@ -169,7 +187,7 @@ entry_of(Oid dboid, bool create)
 void
 shared_stats_prepare(void)
 {
-	if (my_entry == NULL && ctl != NULL && OidIsValid(MyDatabaseId))
+	if (my_entry == NULL && OidIsValid(MyDatabaseId) && have_ctl())
 		my_entry = entry_of(MyDatabaseId, true);
 }
 
@@ -243,7 +261,7 @@ shared_stats_wait_ended(int64 wait_us)
 
 /*
  * Call fn for every database's counters (a snapshot of each).  ERRORs
- * without preloading.
+ * when there are none (not preloaded, before 17).
  */
 void
 shared_stats_scan(void (*fn) (Oid dboid, const uint64 *counters,
@@ -296,12 +314,12 @@ shared_stats_forget_db(Oid dboid)
 {
 	StatsEntry *entry;
 
-	if (ctl == NULL || (entry = entry_of(dboid, false)) == NULL)
+	if (!have_ctl() || (entry = entry_of(dboid, false)) == NULL)
 		return;
 	zero_entry(entry, GetCurrentTimestamp());
 }
 
-/* Zero every database's counters.  ERRORs without preloading. */
+/* Zero every database's counters.  ERRORs when there are none. */
 void
 shared_stats_reset(void)
 {

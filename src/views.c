@@ -295,7 +295,7 @@ dlock_redis_nodes_internal(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	shared_area_require("dlock_redis_nodes");
+	shared_area_require_preloaded("dlock_redis_nodes");
 	n = keeper_state_nodes(&nodes);
 	for (i = 0; i < n; i++)
 	{

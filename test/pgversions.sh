@@ -26,7 +26,8 @@
 # versions): the session end (001), the Redis backend (010), the quorum (020),
 # Redis refusing (030: ACL denials, whose wording changed in Redis 7.2), the
 # views and the upgrade from 1.0 (092), the keeper (093), acquiring on all
-# nodes (095) and TLS (098).  Timings of every stage go to the log,
+# nodes (095), TLS (098), the views without preloading (122: the DSM
+# registry) and the named wait events (123).  Timings of every stage go to the log,
 # $CACHE/log/<version>.log, and to stdout.
 set -uo pipefail
 
@@ -35,7 +36,7 @@ CACHE=${LOCKEXT_PGV_CACHE:-/var/tmp/lockext-pgversions}
 MIRROR=http://deb.debian.org/debian
 TESTS=${LOCKEXT_PGV_TESTS:-"test/t/001_session_end.pl test/t/010_redis.pl test/t/020_quorum.pl
 	test/t/030_hostile.pl test/t/092_dlock_locks.pl test/t/093_keeper.pl test/t/095_acquire_all.pl
-	test/t/098_tls.pl"}
+	test/t/098_tls.pl test/t/122_no_preload.pl test/t/123_wait_events.pl"}
 RUNUSER=lockext_pgv
 WORKTREE=
 KEEP=
