@@ -123,7 +123,6 @@ shared_locks_renewable(KeeperItem **items)
 	SharedLockRow *row;
 	int			n = 0;
 	int			room = 64;
-
 	int			i;
 
 	*items = palloc(room * sizeof(KeeperItem));
